@@ -3,6 +3,8 @@
 //! Data flows one way: `settings` → `render` → `plan` → `engine` → `validate`.
 
 pub mod arch;
+pub mod cli;
+pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod probe;

@@ -1,0 +1,148 @@
+//! `cozyboot render`: write the matchbox tree and show how the containers would run.
+
+use super::{resolve, template, Output};
+use crate::cli::RenderArgs;
+use crate::error::{Error, Result};
+use crate::render::{self, Rendered};
+use crate::settings::{Purpose, Resolved, Settings};
+use minijinja::context;
+use serde_json::json;
+use std::path::PathBuf;
+
+const DOCKER_RUN: &str = include_str!("../../templates/docker-run.sh.j2");
+const SETTINGS_TABLE: &str = include_str!("../../templates/settings.txt.j2");
+
+pub fn run(args: &RenderArgs, config: Option<PathBuf>) -> Result<Output> {
+    let resolved = resolve(&args.settings, config, Purpose::Render)?;
+    if args.print_settings {
+        return Ok(print_settings(&resolved));
+    }
+    let s = &resolved.settings;
+    let rendered = render::render(s);
+    let dir = args.output.clone().unwrap_or_else(|| s.data_dir.clone());
+    let (written, removed) = render::write_tree(&dir, &rendered.files()).map_err(|e| {
+        Error::Failed(format!(
+            "cannot write the matchbox config to {}: {e}\n  fix: choose a writable directory with --output, or run as a user who may write there",
+            dir.display()
+        ))
+    })?;
+
+    let runs = docker_runs(s, &rendered);
+    let mut human = format!(
+        "Rendered {} for {} ({}), {} on {}, boot server {}\n",
+        s.variant,
+        s.talos_image(),
+        s.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+        mode_line(s),
+        s.iface,
+        s.http_base(),
+    );
+    human.push_str(&format!("\nmatchbox config in {}:\n", dir.display()));
+    for w in &written {
+        let verb = if w.changed { "wrote    " } else { "unchanged" };
+        human.push_str(&format!("  {verb} {}\n", w.path));
+    }
+    for r in &removed {
+        human.push_str(&format!("  removed   {r}\n"));
+    }
+    for (role, text) in &runs {
+        human.push_str(&format!("\n# {role}\n{text}\n"));
+    }
+    let json = json!({
+        "settings": s,
+        "output_dir": dir,
+        "files": written,
+        "removed": removed,
+        "matchbox": { "image": s.matchbox_image(), "args": rendered.matchbox_args, "docker_run": runs[0].1 },
+        "dnsmasq": { "image": dnsmasq_image(s), "args": rendered.dnsmasq_args, "docker_run": runs[1].1 },
+    });
+    Ok(Output { human, json })
+}
+
+fn mode_line(s: &Settings) -> String {
+    match &s.dhcp {
+        crate::settings::DhcpMode::Proxy => "proxy DHCP".to_string(),
+        crate::settings::DhcpMode::Full {
+            range_start,
+            range_end,
+            ..
+        } => format!("full DHCP {range_start}-{range_end}"),
+    }
+}
+
+/// Without an engine to ask, the dnsmasq image is the one for this machine's architecture.
+fn dnsmasq_image(s: &Settings) -> String {
+    let arch = crate::arch::Arch::host().unwrap_or(crate::arch::Arch::Amd64);
+    s.dnsmasq_image_for(arch.name())
+}
+
+fn docker_runs(s: &Settings, rendered: &Rendered) -> [(&'static str, String); 2] {
+    let data = s.data_dir.display().to_string();
+    let mut matchbox_opts = vec![format!("-v {data}:{}", render::MATCHBOX_DATA)];
+    let mut dnsmasq_opts = vec![
+        "--cap-add=NET_ADMIN".to_string(),
+        format!("-v {data}/assets:{}:ro", render::dnsmasq::TFTP_ROOT),
+    ];
+    if s.rpc_port.is_some() {
+        matchbox_opts.push(format!("-v {data}/tls:/etc/matchbox:ro"));
+    }
+    match &s.network {
+        crate::settings::Network::Host => {
+            matchbox_opts.insert(0, "--net=host".into());
+            dnsmasq_opts.insert(0, "--net=host".into());
+        }
+        crate::settings::Network::Named(net) => {
+            matchbox_opts.insert(0, format!("--network {net} --ip {}", s.server_ip));
+            dnsmasq_opts.insert(0, format!("--network container:{}", s.names.matchbox));
+        }
+    }
+    let line = |name: &str, options: Vec<String>, image: String, args: &[String]| {
+        let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+        template(
+            "docker-run",
+            DOCKER_RUN,
+            context! { name, options, image, args => quoted },
+        )
+    };
+    [
+        ("matchbox", line(&s.names.matchbox, matchbox_opts, s.matchbox_image(), &rendered.matchbox_args)),
+        ("dnsmasq", line(&s.names.dnsmasq, dnsmasq_opts, dnsmasq_image(s), &rendered.dnsmasq_args)),
+    ]
+}
+
+fn print_settings(resolved: &Resolved) -> Output {
+    let rows: Vec<serde_json::Value> = resolved
+        .settings
+        .describe()
+        .into_iter()
+        .map(|(key, value)| {
+            let source = resolved
+                .origins
+                .get(key)
+                .map_or_else(|| "default".to_string(), |s| s.to_string());
+            json!({ "key": key, "value": value, "source": source })
+        })
+        .collect();
+    let width = rows
+        .iter()
+        .map(|r| r["key"].as_str().map_or(0, str::len))
+        .max()
+        .unwrap_or(0);
+    let human = template("settings", SETTINGS_TABLE, context! { rows, width })
+        .trim_start()
+        .to_string();
+    Output {
+        human,
+        json: json!({ "settings": resolved.settings, "origins": resolved.origins, "config_file": resolved.config_file }),
+    }
+}
+
+/// Quotes only what a shell would misread; `!` too, for interactive bash's history expansion.
+fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_=,:./@%+".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_string()
+    } else {
+        shell_words::quote(arg).into_owned()
+    }
+}

@@ -1,0 +1,118 @@
+//! Errors that reach the user, and the exit code each kind maps to.
+
+use crate::settings::Source;
+use std::fmt;
+
+/// Exit codes are part of the interface: scripts and CI jobs branch on them.
+pub mod exit {
+    /// An operation or a check failed.
+    pub const FAILED: i32 = 1;
+    /// Bad usage or configuration; nothing was touched.
+    pub const CONFIG: i32 = 2;
+    /// The Docker Engine could not be reached.
+    pub const DOCKER_UNREACHABLE: i32 = 3;
+}
+
+/// One problem with one setting: what, where it came from, why it is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigError {
+    pub field: String,
+    pub value: Option<String>,
+    pub source: Option<Source>,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            value: None,
+            source: None,
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn value(mut self, value: impl Into<String>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    pub fn from_source(mut self, source: Option<&Source>) -> Self {
+        self.source = source.cloned();
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.field)?;
+        if let Some(value) = &self.value {
+            write!(f, " = '{value}'")?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, " (from {source})")?;
+        }
+        write!(f, ": {}\n  fix: {}", self.problem, self.fix)
+    }
+}
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Settings or usage are wrong; every problem found is listed, none was acted on.
+    #[error("{}", render_config_errors(.0))]
+    Config(Vec<ConfigError>),
+    /// The Docker Engine did not answer.
+    #[error("{0}")]
+    DockerUnreachable(String),
+    /// An operation failed after validation.
+    #[error("{0}")]
+    Failed(String),
+    /// `validate` found failing checks (already printed).
+    #[error("{0}")]
+    ChecksFailed(String),
+}
+
+fn render_config_errors(errors: &[ConfigError]) -> String {
+    let noun = if errors.len() == 1 { "problem" } else { "problems" };
+    let mut out = format!("invalid configuration ({} {noun}, nothing was changed):", errors.len());
+    for e in errors {
+        out.push_str("\n- ");
+        out.push_str(&e.to_string().replace('\n', "\n  "));
+    }
+    out
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => exit::CONFIG,
+            Error::DockerUnreachable(_) => exit::DOCKER_UNREACHABLE,
+            Error::Failed(_) | Error::ChecksFailed(_) => exit::FAILED,
+        }
+    }
+
+    pub fn config(error: ConfigError) -> Self {
+        Error::Config(vec![error])
+    }
+
+    /// A short machine-readable kind for `--json` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::DockerUnreachable(_) => "docker-unreachable",
+            Error::Failed(_) => "failed",
+            Error::ChecksFailed(_) => "checks-failed",
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Failed(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,143 @@
+//! dnsmasq's argv, computed from settings and the arch table: never a shell string.
+//!
+//! Two rules make the result independent of line order (see netboot-facts.md):
+//! every firmware line carries `tag:!ipxe`, and each firmware has its own tag, so at most one
+//! tagged boot line matches any client.
+
+use crate::arch::{Arch, Bootloader, Firmware, RPI_EEPROM_VENDOR_CLASS};
+use crate::settings::{DhcpMode, Settings};
+
+/// Where the TFTP root is inside the dnsmasq container.
+pub const TFTP_ROOT: &str = "/var/lib/tftpboot";
+
+/// The tag set on iPXE clients (option 175 or user class `iPXE`).
+pub const IPXE_TAG: &str = "ipxe";
+
+/// The tag set on the Raspberry Pi EEPROM, which says arch 0 but cannot run `undionly.kpxe`.
+pub const RPI_TAG: &str = "rpi-eeprom";
+
+/// The arguments passed to dnsmasq (after the image's `ENTRYPOINT ["/usr/sbin/dnsmasq"]`).
+pub fn args(s: &Settings) -> Vec<String> {
+    let mut a = vec![
+        // Foreground, logging to stderr: the container's log is dnsmasq's log.
+        "-d".to_string(),
+        // No DNS server: the site already has one, and -p0 keeps port 53 free.
+        "-p0".to_string(),
+        format!("--interface={}", s.iface),
+        "--bind-interfaces".to_string(),
+    ];
+    match &s.dhcp {
+        DhcpMode::Full {
+            range_start,
+            range_end,
+            gateway,
+            dns,
+            lease_time,
+        } => {
+            a.push(format!(
+                "--dhcp-range={range_start},{range_end},{},{lease_time}",
+                s.subnet.netmask()
+            ));
+            if let Some(gw) = gateway {
+                a.push(format!("--dhcp-option=option:router,{gw}"));
+            }
+            if !dns.is_empty() {
+                let list: Vec<String> = dns.iter().map(|d| d.to_string()).collect();
+                a.push(format!("--dhcp-option=option:dns-server,{}", list.join(",")));
+            }
+        }
+        DhcpMode::Proxy => a.push(format!(
+            "--dhcp-range={},proxy,{}",
+            s.subnet.network(),
+            s.subnet.netmask()
+        )),
+    }
+    a.extend([
+        "--enable-tftp".to_string(),
+        format!("--tftp-root={TFTP_ROOT}"),
+        "--log-dhcp".to_string(),
+        // iPXE always sends option 175; the user class is a second, independent signal.
+        format!("--dhcp-match=set:{IPXE_TAG},175"),
+        format!("--dhcp-userclass=set:{IPXE_TAG},iPXE"),
+    ]);
+    if s.serves(Arch::Amd64) {
+        a.push(format!("--dhcp-vendorclass=set:{RPI_TAG},{RPI_EEPROM_VENDOR_CLASS}"));
+    }
+    for fw in served_firmwares(s) {
+        a.extend(firmware_lines(s, fw));
+    }
+    a.extend(ipxe_lines(s));
+    a
+}
+
+/// Every firmware of every served architecture, arm64 first.
+pub fn served_firmwares(s: &Settings) -> impl Iterator<Item = &'static Firmware> + '_ {
+    s.arches.iter().flat_map(|a| a.firmwares().iter())
+}
+
+fn firmware_lines(s: &Settings, fw: &Firmware) -> Vec<String> {
+    // Proxy replies carry boot information only through PXE services, which HTTP boot lacks.
+    if fw.http_boot && s.dhcp == DhcpMode::Proxy {
+        return Vec::new();
+    }
+    let mut lines = vec![format!("--dhcp-match=set:{},option:client-arch,{}", fw.tag, fw.code)];
+    if let Some(vc) = fw.vendor_class {
+        lines.push(format!("--dhcp-vendorclass=set:{},{vc}", fw.tag));
+    }
+    let file = s.bootloaders.for_bootloader(fw.bootloader);
+    let not_rpi = if fw.bootloader == Bootloader::Bios {
+        format!("tag:!{RPI_TAG},")
+    } else {
+        String::new()
+    };
+    if fw.http_boot {
+        // UEFI HTTP boot takes a URL and insists on option 60 = HTTPClient in the reply.
+        lines.push(format!(
+            "--dhcp-option-force=tag:{},option:vendor-class,HTTPClient",
+            fw.tag
+        ));
+        lines.push(format!(
+            "--dhcp-boot=tag:{},tag:!{IPXE_TAG},{}/assets/{file}",
+            fw.tag,
+            s.http_base()
+        ));
+        return lines;
+    }
+    match &s.dhcp {
+        DhcpMode::Full { .. } => lines.push(format!(
+            "--dhcp-boot=tag:{},{not_rpi}tag:!{IPXE_TAG},{file},,{}",
+            fw.tag, s.server_ip
+        )),
+        DhcpMode::Proxy => {
+            if let Some(csa) = fw.pxe_csa {
+                lines.push(format!(
+                    "--pxe-service=tag:{},{not_rpi}tag:!{IPXE_TAG},{csa},\"cozyboot {} ({})\",{file}",
+                    fw.tag,
+                    fw.bootloader.arch(),
+                    fw.code
+                ));
+            }
+        }
+    }
+    lines
+}
+
+fn ipxe_lines(s: &Settings) -> Vec<String> {
+    let url = format!("{}/boot.ipxe", s.http_base());
+    match &s.dhcp {
+        DhcpMode::Full { .. } => vec![format!("--dhcp-boot=tag:{IPXE_TAG},{url}")],
+        // Proxy replies carry boot information only through PXE services, one per CSA.
+        DhcpMode::Proxy => {
+            let mut seen = Vec::new();
+            served_firmwares(s)
+                .filter_map(|fw| fw.pxe_csa)
+                .filter(|csa| {
+                    let new = !seen.contains(csa);
+                    seen.push(*csa);
+                    new
+                })
+                .map(|csa| format!("--pxe-service=tag:{IPXE_TAG},{csa},\"iPXE\",{url}"))
+                .collect()
+        }
+    }
+}

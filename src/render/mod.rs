@@ -1,0 +1,86 @@
+//! Pure rendering: settings in, dnsmasq argv and matchbox files out. No I/O here but
+//! [`write`], which lays the files down.
+
+pub mod dnsmasq;
+pub mod matchbox;
+pub mod talos;
+mod write;
+
+use crate::settings::Settings;
+use serde::Serialize;
+
+pub use write::{write_tree, Written};
+
+/// Where matchbox keeps its data inside its container.
+pub const MATCHBOX_DATA: &str = "/var/lib/matchbox";
+
+/// A file of the matchbox tree, relative to the data dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct File {
+    pub path: String,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+}
+
+/// Everything cozyboot derives from settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rendered {
+    pub dnsmasq_args: Vec<String>,
+    pub matchbox_args: Vec<String>,
+    pub tree: matchbox::Tree,
+}
+
+pub fn render(s: &Settings) -> Rendered {
+    Rendered {
+        dnsmasq_args: dnsmasq::args(s),
+        matchbox_args: matchbox_args(s),
+        tree: matchbox::tree(s),
+    }
+}
+
+/// matchbox's flags. `-address` defaults to loopback only, and `-rpc-address` without TLS
+/// files makes matchbox exit, so both are always explicit.
+pub fn matchbox_args(s: &Settings) -> Vec<String> {
+    let mut args = vec![
+        format!("-address=0.0.0.0:{}", s.http_port),
+        format!("-data-path={MATCHBOX_DATA}"),
+        format!("-assets-path={MATCHBOX_DATA}/assets"),
+        format!("-log-level={}", s.log_level),
+    ];
+    if let Some(port) = s.rpc_port {
+        args.push(format!("-rpc-address=0.0.0.0:{port}"));
+    }
+    args
+}
+
+impl Rendered {
+    /// The matchbox tree as files, in a stable order.
+    pub fn files(&self) -> Vec<File> {
+        let mut files = Vec::new();
+        for p in &self.tree.profiles {
+            files.push(File {
+                path: format!("profiles/{}.json", p.id),
+                content: json(p),
+            });
+        }
+        for g in &self.tree.groups {
+            files.push(File {
+                path: format!("groups/{}.json", g.id),
+                content: json(g),
+            });
+        }
+        for g in &self.tree.generics {
+            files.push(File {
+                path: format!("generic/{}", g.id),
+                content: g.content.clone().into_bytes(),
+            });
+        }
+        files
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("tree types always serialize");
+    bytes.push(b'\n');
+    bytes
+}

@@ -1,0 +1,624 @@
+//! Turning a merged [`Raw`] layer into validated [`Settings`], collecting every problem.
+
+use super::net::HostNet;
+use super::raw::{NodeEntry, Raw, Text};
+use super::{
+    error_for, images, show_path, talos, BootloaderNames, ContainerNames, DhcpMode, Network,
+    NodeConfig, PullPolicy, Settings, Source, Variant,
+};
+use crate::arch::Arch;
+use crate::error::{ConfigError, Error};
+use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+pub const DEFAULT_REGISTRY: &str = "ghcr.io/urmanac/cozystack-assets";
+pub const DEFAULT_DNSMASQ_IMAGE: &str = "quay.io/poseidon/dnsmasq:v0.5.0-32-g4327d60-{arch}";
+pub const DEFAULT_DATA_DIR: &str = "/opt/matchbox";
+const DEFAULT_LEASE_TIME: &str = "12h";
+const MATCHBOX_LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error"];
+
+/// What the settings are for decides what must exist on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Rendering config files, possibly for another host: the interface need not exist here
+    /// when `server-ip` and the subnet are given.
+    Render,
+    /// Serving from this host (`up`, `validate`): on the host network the interface must exist.
+    Serve,
+}
+
+/// Collects problems so the user sees all of them at once.
+struct Checker<'a> {
+    origins: &'a mut BTreeMap<String, Source>,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, field: &str, value: Option<&str>, problem: impl Into<String>, fix: impl Into<String>) {
+        let mut e = error_for(field, self.origins, problem, fix);
+        if let Some(v) = value {
+            e = e.value(v);
+        }
+        self.errors.push(e);
+    }
+
+    fn default<T>(&mut self, field: &str, value: T) -> T {
+        self.origins.entry(field.to_string()).or_insert(Source::Default);
+        value
+    }
+
+    fn derived<T>(&mut self, field: &str, how: impl Into<String>, value: T) -> T {
+        self.origins
+            .insert(field.to_string(), Source::Derived(how.into()));
+        value
+    }
+
+    fn ip(&mut self, field: &str, text: &str) -> Option<Ipv4Addr> {
+        match text.trim().parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.fail(
+                    field,
+                    Some(text),
+                    "not an IPv4 address",
+                    "write four dot-separated numbers from 0 to 255, e.g. 10.20.13.140",
+                );
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, field: &str, text: &str) -> Option<u16> {
+        match text.trim().parse::<u16>() {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                self.fail(field, Some(text), "not a TCP port", "use a number from 1 to 65535");
+                None
+            }
+        }
+    }
+}
+
+fn text(v: &Option<Text>) -> Option<&str> {
+    v.as_ref().map(|t| t.0.as_str())
+}
+
+pub(super) fn build(
+    raw: Raw,
+    origins: &mut BTreeMap<String, Source>,
+    host: &dyn HostNet,
+    purpose: Purpose,
+) -> Result<Settings, Error> {
+    let mut c = Checker {
+        origins,
+        errors: Vec::new(),
+    };
+
+    let variant = match text(&raw.variant) {
+        None => Some(c.default("variant", Variant::SpinOnly)),
+        Some(v) => match Variant::ALL.into_iter().find(|x| x.name() == v.trim()) {
+            Some(x) => Some(x),
+            None => {
+                c.fail("variant", Some(v), "unknown variant", "use 'spin-only' or 'spin-tailscale'");
+                None
+            }
+        },
+    };
+
+    let tag = match text(&raw.tag) {
+        None => c.default("tag", "latest".to_string()),
+        Some(t) => {
+            if let Err(problem) = images::check_tag(t) {
+                c.fail("tag", Some(t), problem, "use a published tag such as 'latest' or 'v1.3.3'");
+            }
+            t.to_string()
+        }
+    };
+
+    let registry = match text(&raw.registry) {
+        None => c.default("registry", DEFAULT_REGISTRY.to_string()),
+        Some(r) => {
+            let r = r.trim_end_matches('/').to_string();
+            if let Err(problem) = images::check_registry(&r) {
+                c.fail(
+                    "registry",
+                    Some(&r),
+                    problem,
+                    format!("give a registry prefix such as '{DEFAULT_REGISTRY}' or 'mirror.lan:5000/cozystack-assets'"),
+                );
+            }
+            r
+        }
+    };
+
+    let dnsmasq_image = match text(&raw.dnsmasq_image) {
+        None => c.default("dnsmasq-image", DEFAULT_DNSMASQ_IMAGE.to_string()),
+        Some(i) => {
+            if let Err(problem) = images::check_reference(&i.replace("{arch}", "amd64")) {
+                c.fail(
+                    "dnsmasq-image",
+                    Some(i),
+                    format!("not a valid image reference: {problem}"),
+                    "give a full reference with a tag; '{arch}' is replaced by the engine's architecture",
+                );
+            }
+            i.to_string()
+        }
+    };
+
+    let network = match text(&raw.network) {
+        None | Some("host") => c.default("network", Network::Host),
+        Some(n) if n.trim().is_empty() || n.contains(char::is_whitespace) => {
+            c.fail("network", Some(n), "not a Docker network name", "use 'host' or the name of a Docker network");
+            Network::Host
+        }
+        Some(n) => Network::Named(n.to_string()),
+    };
+
+    let arches = parse_arches(&mut c, &raw.arch);
+    let (iface, server_ip, subnet) = interface_facts(&mut c, &raw, &network, host, purpose);
+    let dhcp = dhcp_mode(&mut c, &raw, server_ip, subnet);
+
+    let http_port = match text(&raw.http_port) {
+        None => Some(c.default("http-port", 8080)),
+        Some(p) => c.port("http-port", p),
+    };
+
+    let rpc_enabled = match text(&raw.rpc) {
+        None => c.default("rpc", false),
+        Some(v) => match v.trim() {
+            "true" | "yes" | "1" | "on" => true,
+            "false" | "no" | "0" | "off" => false,
+            other => {
+                c.fail("rpc", Some(other), "not a boolean", "use true or false");
+                false
+            }
+        },
+    };
+    let rpc_port = match text(&raw.rpc_port) {
+        None => Some(c.default("rpc-port", 8081)),
+        Some(p) => c.port("rpc-port", p),
+    };
+    if rpc_enabled && rpc_port.is_some() && rpc_port == http_port {
+        c.fail(
+            "rpc-port",
+            rpc_port.map(|p| p.to_string()).as_deref(),
+            "is the same port as http-port",
+            "pick another port for the gRPC API, e.g. 8081",
+        );
+    }
+
+    let data_dir = match &raw.data_dir {
+        None => c.default("data-dir", PathBuf::from(DEFAULT_DATA_DIR)),
+        Some(p) if p.as_os_str().is_empty() => {
+            c.fail("data-dir", Some(""), "is empty", "give a directory such as /opt/matchbox");
+            PathBuf::new()
+        }
+        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
+    };
+
+    let bootloaders = BootloaderNames {
+        arm64: bootloader_name(&mut c, "bootloader-arm64", &raw.bootloader_arm64, "bootaa64.efi"),
+        x86_64: bootloader_name(&mut c, "bootloader-x86-64", &raw.bootloader_x86_64, "ipxe.efi"),
+        bios: bootloader_name(&mut c, "bootloader-bios", &raw.bootloader_bios, "undionly.kpxe"),
+    };
+    let names = [&bootloaders.arm64, &bootloaders.x86_64, &bootloaders.bios];
+    if bootloaders.arm64 == bootloaders.x86_64 || bootloaders.arm64 == bootloaders.bios {
+        c.fail(
+            "bootloader-arm64",
+            Some(&bootloaders.arm64),
+            "is the same file name as an x86 bootloader, so one architecture would get the other's binary",
+            "give the arm64 iPXE binary its own name, e.g. bootaa64.efi",
+        );
+    }
+    debug_assert_eq!(names.len(), 3);
+
+    let ipxe_arm64 = text(&raw.ipxe_arm64).map(|s| s.to_string());
+
+    let kernel_args = kernel_args(&mut c, &raw);
+
+    let pull = match text(&raw.pull) {
+        None => c.default("pull", PullPolicy::Missing),
+        Some("missing") => PullPolicy::Missing,
+        Some("always") => PullPolicy::Always,
+        Some("never") => PullPolicy::Never,
+        Some(other) => {
+            c.fail("pull", Some(other), "unknown pull policy", "use missing, always or never");
+            PullPolicy::Missing
+        }
+    };
+
+    let log_level = match text(&raw.log_level) {
+        None => c.default("log-level", "info".to_string()),
+        Some(l) if MATCHBOX_LOG_LEVELS.contains(&l) => l.to_string(),
+        Some(l) => {
+            c.fail("log-level", Some(l), "not a matchbox log level", format!("use one of {}", MATCHBOX_LOG_LEVELS.join(", ")));
+            l.to_string()
+        }
+    };
+
+    let names = ContainerNames {
+        matchbox: container_name(&mut c, "matchbox-name", &raw.matchbox_name, "matchbox"),
+        dnsmasq: container_name(&mut c, "dnsmasq-name", &raw.dnsmasq_name, "dnsmasq"),
+    };
+    if names.matchbox == names.dnsmasq {
+        c.fail("dnsmasq-name", Some(&names.dnsmasq), "is the same as matchbox-name", "give the two containers different names");
+    }
+
+    // Talos configs are checked against the installer image, which needs a valid variant.
+    let (talos_config, talos_nodes) = match variant {
+        Some(variant) => {
+            let expected = images::variant_image(&registry, variant, "talos", &tag);
+            talos_configs(&mut c, &raw, &arches, &expected)
+        }
+        None => (None, Vec::new()),
+    };
+
+    if !c.errors.is_empty() {
+        return Err(Error::Config(c.errors));
+    }
+    // Every `None` below was reported above, so these cannot fail here.
+    let (Some(variant), Some(server_ip), Some(subnet), Some(dhcp), Some(http_port), Some(rpc_port)) =
+        (variant, server_ip, subnet, dhcp, http_port, rpc_port)
+    else {
+        unreachable!("a missing value is always reported as an error")
+    };
+    Ok(Settings {
+        variant,
+        tag,
+        registry,
+        dnsmasq_image,
+        iface: iface.unwrap_or_default(),
+        server_ip,
+        subnet,
+        dhcp,
+        http_port,
+        data_dir,
+        arches,
+        bootloaders,
+        ipxe_arm64,
+        kernel_args,
+        talos_config,
+        talos_nodes,
+        rpc_port: rpc_enabled.then_some(rpc_port),
+        network,
+        pull,
+        log_level,
+        names,
+    })
+}
+
+fn parse_arches(c: &mut Checker<'_>, raw: &Option<Vec<Text>>) -> Vec<Arch> {
+    let Some(list) = raw else {
+        return c.default("arch", vec![Arch::Arm64]);
+    };
+    let mut arches = Vec::new();
+    for Text(item) in list {
+        match item.parse::<Arch>() {
+            Ok(a) if !arches.contains(&a) => arches.push(a),
+            Ok(_) => {}
+            Err(problem) => c.fail("arch", Some(item), problem, "use arm64, amd64, or both (arm64,amd64)"),
+        }
+    }
+    if list.is_empty() {
+        c.fail("arch", Some(""), "no architecture to serve", "use arm64, amd64, or both");
+    }
+    // arm64 first: ordering is part of the rendered output and must not depend on input order.
+    arches.sort();
+    arches
+}
+
+/// Works out the interface, the server address and the subnet, from flags or the host.
+fn interface_facts(
+    c: &mut Checker<'_>,
+    raw: &Raw,
+    network: &Network,
+    host: &dyn HostNet,
+    purpose: Purpose,
+) -> (Option<String>, Option<Ipv4Addr>, Option<Ipv4Net>) {
+    let server_ip = text(&raw.server_ip).and_then(|t| c.ip("server-ip", t));
+    let subnet = text(&raw.subnet).and_then(|t| match t.trim().parse::<Ipv4Net>() {
+        Ok(n) => Some(n.trunc()),
+        Err(_) => {
+            c.fail("subnet", Some(t), "not an IPv4 subnet in CIDR form", "write it like 10.20.13.0/24");
+            None
+        }
+    });
+    let bad_server = text(&raw.server_ip).is_some() && server_ip.is_none();
+    let bad_subnet = text(&raw.subnet).is_some() && subnet.is_none();
+
+    let iface = match (text(&raw.iface), network) {
+        (Some(i), _) => Some(i.trim().to_string()),
+        // In its own network namespace the container sees the Docker network as eth0.
+        (None, Network::Named(_)) => Some(c.derived("iface", "first interface of a container on a Docker network", "eth0".to_string())),
+        (None, Network::Host) => None,
+    };
+
+    // On a Docker network the host's interfaces say nothing about the container's addresses.
+    let on_host = *network == Network::Host;
+    let host_addrs = match (&iface, on_host) {
+        (Some(name), true) => host.ipv4(name),
+        _ => None,
+    };
+
+    let must_exist_here = on_host && (purpose == Purpose::Serve || server_ip.is_none() || (subnet.is_none() && text(&raw.dhcp_range).is_none()));
+    match (&iface, &host_addrs) {
+        (None, _) if on_host => {
+            let fix = match host.candidates() {
+                names if names.is_empty() => "pass --iface with the interface facing the machines to boot".to_string(),
+                names => format!("pass --iface with the interface facing the machines to boot; this host has: {}", names.join(", ")),
+            };
+            c.fail("iface", None, "no interface given", fix);
+        }
+        (Some(name), None) if must_exist_here => {
+            let fix = match host.candidates() {
+                names if names.is_empty() => "check the name with `ip -br addr`".to_string(),
+                names => format!("use one of: {} (or, to render for another host, give --server-ip and --subnet)", names.join(", ")),
+            };
+            c.fail("iface", Some(name), "no such network interface on this host", fix);
+        }
+        (Some(name), Some(addrs)) if addrs.is_empty() && must_exist_here => {
+            c.fail("iface", Some(name), "the interface has no IPv4 address", "give it an address on the boot network (e.g. `ip addr add 10.20.13.140/24 dev IFACE`) or pick another interface");
+        }
+        _ => {}
+    }
+
+    let addrs = host_addrs.unwrap_or_default();
+    let server_ip = match server_ip {
+        Some(ip) => Some(ip),
+        None if bad_server => None,
+        None if !on_host => {
+            c.fail("server-ip", None, "required with a Docker network: matchbox gets this fixed address on it", "pass --server-ip with a free address of that network's subnet");
+            None
+        }
+        None => addrs.first().map(|net| {
+            let name = iface.clone().unwrap_or_default();
+            c.derived("server-ip", format!("IPv4 address of {name}"), net.addr())
+        }),
+    };
+
+    let subnet = match subnet {
+        Some(net) => Some(net),
+        None if bad_subnet => None,
+        None => {
+            let from_iface = server_ip.and_then(|ip| addrs.iter().find(|n| n.contains(&ip)).map(|n| n.trunc()));
+            match (from_iface, server_ip) {
+                (Some(net), _) => {
+                    let name = iface.clone().unwrap_or_default();
+                    Some(c.derived("subnet", format!("subnet of {name}"), net))
+                }
+                (None, Some(ip)) if text(&raw.dhcp_range).is_some() => {
+                    let net = Ipv4Net::new(ip, 24).map(|n| n.trunc()).ok();
+                    net.map(|n| c.derived("subnet", "assumed /24 around server-ip; pass --subnet to change", n))
+                }
+                (None, Some(ip)) if on_host && !addrs.is_empty() => {
+                    let name = iface.clone().unwrap_or_default();
+                    c.fail("server-ip", Some(&ip.to_string()), format!("not on any subnet of {name} ({})", join(&addrs)), format!("use an address of {name}, or omit --server-ip to use {}", addrs[0].addr()));
+                    None
+                }
+                (None, Some(_)) => {
+                    c.fail("subnet", None, "unknown: the interface is not on this host", "pass --subnet (e.g. 10.20.13.0/24) or --dhcp-range");
+                    None
+                }
+                (None, None) => None,
+            }
+        }
+    };
+
+    if let (Some(ip), Some(net)) = (server_ip, subnet) {
+        if !net.contains(&ip) {
+            c.fail("server-ip", Some(&ip.to_string()), format!("outside the subnet {net}"), "use an address inside the subnet the machines boot on");
+        } else if ip == net.network() || ip == net.broadcast() {
+            c.fail("server-ip", Some(&ip.to_string()), format!("is the network or broadcast address of {net}"), "use a host address");
+        }
+    }
+    (iface, server_ip, subnet)
+}
+
+fn join(nets: &[Ipv4Net]) -> String {
+    nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn dhcp_mode(c: &mut Checker<'_>, raw: &Raw, server_ip: Option<Ipv4Addr>, subnet: Option<Ipv4Net>) -> Option<DhcpMode> {
+    let Some(range) = text(&raw.dhcp_range) else {
+        for (field, set) in [("gateway", raw.gateway.is_some()), ("dns", raw.dns.is_some()), ("lease-time", raw.lease_time.is_some())] {
+            if set {
+                c.fail(field, None, "only applies to full DHCP mode, and no dhcp-range is given", "add --dhcp-range START,END for full mode, or drop this setting for proxy mode");
+            }
+        }
+        c.derived("dhcp-mode", "proxy: no dhcp-range given, an existing DHCP server hands out addresses", ());
+        return Some(DhcpMode::Proxy);
+    };
+    c.derived("dhcp-mode", "full: dhcp-range is given", ());
+
+    let Some((start, end)) = range.split_once(',') else {
+        c.fail("dhcp-range", Some(range), "not a range", "write START,END, e.g. 10.20.13.150,10.20.13.200");
+        return None;
+    };
+    let start = c.ip("dhcp-range", start);
+    let end = c.ip("dhcp-range", end);
+    let gateway = text(&raw.gateway).and_then(|g| c.ip("gateway", g));
+    let dns: Vec<Ipv4Addr> = raw.dns.iter().flatten().filter_map(|Text(d)| c.ip("dns", d)).collect();
+    let lease_time = match text(&raw.lease_time) {
+        None => c.default("lease-time", DEFAULT_LEASE_TIME.to_string()),
+        Some(l) => {
+            if !valid_lease_time(l) {
+                c.fail("lease-time", Some(l), "not a dnsmasq lease time", "use seconds, or a number with m, h, d or w (e.g. 12h), or 'infinite'");
+            }
+            l.to_string()
+        }
+    };
+    let (start, end) = (start?, end?);
+    if u32::from(start) > u32::from(end) {
+        c.fail("dhcp-range", Some(range), "the start address is after the end address", format!("swap them: {end},{start}"));
+    }
+    if let Some(net) = subnet {
+        for ip in [start, end] {
+            if !net.contains(&ip) {
+                c.fail("dhcp-range", Some(range), format!("{ip} is outside the subnet {net}"), format!("pick addresses inside {net}"));
+            }
+        }
+        if let Some(gw) = gateway {
+            if !net.contains(&gw) {
+                c.fail("gateway", Some(&gw.to_string()), format!("outside the subnet {net}"), format!("use the router's address on {net}"));
+            }
+        }
+    }
+    if let Some(ip) = server_ip {
+        if u32::from(start) <= u32::from(ip) && u32::from(ip) <= u32::from(end) {
+            c.fail("server-ip", Some(&ip.to_string()), format!("inside the DHCP range {range}, so it could be leased to a node"), "move the DHCP range so it does not include the server's address");
+        }
+    }
+    if let Some(gw) = gateway {
+        if u32::from(start) <= u32::from(gw) && u32::from(gw) <= u32::from(end) {
+            c.fail("gateway", Some(&gw.to_string()), format!("inside the DHCP range {range}"), "move the DHCP range so it does not include the gateway");
+        }
+    }
+    Some(DhcpMode::Full { range_start: start, range_end: end, gateway, dns, lease_time })
+}
+
+fn valid_lease_time(l: &str) -> bool {
+    if l == "infinite" {
+        return true;
+    }
+    let digits = l.trim_end_matches(['m', 'h', 'd', 'w']);
+    let suffixes = l.len() - digits.len();
+    suffixes <= 1 && !digits.is_empty() && digits.chars().all(|ch| ch.is_ascii_digit())
+}
+
+fn bootloader_name(c: &mut Checker<'_>, field: &str, raw: &Option<Text>, default: &str) -> String {
+    match text(raw) {
+        None => c.default(field, default.to_string()),
+        Some(name) => {
+            let ok = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+            if !ok {
+                c.fail(field, Some(name), "not a plain file name", "use a name such as bootaa64.efi: letters, digits, '.', '_', '-', no directories");
+            }
+            name.to_string()
+        }
+    }
+}
+
+fn container_name(c: &mut Checker<'_>, field: &str, raw: &Option<Text>, default: &str) -> String {
+    match text(raw) {
+        None => c.default(field, default.to_string()),
+        Some(name) => {
+            let mut chars = name.chars();
+            let ok = chars.next().is_some_and(|ch| ch.is_ascii_alphanumeric())
+                && chars.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'));
+            if !ok {
+                c.fail(field, Some(name), "not a valid container name", "use letters, digits, '_', '.', '-', starting with a letter or digit");
+            }
+            name.to_string()
+        }
+    }
+}
+
+fn kernel_args(c: &mut Checker<'_>, raw: &Raw) -> Vec<String> {
+    let args: Vec<String> = raw
+        .kernel_args
+        .iter()
+        .flatten()
+        .flat_map(|Text(a)| a.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    for arg in &args {
+        if let Some(url) = arg.strip_prefix("talos.config=") {
+            if url.contains("/ignition") {
+                c.fail("kernel-args", Some(arg), "matchbox's /ignition endpoint renders only Ignition/Butane: a Talos machine config there is a 404", "give the machine config with --talos-config; cozyboot serves it through /generic");
+            } else if raw.talos_config.is_some() || raw.talos_nodes.as_ref().is_some_and(|n| !n.is_empty()) {
+                c.fail("kernel-args", Some(arg), "conflicts with talos-config/talos-nodes, which set talos.config themselves", "remove one of the two");
+            }
+        }
+    }
+    if raw.kernel_args.is_none() {
+        c.default("kernel-args", ());
+    }
+    args
+}
+
+fn talos_configs(c: &mut Checker<'_>, raw: &Raw, arches: &[Arch], expected: &str) -> (Option<super::TalosConfig>, Vec<NodeConfig>) {
+    let default = raw.talos_config.as_ref().and_then(|path| {
+        talos::load("talos-config", path, expected)
+            .map_err(|e| c.errors.push(e.from_source(c.origins.get("talos-config"))))
+            .ok()
+    });
+    let mut nodes: Vec<NodeConfig> = Vec::new();
+    for entry in raw.talos_nodes.iter().flatten() {
+        let (mac, arch, path) = match entry {
+            NodeEntry::Long { mac, config, arch } => (mac.0.clone(), arch.as_ref().map(|a| a.0.clone()), config.clone()),
+            NodeEntry::Short(s) => match s.split_once('=') {
+                Some((lhs, path)) => match lhs.split_once('@') {
+                    Some((mac, arch)) => (mac.to_string(), Some(arch.to_string()), PathBuf::from(path)),
+                    None => (lhs.to_string(), None, PathBuf::from(path)),
+                },
+                None => {
+                    c.fail("talos-nodes", Some(s), "not MAC=PATH", "write aa:bb:cc:dd:ee:ff=./node1.yaml (or MAC@ARCH=PATH when serving several architectures)");
+                    continue;
+                }
+            },
+        };
+        let Some(mac_norm) = normalise_mac(&mac) else {
+            c.fail("talos-nodes", Some(&mac), "not a MAC address", "write six hex pairs, e.g. dc:a6:32:01:02:03");
+            continue;
+        };
+        let arch = match arch.map(|a| a.parse::<Arch>()) {
+            Some(Ok(a)) => a,
+            Some(Err(problem)) => {
+                c.fail("talos-nodes", Some(&mac), problem, "use MAC@arm64=PATH or MAC@amd64=PATH");
+                continue;
+            }
+            None if arches.len() == 1 => arches[0],
+            None => {
+                c.fail("talos-nodes", Some(&mac), "several architectures are served and this node does not say which it is", "write MAC@arm64=PATH or MAC@amd64=PATH");
+                continue;
+            }
+        };
+        if !arches.contains(&arch) {
+            c.fail("talos-nodes", Some(&mac), format!("the node is {arch} but {arch} is not served"), format!("add {arch} to --arch"));
+            continue;
+        }
+        if nodes.iter().any(|n| n.mac == mac_norm) {
+            c.fail("talos-nodes", Some(&mac), "the same MAC address is listed twice", "keep one entry per node");
+            continue;
+        }
+        match talos::load("talos-nodes", &path, expected) {
+            Ok(config) => nodes.push(NodeConfig { mac: mac_norm, arch, config }),
+            Err(e) => c.errors.push(e.from_source(c.origins.get("talos-nodes"))),
+        }
+    }
+    let _ = show_path;
+    (default, nodes)
+}
+
+/// `DC-A6-32-01-02-03` → `dc:a6:32:01:02:03`, as matchbox normalises the `mac` label.
+pub fn normalise_mac(mac: &str) -> Option<String> {
+    let parts: Vec<&str> = mac.trim().split([':', '-']).collect();
+    let ok = parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|ch| ch.is_ascii_hexdigit()));
+    ok.then(|| parts.join(":").to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_times() {
+        for ok in ["12h", "3600", "infinite", "1w"] {
+            assert!(valid_lease_time(ok), "{ok}");
+        }
+        for bad in ["", "h", "12hh", "twelve"] {
+            assert!(!valid_lease_time(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn macs_normalise_like_matchbox() {
+        assert_eq!(normalise_mac("DC-A6-32-01-02-03").as_deref(), Some("dc:a6:32:01:02:03"));
+        assert_eq!(normalise_mac("dc:a6:32:01:02"), None);
+    }
+}

@@ -1,0 +1,336 @@
+//! Settings: built-in defaults < config file < `COZYBOOT_*` environment < flags, validated
+//! into one [`Settings`] value before anything is touched.
+
+mod build;
+pub mod images;
+pub mod net;
+pub mod raw;
+mod talos;
+
+use crate::arch::Arch;
+use crate::error::{ConfigError, Error};
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_REGISTRY};
+pub use raw::Raw;
+pub use talos::TalosConfig;
+
+/// Where a setting's value came from, shown by `render --print-settings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+    /// Computed from other settings or from the host (e.g. the address of `--iface`).
+    Derived(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "config file {}", p.display()),
+            Source::Env(v) => write!(f, "environment {v}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+            Source::Derived(how) => write!(f, "derived: {how}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    SpinOnly,
+    SpinTailscale,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::SpinOnly, Variant::SpinTailscale];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::SpinOnly => "spin-only",
+            Variant::SpinTailscale => "spin-tailscale",
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How dnsmasq takes part in DHCP on the segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum DhcpMode {
+    /// Beside an existing DHCP server: dnsmasq only adds PXE boot information.
+    Proxy,
+    /// dnsmasq hands out addresses too.
+    Full {
+        range_start: Ipv4Addr,
+        range_end: Ipv4Addr,
+        gateway: Option<Ipv4Addr>,
+        dns: Vec<Ipv4Addr>,
+        lease_time: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// The host's network stack: what real sites use.
+    Host,
+    /// A Docker network (macvlan for users, an `--internal` bridge for tests). matchbox gets
+    /// `server-ip` on it and dnsmasq shares matchbox's network namespace, so one address
+    /// answers DHCP, TFTP and HTTP just as on the host network.
+    Named(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    Missing,
+    Always,
+    Never,
+}
+
+/// File names of the bootloaders in the TFTP root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BootloaderNames {
+    pub arm64: String,
+    pub x86_64: String,
+    pub bios: String,
+}
+
+impl BootloaderNames {
+    pub fn for_bootloader(&self, bootloader: crate::arch::Bootloader) -> &str {
+        use crate::arch::Bootloader::*;
+        match bootloader {
+            Arm64Efi => &self.arm64,
+            X86_64Efi => &self.x86_64,
+            Bios => &self.bios,
+        }
+    }
+}
+
+/// A machine config for one node, selected by MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeConfig {
+    /// Lower-case, colon-separated, as matchbox normalises the `mac` label.
+    pub mac: String,
+    pub arch: Arch,
+    pub config: TalosConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerNames {
+    pub matchbox: String,
+    pub dnsmasq: String,
+}
+
+/// Validated settings: every value here has been checked and is safe to act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    pub variant: Variant,
+    pub tag: String,
+    pub registry: String,
+    /// May hold `{arch}`, replaced by the Docker engine's architecture (`amd64`, `arm64`).
+    pub dnsmasq_image: String,
+    /// The interface dnsmasq binds to, inside its network namespace.
+    pub iface: String,
+    pub server_ip: Ipv4Addr,
+    pub subnet: Ipv4Net,
+    pub dhcp: DhcpMode,
+    pub http_port: u16,
+    pub data_dir: PathBuf,
+    pub arches: Vec<Arch>,
+    pub bootloaders: BootloaderNames,
+    /// Where the arm64 iPXE binary comes from (a path or an http(s) URL), if given.
+    pub ipxe_arm64: Option<String>,
+    pub kernel_args: Vec<String>,
+    /// Served to every node of a served architecture that has no node config.
+    pub talos_config: Option<TalosConfig>,
+    pub talos_nodes: Vec<NodeConfig>,
+    /// The matchbox gRPC port, when the gRPC API (with mTLS) is enabled.
+    pub rpc_port: Option<u16>,
+    pub network: Network,
+    pub pull: PullPolicy,
+    pub log_level: String,
+    pub names: ContainerNames,
+}
+
+impl Settings {
+    /// `<registry>/talos/cozystack-<variant>/<component>:<tag>`.
+    fn variant_image(&self, component: &str) -> String {
+        images::variant_image(&self.registry, self.variant, component, &self.tag)
+    }
+
+    /// The Talos image: kernel and initramfs source, and the installer nodes must use.
+    pub fn talos_image(&self) -> String {
+        self.variant_image("talos")
+    }
+
+    pub fn matchbox_image(&self) -> String {
+        self.variant_image("matchbox")
+    }
+
+    /// The dnsmasq image for an engine of architecture `engine_arch` (`amd64`, `arm64`).
+    pub fn dnsmasq_image_for(&self, engine_arch: &str) -> String {
+        self.dnsmasq_image.replace("{arch}", engine_arch)
+    }
+
+    /// Base URL of matchbox as clients reach it.
+    pub fn http_base(&self) -> String {
+        format!("http://{}:{}", self.server_ip, self.http_port)
+    }
+
+    /// The TFTP root on the host (also matchbox's assets dir).
+    pub fn assets_dir(&self) -> PathBuf {
+        self.data_dir.join("assets")
+    }
+
+    pub fn serves(&self, arch: Arch) -> bool {
+        self.arches.contains(&arch)
+    }
+
+    /// Every setting as `(key, shown value)`, keyed like files, flags and `origins`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let join = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(" ") };
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+        let mut rows = vec![
+            ("variant", self.variant.to_string()),
+            ("tag", self.tag.clone()),
+            ("registry", self.registry.clone()),
+            ("dnsmasq-image", self.dnsmasq_image.clone()),
+            ("network", match &self.network {
+                Network::Host => "host".to_string(),
+                Network::Named(n) => n.clone(),
+            }),
+            ("iface", self.iface.clone()),
+            ("server-ip", self.server_ip.to_string()),
+            ("subnet", self.subnet.to_string()),
+        ];
+        match &self.dhcp {
+            DhcpMode::Proxy => rows.push(("dhcp-mode", "proxy".to_string())),
+            DhcpMode::Full { range_start, range_end, gateway, dns, lease_time } => {
+                rows.push(("dhcp-mode", "full".to_string()));
+                rows.push(("dhcp-range", format!("{range_start},{range_end}")));
+                rows.push(("gateway", opt(gateway.map(|g| g.to_string()))));
+                rows.push(("dns", join(&dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())));
+                rows.push(("lease-time", lease_time.clone()));
+            }
+        }
+        rows.extend([
+            ("http-port", self.http_port.to_string()),
+            ("data-dir", self.data_dir.display().to_string()),
+            ("arch", join(&self.arches.iter().map(|a| a.to_string()).collect::<Vec<_>>())),
+            ("bootloader-arm64", self.bootloaders.arm64.clone()),
+            ("bootloader-x86-64", self.bootloaders.x86_64.clone()),
+            ("bootloader-bios", self.bootloaders.bios.clone()),
+            ("ipxe-arm64", opt(self.ipxe_arm64.clone())),
+            ("kernel-args", join(&self.kernel_args)),
+            ("talos-config", opt(self.talos_config.as_ref().map(|c| c.path.display().to_string()))),
+            ("talos-nodes", join(&self.talos_nodes.iter().map(|n| format!("{}@{}={}", n.mac, n.arch, n.config.path.display())).collect::<Vec<_>>())),
+            ("rpc", self.rpc_port.is_some().to_string()),
+            ("rpc-port", opt(self.rpc_port.map(|p| p.to_string()))),
+            ("pull", format!("{:?}", self.pull).to_ascii_lowercase()),
+            ("log-level", self.log_level.clone()),
+            ("matchbox-name", self.names.matchbox.clone()),
+            ("dnsmasq-name", self.names.dnsmasq.clone()),
+        ]);
+        rows
+    }
+}
+
+/// Settings plus where every value came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolved {
+    pub settings: Settings,
+    pub origins: BTreeMap<String, Source>,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// The inputs to resolution, gathered by the CLI so that this module never reads the
+/// process environment or argv itself.
+pub struct Inputs<'a> {
+    /// `--config`; when `None`, `./cozyboot.yaml` is read if it exists.
+    pub config_file: Option<PathBuf>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub flags: Raw,
+    /// How each flag was spelled, for messages (`server_ip` → `--server-ip`).
+    pub host: &'a dyn net::HostNet,
+    pub purpose: Purpose,
+}
+
+pub const DEFAULT_CONFIG_FILE: &str = "cozyboot.yaml";
+
+/// Merges every source and validates the result; every problem found is reported at once.
+pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, Error> {
+    let mut origins = BTreeMap::new();
+    let mut merged = Raw::default();
+
+    let config_file = match inputs.config_file.clone() {
+        Some(path) => Some(path),
+        None => (inputs.env)("COZYBOOT_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists())),
+    };
+    if let Some(path) = &config_file {
+        let layer = raw::from_file(path).map_err(Error::config)?;
+        merged.overlay(layer, &Source::File(path.clone()), &mut origins);
+    }
+
+    let env_layer = Raw::from_env(inputs.env);
+    let env_keys: Vec<String> = Raw::KEYS
+        .iter()
+        .map(|(k, _)| raw::env_name(k))
+        .filter(|k| (inputs.env)(k).is_some())
+        .collect();
+    let mut env_origins = BTreeMap::new();
+    merged.overlay(env_layer, &Source::Env(String::new()), &mut env_origins);
+    for (key, _) in env_origins {
+        let var = env_keys
+            .iter()
+            .find(|v| **v == raw::env_name(&key.replace('-', "_")))
+            .cloned()
+            .unwrap_or_default();
+        origins.insert(key, Source::Env(var));
+    }
+
+    let mut flag_origins = BTreeMap::new();
+    merged.overlay(inputs.flags, &Source::Flag(String::new()), &mut flag_origins);
+    for (key, _) in flag_origins {
+        origins.insert(key.clone(), Source::Flag(format!("--{key}")));
+    }
+
+    let settings = build::build(merged, &mut origins, inputs.host, inputs.purpose)?;
+    Ok(Resolved {
+        settings,
+        origins,
+        config_file,
+    })
+}
+
+/// Reads a path for a message: relative paths are shown as given.
+pub(crate) fn show_path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+pub(crate) fn error_for(
+    field: &str,
+    origins: &BTreeMap<String, Source>,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> ConfigError {
+    ConfigError::new(field, problem, fix).from_source(origins.get(field))
+}
