@@ -84,11 +84,9 @@ pub struct ValidateArgs {
     pub probe_iface: Option<String>,
 }
 
+/// Day-2 commands find the containers by label, as `up` made them: no settings needed.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub settings: SettingsArgs,
-}
+pub struct StatusArgs {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -106,16 +104,12 @@ pub struct LogsArgs {
     /// Number of lines from the end.
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
-    #[command(flatten)]
-    pub settings: SettingsArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     /// Which container; both when omitted.
     pub role: Option<Role>,
-    #[command(flatten)]
-    pub settings: SettingsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -123,8 +117,9 @@ pub struct DownArgs {
     /// Also remove what cozyboot wrote to the data dir (assets, rendered config, certificates).
     #[arg(long)]
     pub purge: bool,
-    #[command(flatten)]
-    pub settings: SettingsArgs,
+    /// Data dir to purge when no managed container names one.
+    #[arg(long, value_name = "DIR", requires = "purge")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
 //! One module per subcommand; each returns an [`Output`] that `main` prints.
 
+mod day2;
 pub mod render;
+mod up;
 
 use crate::cli::{Cli, Command, SettingsArgs};
 use crate::error::{Error, Result};
@@ -16,17 +18,26 @@ pub struct Output {
 
 pub fn run(cli: Cli) -> Result<Output> {
     match cli.command {
+        Command::Up(args) => up::run(&args, cli.config, cli.json),
         Command::Render(args) => render::run(&args, cli.config),
-        Command::Completions(args) => Ok(completions(args.shell)),
-        Command::Up(_)
-        | Command::Validate(_)
-        | Command::Status(_)
-        | Command::Logs(_)
-        | Command::Restart(_)
-        | Command::Down(_) => Err(Error::Failed(
-            "this command is not built yet in this version of cozyboot".into(),
+        Command::Validate(_) => Err(Error::Failed(
+            "`validate` is not built yet in this version of cozyboot".into(),
         )),
+        Command::Status(_) => day2::status(),
+        Command::Logs(args) => day2::logs(&args),
+        Command::Restart(args) => day2::restart(&args),
+        Command::Down(args) => day2::down(&args),
+        Command::Completions(args) => Ok(completions(args.shell)),
     }
+}
+
+/// Docker calls are async; the CLI runs one command at a time on one runtime.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("starting the async runtime: {e}")))
 }
 
 /// Resolves settings from the real process environment and the host's interfaces.

@@ -3,7 +3,7 @@
 use super::{resolve, template, Output};
 use crate::cli::RenderArgs;
 use crate::error::{Error, Result};
-use crate::render::{self, Rendered};
+use crate::render::{self, containers, Rendered};
 use crate::settings::{Purpose, Resolved, Settings};
 use minijinja::context;
 use serde_json::json;
@@ -77,37 +77,17 @@ fn dnsmasq_image(s: &Settings) -> String {
 }
 
 fn docker_runs(s: &Settings, rendered: &Rendered) -> [(&'static str, String); 2] {
-    let data = s.data_dir.display().to_string();
-    let mut matchbox_opts = vec![format!("-v {data}:{}", render::MATCHBOX_DATA)];
-    let mut dnsmasq_opts = vec![
-        "--cap-add=NET_ADMIN".to_string(),
-        format!("-v {data}/assets:{}:ro", render::dnsmasq::TFTP_ROOT),
-    ];
-    if s.rpc_port.is_some() {
-        matchbox_opts.push(format!("-v {data}/tls:/etc/matchbox:ro"));
-    }
-    match &s.network {
-        crate::settings::Network::Host => {
-            matchbox_opts.insert(0, "--net=host".into());
-            dnsmasq_opts.insert(0, "--net=host".into());
-        }
-        crate::settings::Network::Named(net) => {
-            matchbox_opts.insert(0, format!("--network {net} --ip {}", s.server_ip));
-            dnsmasq_opts.insert(0, format!("--network container:{}", s.names.matchbox));
-        }
-    }
-    let line = |name: &str, options: Vec<String>, image: String, args: &[String]| {
-        let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
-        template(
+    containers::specs(s, rendered, &dnsmasq_image(s)).map(|spec| {
+        let args: Vec<String> = spec.cmd.iter().map(|a| shell_quote(a)).collect();
+        let options = containers::docker_run_options(&spec);
+        let text = template(
             "docker-run",
             DOCKER_RUN,
-            context! { name, options, image, args => quoted },
-        )
-    };
-    [
-        ("matchbox", line(&s.names.matchbox, matchbox_opts, s.matchbox_image(), &rendered.matchbox_args)),
-        ("dnsmasq", line(&s.names.dnsmasq, dnsmasq_opts, dnsmasq_image(s), &rendered.dnsmasq_args)),
-    ]
+            context! { name => spec.name, options, image => spec.image, args },
+        );
+        let role = spec.labels.get(containers::LABEL_ROLE).map_or("", String::as_str);
+        (if role == "matchbox" { "matchbox" } else { "dnsmasq" }, text)
+    })
 }
 
 fn print_settings(resolved: &Resolved) -> Output {

@@ -1,6 +1,7 @@
 //! Pure rendering: settings in, dnsmasq argv and matchbox files out. No I/O here but
 //! [`write`], which lays the files down.
 
+pub mod containers;
 pub mod dnsmasq;
 pub mod matchbox;
 pub mod talos;
@@ -9,7 +10,7 @@ mod write;
 use crate::settings::Settings;
 use serde::Serialize;
 
-pub use write::{write_tree, Written};
+pub use write::{atomic_write, rendered_paths, write_tree, Written};
 
 /// Where matchbox keeps its data inside its container.
 pub const MATCHBOX_DATA: &str = "/var/lib/matchbox";

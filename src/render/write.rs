@@ -72,6 +72,15 @@ pub fn write_tree(dir: &Path, files: &[File]) -> std::io::Result<(Vec<Written>, 
     Ok((written, removed))
 }
 
+/// Paths (relative to `dir`) that the last render recorded writing.
+pub fn rendered_paths(dir: &Path) -> Vec<String> {
+    fs::read(dir.join(MANIFEST))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        .map(|m| m.files)
+        .unwrap_or_default()
+}
+
 /// Write to a temporary file in the same directory, fsync, then rename over the target.
 pub fn atomic_write(target: &Path, content: &[u8]) -> std::io::Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));

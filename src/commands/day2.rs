@@ -1,0 +1,214 @@
+//! `status`, `logs`, `restart`, `down`: containers are found by cozyboot's labels (like kind),
+//! so these need no settings and work whatever names `up` was given.
+
+use super::{runtime, Output};
+use crate::cli::{DownArgs, LogsArgs, RestartArgs, Role as CliRole};
+use crate::engine::docker::{ContainerInfo, Engine};
+use crate::error::{Error, Result};
+use crate::render::containers::{Role, LABEL_DATA_DIR, LABEL_MANAGED, LABEL_ROLE};
+use crate::state;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+async fn managed(engine: &Engine) -> Result<Vec<(Role, ContainerInfo)>> {
+    let mut found: Vec<(Role, ContainerInfo)> = engine
+        .list_labelled(&format!("{LABEL_MANAGED}=true"))
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            let role = c.labels.get(LABEL_ROLE).and_then(|r| Role::from_label(r))?;
+            Some((role, c))
+        })
+        .collect();
+    found.sort_by_key(|(role, _)| *role);
+    Ok(found)
+}
+
+fn wanted(role: Option<CliRole>) -> impl Fn(&Role) -> bool {
+    move |r| match role {
+        None => true,
+        Some(CliRole::Matchbox) => *r == Role::Matchbox,
+        Some(CliRole::Dnsmasq) => *r == Role::Dnsmasq,
+    }
+}
+
+fn none_found() -> Error {
+    Error::Failed("no containers managed by cozyboot were found\n  fix: start them with `cozyboot up`".into())
+}
+
+pub fn status() -> Result<Output> {
+    runtime()?.block_on(async {
+        let engine = Engine::connect().await?;
+        let found = managed(&engine).await?;
+        let mut containers = Vec::new();
+        let mut human = String::new();
+        let mut data_dirs = BTreeSet::new();
+        for (role, c) in &found {
+            let image = engine.image(&c.image).await?;
+            let mode = if c.cmd.iter().any(|a| a.contains(",proxy")) { "proxy" } else { "full" };
+            let digest = image.as_ref().and_then(|i| i.repo_digests.first().cloned());
+            human.push_str(&format!(
+                "{:<9} {:<10} {} restarts={} image={} ({}){}\n",
+                role.name(),
+                c.name,
+                c.status,
+                c.restart_count,
+                c.image,
+                short(&c.image_id),
+                if *role == Role::Dnsmasq { format!(" dhcp={mode}") } else { String::new() },
+            ));
+            data_dirs.extend(c.labels.get(LABEL_DATA_DIR).cloned());
+            containers.push(json!({
+                "role": role, "name": c.name, "status": c.status, "running": c.running,
+                "restart_count": c.restart_count, "started_at": c.started_at,
+                "image": c.image, "image_id": c.image_id, "image_digest": digest,
+                "dhcp_mode": (*role == Role::Dnsmasq).then_some(mode),
+            }));
+        }
+        if found.is_empty() {
+            human.push_str("no containers managed by cozyboot (start them with `cozyboot up`)\n");
+        }
+        let mut assets = Vec::new();
+        for dir in &data_dirs {
+            let st = state::load(Path::new(dir));
+            for (arch, rec) in &st.assets {
+                let bytes: u64 = rec.files.iter().map(|f| f.size).sum();
+                let age = state::now().saturating_sub(rec.extracted_at);
+                human.push_str(&format!(
+                    "assets    {arch:<10} {} files {} from {} ({}), extracted {} ago, in {dir}\n",
+                    rec.files.len(),
+                    crate::apply::human_bytes(bytes),
+                    rec.image,
+                    short(&rec.image_id),
+                    humantime(age)
+                ));
+                assets.push(json!({ "data_dir": dir, "arch": arch, "record": rec, "age_seconds": age }));
+            }
+        }
+        Ok(Output { human, json: json!({ "containers": containers, "assets": assets }) })
+    })
+}
+
+pub fn logs(args: &LogsArgs) -> Result<Output> {
+    runtime()?.block_on(async {
+        let engine = Engine::connect().await?;
+        let found: Vec<(Role, ContainerInfo)> =
+            managed(&engine).await?.into_iter().filter(|(r, _)| wanted(args.role)(r)).collect();
+        if found.is_empty() {
+            return Err(none_found());
+        }
+        if args.follow {
+            let [(_, c)] = found.as_slice() else {
+                return Err(Error::Config(vec![crate::error::ConfigError::new(
+                    "logs",
+                    "--follow follows one container",
+                    "name it: `cozyboot logs matchbox -f` or `cozyboot logs dnsmasq -f`",
+                )]));
+            };
+            engine.follow_logs(&c.name, args.tail, &mut tokio::io::stdout()).await?;
+            return Ok(Output { human: String::new(), json: json!(null) });
+        }
+        let mut human = String::new();
+        let mut doc = serde_json::Map::new();
+        for (role, c) in &found {
+            let text = engine.logs(&c.name, args.tail).await?;
+            if found.len() > 1 {
+                human.push_str(&format!("==> {} ({}) <==\n", c.name, role.name()));
+            }
+            human.push_str(&text);
+            doc.insert(role.name().to_string(), json!(text));
+        }
+        Ok(Output { human, json: serde_json::Value::Object(doc) })
+    })
+}
+
+pub fn restart(args: &RestartArgs) -> Result<Output> {
+    runtime()?.block_on(async {
+        let engine = Engine::connect().await?;
+        let found: Vec<(Role, ContainerInfo)> =
+            managed(&engine).await?.into_iter().filter(|(r, _)| wanted(args.role)(r)).collect();
+        if found.is_empty() {
+            return Err(none_found());
+        }
+        let mut done = Vec::new();
+        // matchbox first: dnsmasq may share its network namespace.
+        for (_, c) in &found {
+            engine.stop(&c.name, Duration::from_secs(10)).await?;
+            engine.start(&c.name).await?;
+            engine.wait_running(&c.name, Duration::from_secs(20)).await?;
+            done.push(c.name.clone());
+        }
+        Ok(Output { human: format!("restarted {}", done.join(", ")), json: json!({ "restarted": done }) })
+    })
+}
+
+pub fn down(args: &DownArgs) -> Result<Output> {
+    runtime()?.block_on(async {
+        let engine = Engine::connect().await?;
+        let found = managed(&engine).await?;
+        let mut removed = Vec::new();
+        let mut data_dirs: BTreeSet<PathBuf> = args.data_dir.iter().cloned().collect();
+        // dnsmasq first: it may share matchbox's network namespace.
+        for (_, c) in found.iter().rev() {
+            engine.remove(&c.name, true).await?;
+            data_dirs.extend(c.labels.get(LABEL_DATA_DIR).map(PathBuf::from));
+            removed.push(c.name.clone());
+        }
+        let mut purged = Vec::new();
+        if args.purge {
+            for dir in &data_dirs {
+                purged.extend(purge(dir)?);
+            }
+        }
+        let mut human = if removed.is_empty() {
+            "no containers managed by cozyboot were running".to_string()
+        } else {
+            format!("removed {}", removed.join(", "))
+        };
+        if args.purge {
+            human.push_str(&format!("\npurged {} path(s) cozyboot wrote", purged.len()));
+        } else if !data_dirs.is_empty() {
+            human.push_str("\nthe data dir was kept (use --purge to remove what cozyboot wrote)");
+        }
+        Ok(Output { human, json: json!({ "removed": removed, "purged": purged }) })
+    })
+}
+
+/// Removes only what cozyboot wrote into `dir`: the recorded assets and bootloaders, the
+/// rendered files listed in its manifest, the certificates and its own folder.
+fn purge(dir: &Path) -> Result<Vec<String>> {
+    let st = state::load(dir);
+    let assets = dir.join("assets");
+    let mut paths: Vec<PathBuf> = st.assets.keys().map(|arch| assets.join("talos").join(arch)).collect();
+    for f in st.x86_bootloaders.iter().flat_map(|r| &r.files).chain(&st.arm64_bootloader) {
+        paths.push(assets.join(&f.name));
+    }
+    paths.extend(crate::render::rendered_paths(dir).into_iter().map(|p| dir.join(p)));
+    paths.push(dir.join(".cozyboot-rendered.json"));
+    paths.push(dir.join("tls"));
+    paths.push(state::dir(dir));
+    let mut gone = Vec::new();
+    for p in paths {
+        let result = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        if result.is_ok() {
+            gone.push(p.display().to_string());
+        }
+    }
+    Ok(gone)
+}
+
+fn short(id: &str) -> &str {
+    let id = id.trim_start_matches("sha256:");
+    &id[..id.len().min(12)]
+}
+
+fn humantime(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}

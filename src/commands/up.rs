@@ -1,0 +1,43 @@
+//! `cozyboot up`: resolve, connect, plan, apply, report.
+
+use super::{resolve, runtime, Output};
+use crate::apply::{self, UpReport};
+use crate::cli::UpArgs;
+use crate::engine::docker::Engine;
+use crate::error::Result;
+use crate::progress::ProgressMode;
+use crate::settings::Purpose;
+use std::path::PathBuf;
+
+pub fn run(args: &UpArgs, config: Option<PathBuf>, json: bool) -> Result<Output> {
+    let resolved = resolve(&args.settings, config, Purpose::Serve)?;
+    let s = &resolved.settings;
+    let report = runtime()?.block_on(async {
+        let engine = Engine::connect().await?;
+        apply::up(s, &engine, args.dry_run, ProgressMode::detect(json, false)).await
+    })?;
+    Ok(Output {
+        human: human(&report, &s.http_base()),
+        json: serde_json::to_value(&report).expect("report serializes"),
+    })
+}
+
+fn human(report: &UpReport, base: &str) -> String {
+    let mut out = String::new();
+    if report.dry_run {
+        out.push_str("Plan (--dry-run: nothing was changed):\n");
+        for a in &report.actions {
+            out.push_str(&format!("  - {}\n", a.describe()));
+        }
+        return out;
+    }
+    for w in &report.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    for line in &report.done {
+        out.push_str(&line.clone());
+        out.push('\n');
+    }
+    out.push_str(&format!("Boot server up: iPXE clients chain {base}/boot.ipxe"));
+    out
+}

@@ -1,0 +1,252 @@
+//! Desired state versus what the engine and the data dir hold → the actions `up` takes.
+//!
+//! Pure: no Docker, no disk. `up --dry-run` prints the plan; `apply` carries it out, and plans
+//! again after pulling, because a pull can change what an image holds.
+
+use crate::arch::Arch;
+use crate::engine::spec::ContainerSpec;
+use crate::render::containers::{Role, LABEL_SPEC_HASH};
+use crate::settings::PullPolicy;
+use crate::state::State;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What `up` wants to exist.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub pull: PullPolicy,
+    /// Every image `up` needs, with the tag.
+    pub images: Vec<String>,
+    pub talos_image: String,
+    pub dnsmasq_image: String,
+    pub arches: Vec<Arch>,
+    /// Whether x86 bootloaders must be copied out of the dnsmasq image.
+    pub x86_bootloaders: bool,
+    /// Where the arm64 iPXE binary comes from, when arm64 is served and one was given.
+    pub arm64_source: Option<String>,
+    pub certificates: bool,
+    /// matchbox first: dnsmasq may share its network namespace.
+    pub containers: Vec<(Role, ContainerSpec)>,
+    /// Whether dnsmasq shares matchbox's network namespace (so a new matchbox means a new dnsmasq).
+    pub dnsmasq_follows_matchbox: bool,
+    /// Paths of rendered matchbox files whose content differs from the disk.
+    pub files_to_write: Vec<String>,
+}
+
+/// What is there now.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Local image id per image reference; `None` when the engine does not have it.
+    pub images: BTreeMap<String, Option<String>>,
+    pub state: State,
+    /// Whether the recorded asset files are all still on disk, per arch name.
+    pub assets_present: BTreeMap<String, bool>,
+    pub x86_bootloaders_present: bool,
+    pub arm64_bootloader_present: bool,
+    pub certificates_present: bool,
+    pub containers: BTreeMap<String, ObservedContainer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub image_id: String,
+    pub running: bool,
+    pub labels: BTreeMap<String, String>,
+    pub cmd: Vec<String>,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    Pull { image: String, reason: String },
+    ExtractAssets { arch: Arch, image: String, reason: String },
+    CopyX86Bootloaders { image: String, reason: String },
+    InstallArm64Bootloader { source: String, reason: String },
+    WriteConfig { files: Vec<String> },
+    GenerateCertificates,
+    CreateContainer { role: Role, name: String },
+    ReplaceContainer { role: Role, name: String, reason: String },
+    Keep { role: Role, name: String },
+}
+
+impl Action {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Pull { image, reason } => format!("pull {image} ({reason})"),
+            Action::ExtractAssets { arch, image, reason } => {
+                format!("extract {arch} kernel and initramfs from {image} ({reason})")
+            }
+            Action::CopyX86Bootloaders { image, reason } => {
+                format!("copy undionly.kpxe and ipxe.efi out of {image} ({reason})")
+            }
+            Action::InstallArm64Bootloader { source, reason } => {
+                format!("install the arm64 iPXE binary from {source} ({reason})")
+            }
+            Action::WriteConfig { files } => format!("write {} matchbox file(s)", files.len()),
+            Action::GenerateCertificates => "generate matchbox gRPC TLS certificates".into(),
+            Action::CreateContainer { name, .. } => format!("create and start {name}"),
+            Action::ReplaceContainer { name, reason, .. } => format!("replace {name} ({reason})"),
+            Action::Keep { name, .. } => format!("keep {name} (unchanged, running)"),
+        }
+    }
+}
+
+/// A plan that cannot be carried out, found before anything is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError(pub String);
+
+/// Which images to pull. Apart from the images, everything is planned by [`plan`].
+pub fn pulls(d: &Desired, o: &Observed) -> Result<Vec<Action>, PlanError> {
+    let mut actions = Vec::new();
+    for image in &d.images {
+        let present = o.images.get(image).is_some_and(Option::is_some);
+        let reason = match (d.pull, present) {
+            (PullPolicy::Never, false) => {
+                return Err(PlanError(format!(
+                    "{image} is not in the engine and the pull policy is 'never'\n  fix: pull or load it (docker pull / docker load), or use --pull missing"
+                )))
+            }
+            (PullPolicy::Never, true) => continue,
+            (PullPolicy::Always, _) => "pull policy always",
+            (PullPolicy::Missing, false) => "not in the engine",
+            // A moving tag may point at new content: ask the registry (cheap when unchanged).
+            (PullPolicy::Missing, true) if image.ends_with(":latest") => "re-check the moving tag latest",
+            (PullPolicy::Missing, true) => continue,
+        };
+        actions.push(Action::Pull {
+            image: image.clone(),
+            reason: reason.to_string(),
+        });
+    }
+    Ok(actions)
+}
+
+/// Everything but pulls, against the images the engine holds now.
+pub fn plan(d: &Desired, o: &Observed) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let image_id = |image: &str| o.images.get(image).cloned().flatten();
+
+    for arch in &d.arches {
+        let recorded = o.state.assets.get(arch.name());
+        let present = o.assets_present.get(arch.name()).copied().unwrap_or(false);
+        let reason = match (recorded, image_id(&d.talos_image)) {
+            (None, _) => Some("no assets recorded"),
+            (Some(_), _) if !present => Some("asset files missing or changed on disk"),
+            (Some(r), Some(id)) if r.image_id != id || r.image != d.talos_image => Some("image changed"),
+            (Some(_), None) => Some("image not yet pulled"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            actions.push(Action::ExtractAssets {
+                arch: *arch,
+                image: d.talos_image.clone(),
+                reason: reason.into(),
+            });
+        }
+    }
+
+    if d.x86_bootloaders {
+        let recorded = o.state.x86_bootloaders.as_ref();
+        let reason = match (recorded, image_id(&d.dnsmasq_image)) {
+            (None, _) => Some("not copied yet"),
+            (Some(_), _) if !o.x86_bootloaders_present => Some("files missing or changed on disk"),
+            (Some(r), Some(id)) if r.image_id != id => Some("dnsmasq image changed"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            actions.push(Action::CopyX86Bootloaders {
+                image: d.dnsmasq_image.clone(),
+                reason: reason.into(),
+            });
+        }
+    }
+
+    if let Some(source) = &d.arm64_source {
+        let recorded = o.state.arm64_bootloader.as_ref();
+        let reason = match recorded {
+            None => Some("not installed yet"),
+            Some(_) if !o.arm64_bootloader_present => Some("file missing or changed on disk"),
+            Some(r) if r.source.as_deref() != Some(source) => Some("source changed"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            actions.push(Action::InstallArm64Bootloader {
+                source: source.clone(),
+                reason: reason.into(),
+            });
+        }
+    }
+
+    if d.certificates && !o.certificates_present {
+        actions.push(Action::GenerateCertificates);
+    }
+    if !d.files_to_write.is_empty() {
+        actions.push(Action::WriteConfig {
+            files: d.files_to_write.clone(),
+        });
+    }
+
+    let mut matchbox_replaced = false;
+    for (role, spec) in &d.containers {
+        let reason = container_reason(spec, o.containers.get(&spec.name), image_id(&spec.image));
+        let reason = match reason {
+            Some(r) => Some(r),
+            None if *role == Role::Dnsmasq && d.dnsmasq_follows_matchbox && matchbox_replaced => {
+                Some(Reason::Replace("it shares matchbox's network namespace".into()))
+            }
+            None => None,
+        };
+        let name = spec.name.clone();
+        actions.push(match reason {
+            None => Action::Keep { role: *role, name },
+            Some(Reason::Create) => Action::CreateContainer { role: *role, name },
+            Some(Reason::Replace(reason)) => Action::ReplaceContainer { role: *role, name, reason },
+        });
+        if *role == Role::Matchbox {
+            matchbox_replaced = !matches!(actions.last(), Some(Action::Keep { .. }));
+        }
+    }
+    actions
+}
+
+enum Reason {
+    Create,
+    Replace(String),
+}
+
+fn container_reason(spec: &ContainerSpec, found: Option<&ObservedContainer>, image_id: Option<String>) -> Option<Reason> {
+    let Some(c) = found else {
+        return Some(Reason::Create);
+    };
+    let wanted_hash = spec.labels.get(LABEL_SPEC_HASH);
+    if c.labels.get(LABEL_SPEC_HASH).is_none() {
+        return Some(Reason::Replace(
+            "not created by cozyboot (started by hand?)".into(),
+        ));
+    }
+    if c.labels.get(LABEL_SPEC_HASH) != wanted_hash {
+        let what = if c.cmd != spec.cmd {
+            "args changed"
+        } else if c.image != spec.image {
+            "image changed"
+        } else {
+            "settings changed"
+        };
+        return Some(Reason::Replace(what.into()));
+    }
+    if image_id.is_some_and(|id| id != c.image_id) {
+        return Some(Reason::Replace("a newer image was pulled".into()));
+    }
+    if !c.running {
+        return Some(Reason::Replace("not running".into()));
+    }
+    None
+}
+
+/// True when nothing but `Keep` is planned.
+pub fn is_noop(actions: &[Action]) -> bool {
+    actions.iter().all(|a| matches!(a, Action::Keep { .. }))
+}
