@@ -2,11 +2,18 @@
 //!
 //! Data flows one way: `settings` → `render` → `plan` → `engine` → `validate`.
 
+pub mod apply;
 pub mod arch;
 pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod pe;
+pub mod plan;
+pub mod ports;
 pub mod probe;
+pub mod progress;
 pub mod render;
 pub mod settings;
+pub mod state;
+pub mod tls;

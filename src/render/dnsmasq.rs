@@ -4,7 +4,7 @@
 //! every firmware line carries `tag:!ipxe`, and each firmware has its own tag, so at most one
 //! tagged boot line matches any client.
 
-use crate::arch::{Arch, Bootloader, Firmware, RPI_EEPROM_VENDOR_CLASS};
+use crate::arch::{Arch, Bootloader, Firmware, RPI_OUIS};
 use crate::settings::{DhcpMode, Settings};
 
 /// Where the TFTP root is inside the dnsmasq container.
@@ -61,7 +61,8 @@ pub fn args(s: &Settings) -> Vec<String> {
         format!("--dhcp-userclass=set:{IPXE_TAG},iPXE"),
     ]);
     if s.serves(Arch::Amd64) {
-        a.push(format!("--dhcp-vendorclass=set:{RPI_TAG},{RPI_EEPROM_VENDOR_CLASS}"));
+        // By MAC block: the Pi EEPROM's vendor class is the same as an x86 PXE ROM's.
+        a.extend(RPI_OUIS.iter().map(|oui| format!("--dhcp-mac=set:{RPI_TAG},{oui}:*:*:*")));
     }
     for fw in served_firmwares(s) {
         a.extend(firmware_lines(s, fw));
@@ -111,7 +112,8 @@ fn firmware_lines(s: &Settings, fw: &Firmware) -> Vec<String> {
         DhcpMode::Proxy => {
             if let Some(csa) = fw.pxe_csa {
                 lines.push(format!(
-                    "--pxe-service=tag:{},{not_rpi}tag:!{IPXE_TAG},{csa},\"cozyboot {} ({})\",{file}",
+                    // argv, not a shell: quotes would end up in the menu text.
+                    "--pxe-service=tag:{},{not_rpi}tag:!{IPXE_TAG},{csa},cozyboot {} ({}),{file}",
                     fw.tag,
                     fw.bootloader.arch(),
                     fw.code
@@ -136,7 +138,7 @@ fn ipxe_lines(s: &Settings) -> Vec<String> {
                     seen.push(*csa);
                     new
                 })
-                .map(|csa| format!("--pxe-service=tag:{IPXE_TAG},{csa},\"iPXE\",{url}"))
+                .map(|csa| format!("--pxe-service=tag:{IPXE_TAG},{csa},iPXE,{url}"))
                 .collect()
         }
     }
