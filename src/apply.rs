@@ -680,7 +680,10 @@ async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -> Result<()
             engine.rename(&old_name, name).await?;
             let restored = if was_running {
                 match engine.start(name).await {
-                    Ok(()) => "the previous container was started again".to_string(),
+                    Ok(()) => {
+                        rejoin_dnsmasq(cx, role).await;
+                        "the previous container was started again".to_string()
+                    }
                     Err(e2) => format!("starting the previous container again failed too: {e2}"),
                 }
             } else {
@@ -688,6 +691,16 @@ async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -> Result<()
             };
             Err(Error::Failed(format!("the new {name} failed to start: {e}\n  {restored}")))
         }
+    }
+}
+
+/// A dnsmasq sharing matchbox's network namespace lost its network when matchbox stopped;
+/// restarting it joins the namespace of the matchbox that runs now.
+async fn rejoin_dnsmasq(cx: &Context<'_>, role: Role) {
+    let dnsmasq = &cx.specs[1];
+    if role == Role::Matchbox && matches!(dnsmasq.network, NetworkMode::Container(_)) {
+        let _ = cx.engine.stop(&dnsmasq.name, STOP_TIMEOUT).await;
+        let _ = cx.engine.start(&dnsmasq.name).await;
     }
 }
 

@@ -86,7 +86,18 @@ pub struct ValidateArgs {
 
 /// Day-2 commands find the containers by label, as `up` made them: no settings needed.
 #[derive(Debug, Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub site: SiteArgs,
+}
+
+/// Narrows day-2 commands to one boot site when a host runs several.
+#[derive(Debug, Default, Args)]
+pub struct SiteArgs {
+    /// Only the containers `up` started with this data dir [default: all managed containers].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -104,12 +115,16 @@ pub struct LogsArgs {
     /// Number of lines from the end.
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
+    #[command(flatten)]
+    pub site: SiteArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     /// Which container; both when omitted.
     pub role: Option<Role>,
+    #[command(flatten)]
+    pub site: SiteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -117,9 +132,9 @@ pub struct DownArgs {
     /// Also remove what cozyboot wrote to the data dir (assets, rendered config, certificates).
     #[arg(long)]
     pub purge: bool,
-    /// Data dir to purge when no managed container names one.
-    #[arg(long, value_name = "DIR", requires = "purge")]
-    pub data_dir: Option<PathBuf>,
+    /// Also purged when no managed container names it.
+    #[command(flatten)]
+    pub site: SiteArgs,
 }
 
 #[derive(Debug, Args)]

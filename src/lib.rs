@@ -17,3 +17,4 @@ pub mod render;
 pub mod settings;
 pub mod state;
 pub mod tls;
+pub mod validate;

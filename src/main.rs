@@ -34,6 +34,12 @@ fn print_stdout(text: &str) {
 }
 
 fn report(error: &Error, json: bool) {
+    // `validate`'s report (table or JSON document) is its output, failing or not.
+    if let Error::ChecksFailed(rendered) = error {
+        print_stdout(rendered);
+        eprintln!("error: validate found problems (exit {})", error.exit_code());
+        return;
+    }
     if json {
         let problems = match error {
             Error::Config(list) => serde_json::to_value(list).unwrap_or_default(),

@@ -2,7 +2,7 @@
 //! so these need no settings and work whatever names `up` was given.
 
 use super::{runtime, Output};
-use crate::cli::{DownArgs, LogsArgs, RestartArgs, Role as CliRole};
+use crate::cli::{DownArgs, LogsArgs, RestartArgs, Role as CliRole, SiteArgs, StatusArgs};
 use crate::engine::docker::{ContainerInfo, Engine};
 use crate::error::{Error, Result};
 use crate::render::containers::{Role, LABEL_DATA_DIR, LABEL_MANAGED, LABEL_ROLE};
@@ -12,11 +12,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-async fn managed(engine: &Engine) -> Result<Vec<(Role, ContainerInfo)>> {
+async fn managed(engine: &Engine, site: &SiteArgs) -> Result<Vec<(Role, ContainerInfo)>> {
+    let dir = site.data_dir.as_ref().map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
     let mut found: Vec<(Role, ContainerInfo)> = engine
         .list_labelled(&format!("{LABEL_MANAGED}=true"))
         .await?
         .into_iter()
+        .filter(|c| dir.as_ref().is_none_or(|d| c.labels.get(LABEL_DATA_DIR).map(PathBuf::from).as_ref() == Some(d)))
         .filter_map(|c| {
             let role = c.labels.get(LABEL_ROLE).and_then(|r| Role::from_label(r))?;
             Some((role, c))
@@ -38,10 +40,10 @@ fn none_found() -> Error {
     Error::Failed("no containers managed by cozyboot were found\n  fix: start them with `cozyboot up`".into())
 }
 
-pub fn status() -> Result<Output> {
+pub fn status(args: &StatusArgs) -> Result<Output> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let found = managed(&engine).await?;
+        let found = managed(&engine, &args.site).await?;
         let mut containers = Vec::new();
         let mut human = String::new();
         let mut data_dirs = BTreeSet::new();
@@ -95,7 +97,7 @@ pub fn logs(args: &LogsArgs) -> Result<Output> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         let found: Vec<(Role, ContainerInfo)> =
-            managed(&engine).await?.into_iter().filter(|(r, _)| wanted(args.role)(r)).collect();
+            managed(&engine, &args.site).await?.into_iter().filter(|(r, _)| wanted(args.role)(r)).collect();
         if found.is_empty() {
             return Err(none_found());
         }
@@ -128,9 +130,17 @@ pub fn restart(args: &RestartArgs) -> Result<Output> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         let found: Vec<(Role, ContainerInfo)> =
-            managed(&engine).await?.into_iter().filter(|(r, _)| wanted(args.role)(r)).collect();
+            managed(&engine, &args.site).await?.into_iter().filter(|(r, _)| wanted(args.role)(r)).collect();
         if found.is_empty() {
             return Err(none_found());
+        }
+        let mut found = found;
+        // A dnsmasq in matchbox's network namespace loses its network when matchbox restarts.
+        if found.iter().any(|(r, _)| *r == Role::Matchbox) && !found.iter().any(|(r, _)| *r == Role::Dnsmasq) {
+            let followers = managed(&engine, &args.site).await?.into_iter().filter(|(r, c)| {
+                *r == Role::Dnsmasq && c.network_mode.starts_with("container:")
+            });
+            found.extend(followers);
         }
         let mut done = Vec::new();
         // matchbox first: dnsmasq may share its network namespace.
@@ -147,9 +157,9 @@ pub fn restart(args: &RestartArgs) -> Result<Output> {
 pub fn down(args: &DownArgs) -> Result<Output> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let found = managed(&engine).await?;
+        let found = managed(&engine, &args.site).await?;
         let mut removed = Vec::new();
-        let mut data_dirs: BTreeSet<PathBuf> = args.data_dir.iter().cloned().collect();
+        let mut data_dirs: BTreeSet<PathBuf> = args.site.data_dir.iter().cloned().collect();
         // dnsmasq first: it may share matchbox's network namespace.
         for (_, c) in found.iter().rev() {
             engine.remove(&c.name, true).await?;

@@ -3,6 +3,7 @@
 mod day2;
 pub mod render;
 mod up;
+mod validate;
 
 use crate::cli::{Cli, Command, SettingsArgs};
 use crate::error::{Error, Result};
@@ -20,10 +21,8 @@ pub fn run(cli: Cli) -> Result<Output> {
     match cli.command {
         Command::Up(args) => up::run(&args, cli.config, cli.json),
         Command::Render(args) => render::run(&args, cli.config),
-        Command::Validate(_) => Err(Error::Failed(
-            "`validate` is not built yet in this version of cozyboot".into(),
-        )),
-        Command::Status(_) => day2::status(),
+        Command::Validate(args) => validate::run(&args, cli.config, cli.json),
+        Command::Status(args) => day2::status(&args),
         Command::Logs(args) => day2::logs(&args),
         Command::Restart(args) => day2::restart(&args),
         Command::Down(args) => day2::down(&args),

@@ -407,6 +407,7 @@ impl Engine {
         let deadline = Instant::now() + timeout;
         // (started_at, restart_count, first seen) of the current run.
         let mut up_since: Option<(Option<String>, u64, Instant)> = None;
+        let mut initial_restarts: Option<u64> = None;
         loop {
             let info =
                 self.container(name).await?.ok_or_else(|| EngineError::NoSuchContainer { name: name.to_owned() })?;
@@ -424,7 +425,11 @@ impl Engine {
             } else {
                 up_since = None;
             }
-            let gave_up = matches!(info.status.as_str(), "exited" | "dead") || now >= deadline;
+            // Under a restart policy a crashing container never stays "exited": a restart
+            // already means it crashed.
+            let first_count = *initial_restarts.get_or_insert(info.restart_count);
+            let crashed = info.status == "restarting" || info.restart_count > first_count;
+            let gave_up = matches!(info.status.as_str(), "exited" | "dead") || crashed || now >= deadline;
             if gave_up {
                 return Err(self.not_running(info).await);
             }

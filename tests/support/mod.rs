@@ -2,3 +2,4 @@
 
 pub mod images;
 pub mod netns;
+pub mod validate_lab;

@@ -1,0 +1,246 @@
+//! `--probe-dhcp`: cozyboot plays the PXE firmware of every served architecture, and iPXE, on
+//! one interface: it checks each offer (and the UDP 4011 step of proxy DHCP), fetches the
+//! offered bootloader by TFTP and compares it byte for byte with the file on disk, and fetches
+//! the iPXE script URL. It never requests a lease, and every wait is bounded.
+
+use super::{Check, Findings};
+use crate::probe::{self, BootAnswer, DiscoverSpec, Offer, ProbeError};
+use crate::render::dnsmasq::served_firmwares;
+use crate::settings::{DhcpMode, Settings};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Each DISCOVER waits this long for every answer: a second server answering late is
+/// exactly what must be reported.
+pub const WAIT: Duration = Duration::from_secs(4);
+/// In full mode dnsmasq pings an address for 3 s before it first offers it.
+const FIRST_OFFER_PING: Duration = Duration::from_secs(3);
+/// A locally administered MAC no NIC ships with, outside the Raspberry Pi blocks dnsmasq
+/// tags specially.
+const MAC: [u8; 6] = [0x02, 0x63, 0x6f, 0x7a, 0x79, 0x02];
+const NOT_RUN: &str = "probe.dhcp";
+const SERVERS: &str = "probe.servers";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// Where the DISCOVERs are broadcast (the segment the machines boot on).
+    pub iface: String,
+    pub wait: Duration,
+}
+
+/// One simulated client and what it must be offered.
+struct Target {
+    id: String,
+    who: String,
+    spec: DiscoverSpec,
+    expect: Expect,
+}
+
+enum Expect {
+    /// A bootloader file name in the TFTP root.
+    Bootloader(String),
+    /// The iPXE script URL.
+    Script(String),
+}
+
+pub async fn checks(s: &Settings, options: Option<&ProbeOptions>) -> Vec<Check> {
+    let Some(options) = options else {
+        return vec![Check::skip(NOT_RUN, "not run: --probe-dhcp makes cozyboot act as a PXE client (needs root)")];
+    };
+    let (s, options) = (s.clone(), options.clone());
+    let handle = tokio::runtime::Handle::current();
+    // The probe blocks on sockets; it must not hold up the runtime's workers.
+    tokio::task::spawn_blocking(move || run(&s, &options, &handle))
+        .await
+        .unwrap_or_else(|e| vec![Check::fail(NOT_RUN, format!("the probe stopped: {e}"))])
+}
+
+fn targets(s: &Settings) -> Vec<Target> {
+    let codes: Vec<(u16, String)> = served_firmwares(s)
+        .filter(|fw| !fw.http_boot)
+        .map(|fw| (fw.code, s.bootloaders.for_bootloader(fw.bootloader).to_string()))
+        .collect();
+    let mut targets: Vec<Target> = codes
+        .iter()
+        .map(|(code, file)| Target {
+            id: format!("probe.arch-{code}"),
+            who: format!("a firmware sending arch {code}"),
+            spec: DiscoverSpec::firmware(*code, MAC),
+            expect: Expect::Bootloader(file.clone()),
+        })
+        .collect();
+    if let Some((code, _)) = codes.first() {
+        targets.push(Target {
+            id: "probe.ipxe".into(),
+            who: format!("iPXE (arch {code})"),
+            spec: DiscoverSpec::ipxe(*code, MAC),
+            expect: Expect::Script(format!("{}/boot.ipxe", s.http_base())),
+        });
+    }
+    targets
+}
+
+fn run(s: &Settings, o: &ProbeOptions, handle: &tokio::runtime::Handle) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut offers: Vec<Offer> = Vec::new();
+    let mut blocked: Option<String> = None;
+    for (i, t) in targets(s).into_iter().enumerate() {
+        if let Some(first) = &blocked {
+            checks.push(Check::skip(&t.id, format!("not run (see {first})")));
+            continue;
+        }
+        let ping = matches!(s.dhcp, DhcpMode::Full { .. }) && i == 0;
+        let wait = if ping { o.wait + FIRST_OFFER_PING } else { o.wait };
+        match probe::boot_file_for(&o.iface, &t.spec, wait) {
+            Ok(answer) => {
+                offers.extend(answer.offers.iter().cloned());
+                checks.push(judge(s, o, &t, &answer, handle));
+            }
+            Err(e) => {
+                if cannot_probe_here(&e) {
+                    blocked = Some(t.id.clone());
+                }
+                checks.push(unanswered(o, &t, &e));
+            }
+        }
+    }
+    checks.push(servers(s, &offers));
+    checks
+}
+
+/// Errors of this host, not of the server: every other probe would hit them too.
+fn cannot_probe_here(e: &ProbeError) -> bool {
+    matches!(
+        e,
+        ProbeError::PermissionDenied { .. } | ProbeError::PortInUse { .. } | ProbeError::NoSuchInterface { .. } | ProbeError::Io { .. }
+    )
+}
+
+fn unanswered(o: &ProbeOptions, t: &Target, e: &ProbeError) -> Check {
+    let fix = match e {
+        ProbeError::PermissionDenied { .. } => "run `cozyboot validate --probe-dhcp` as root".to_string(),
+        ProbeError::NoSuchInterface { .. } => "pass --probe-iface with an interface on the boot segment".to_string(),
+        ProbeError::PortInUse { .. } => "stop the DHCP client or server holding UDP port 68 on this host".to_string(),
+        _ => format!(
+            "check that dnsmasq runs and listens on the segment {} is on (containers.dnsmasq.running, logs.dnsmasq.started), \
+             that no firewall drops UDP 67/68 (and 4011 in proxy mode), and that no other DHCP server answers first",
+            o.iface
+        ),
+    };
+    Check::fail(&t.id, format!("{} on {} got no answer", t.who, o.iface)).evidence(e.to_string()).fix(fix)
+}
+
+fn describe(offer: &Offer) -> String {
+    let address = if offer.proxy { "no address (proxy DHCP)".to_string() } else { format!("address {}", offer.yiaddr) };
+    format!(
+        "offer from {} ({}): {address}, next-server {}, file {}",
+        offer.server_id,
+        offer.from,
+        offer.siaddr,
+        offer.boot_file.as_deref().unwrap_or("none")
+    )
+}
+
+fn judge(s: &Settings, o: &ProbeOptions, t: &Target, answer: &BootAnswer, handle: &tokio::runtime::Handle) -> Check {
+    let mut f = Findings::default();
+    f.evidence.extend(answer.offers.iter().map(describe));
+    if answer.via_pxe_port {
+        f.note(format!("boot file from the proxy's UDP {} answer", probe::dhcp::PXE_PORT));
+    }
+    let expected = match &t.expect {
+        Expect::Bootloader(name) | Expect::Script(name) => name.as_str(),
+    };
+    let Some(file) = answer.boot_file.as_deref() else {
+        let got = if answer.offers.iter().any(|x| !x.proxy) { "an address" } else { "a proxy answer" };
+        f.fail(format!(
+            "{} got {got} but no boot file (expected {expected}): dnsmasq has no rule for it (see config.arch-11, config.no-arch-12)",
+            t.who
+        ));
+        return f.into_check(&t.id, "").fix("run `cozyboot up`: it renders a boot rule for every served firmware");
+    };
+    if file != expected {
+        f.fail(format!("{} is offered {file}, expected {expected}", t.who));
+        return f.into_check(&t.id, "");
+    }
+    match &t.expect {
+        Expect::Bootloader(name) => {
+            let server = answer.tftp_server.unwrap_or(s.server_ip);
+            tftp_matches_disk(s, o, server, name, &mut f);
+            f.into_check(&t.id, format!("{} is offered {name}; TFTP from {server} serves it byte for byte", t.who))
+        }
+        Expect::Script(url) => {
+            script_answers(url, handle, &mut f);
+            f.into_check(&t.id, format!("{} is sent to {url}, which serves the iPXE script", t.who))
+        }
+    }
+}
+
+fn tftp_matches_disk(s: &Settings, o: &ProbeOptions, server: Ipv4Addr, name: &str, f: &mut Findings) {
+    let disk_path = s.assets_dir().join(name);
+    let disk = match std::fs::read(&disk_path) {
+        Ok(bytes) => bytes,
+        Err(e) => return f.fail(format!("{} cannot be read to compare: {e}", disk_path.display())),
+    };
+    match probe::fetch(server, name, o.wait) {
+        Ok(bytes) if bytes == disk => f.note(format!("TFTP {server}:{name}: {} bytes, identical to {}", bytes.len(), disk_path.display())),
+        Ok(bytes) => f.fail(format!(
+            "TFTP {server}:{name} serves {} bytes that differ from {} ({} bytes): the server serves another TFTP root",
+            bytes.len(),
+            disk_path.display(),
+            disk.len()
+        )),
+        Err(e) => f.fail(format!("TFTP fetch of {name} from {server} failed: {e}")),
+    }
+}
+
+fn script_answers(url: &str, handle: &tokio::runtime::Handle, f: &mut Findings) {
+    let fetched = handle.block_on(async {
+        let client = reqwest::Client::builder().timeout(WAIT).no_proxy().build().map_err(|e| e.to_string())?;
+        let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        Ok::<_, String>((status, response.text().await.unwrap_or_default()))
+    });
+    match fetched {
+        Ok((status, body)) if status.is_success() && body.contains("#!ipxe") => f.note(format!("GET {url} → {status}")),
+        Ok((status, _)) => f.fail(format!("GET {url} → {status}, not an iPXE script")),
+        Err(e) => f.fail(format!("GET {url} failed: {e}")),
+    }
+}
+
+/// Every server that answered any probe; another full DHCP server on the segment is the most
+/// common reason a node boots something else.
+fn servers(s: &Settings, offers: &[Offer]) -> Check {
+    if offers.is_empty() {
+        return Check::skip(SERVERS, "no DHCP server answered");
+    }
+    let mut seen: Vec<&Offer> = Vec::new();
+    for offer in offers {
+        if !seen.iter().any(|o| o.server_id == offer.server_id) {
+            seen.push(offer);
+        }
+    }
+    let mut f = Findings::default();
+    f.evidence.extend(seen.iter().map(|o| describe(o)));
+    let others: Vec<&&Offer> = seen.iter().filter(|o| o.server_id != s.server_ip).collect();
+    if !seen.iter().any(|o| o.server_id == s.server_ip) {
+        f.warn(format!("{} never answered; only other servers did", s.server_ip));
+    }
+    for other in &others {
+        match &s.dhcp {
+            DhcpMode::Full { .. } => f.warn(format!(
+                "another DHCP server, {}, answers on this segment: clients may take its offer first",
+                other.server_id
+            )),
+            DhcpMode::Proxy if offers.iter().any(|o| o.server_id == other.server_id && o.boot_file.is_some()) => {
+                f.warn(format!("{} offers boot files too: clients may boot what it offers", other.server_id))
+            }
+            DhcpMode::Proxy => f.note(format!("{} hands out addresses; {} adds boot information (proxy)", other.server_id, s.server_ip)),
+        }
+    }
+    let names: Vec<String> = seen.iter().map(|o| o.server_id.to_string()).collect();
+    let check = f.into_check(SERVERS, format!("answering: {}", names.join(", ")));
+    match check.status {
+        super::Status::Warn => check.fix("find and stop the other DHCP server, or use proxy mode (no --dhcp-range) beside it"),
+        _ => check,
+    }
+}

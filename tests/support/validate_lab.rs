@@ -1,0 +1,346 @@
+//! A boot segment made of nothing real, for running `up` and `validate` (and its DHCP probe)
+//! against the real engine and the real dnsmasq.
+//!
+//! [`Lab`] creates a veth pair: one end (`cbv…h`) stays on the host with no address and is the
+//! parent of an `--internal` macvlan Docker network on 10.214.X.0/24; the other end (`cbv…c`)
+//! goes into a network namespace the lab creates, with 10.214.X.2. The containers sit on the
+//! macvlan network (matchbox at 10.214.X.10, dnsmasq in its namespace), and `cozyboot` runs
+//! inside the namespace, like an admin host on the boot LAN. Nothing can leave: the only
+//! wire is the veth pair.
+//!
+//! Why not an `--internal` bridge network: with `br_netfilter` on (Docker's default), Docker's
+//! isolation rules drop bridged packets from or to addresses outside the subnet, and a
+//! DHCPDISCOVER goes from 0.0.0.0 to 255.255.255.255; macvlan traffic never meets them.
+//!
+//! Needs root, iproute2, nsenter and the Docker CLI; without them [`Lab::new`] prints
+//! `skipped: ...` and returns `None`.
+
+#![allow(dead_code)]
+
+use super::images;
+use assert_cmd::Command as Bin;
+use serde_json::Value;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+/// Attempts at a free 10.214.X.0/24 before giving up.
+const SUBNET_TRIES: u32 = 20;
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+pub const TAG: &str = "latest";
+
+pub fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().expect("the docker CLI runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text.trim().to_string())
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("iproute2 runs");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+fn quiet(program: &str, args: &[&str]) {
+    let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+fn skip<T>(reason: &str) -> Option<T> {
+    println!("skipped: {reason}");
+    None
+}
+
+/// A PE header for `machine` (0xAA64 arm64, 0x8664 x86_64), 512 bytes.
+pub fn pe(machine: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 512];
+    b[0..2].copy_from_slice(b"MZ");
+    b[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    b[0x80..0x84].copy_from_slice(b"PE\0\0");
+    b[0x84..0x86].copy_from_slice(&machine.to_le_bytes());
+    b
+}
+
+/// How `up` is asked to run the segment.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub proxy: bool,
+    pub arches: &'static str,
+    pub extra: Vec<String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup { proxy: false, arches: "arm64", extra: Vec::new() }
+    }
+}
+
+/// What one `cozyboot validate --json` run printed and returned.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub json: Value,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn check(&self, id: &str) -> &Value {
+        self.json["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|c| c["id"] == id))
+            .unwrap_or_else(|| panic!("no check {id} in\n{:#}", self.json))
+    }
+
+    /// Asserts `id` has `status`; returns its finding and evidence as one text.
+    pub fn expect(&self, id: &str, status: &str) -> String {
+        let c = self.check(id);
+        assert_eq!(c["status"], status, "{id}:\n{c:#}\nall checks:\n{}", self.table());
+        format!("{}\n{}", c["finding"].as_str().unwrap_or_default(), c["evidence"])
+    }
+
+    /// `status id: finding`, one line per check, for assertion messages.
+    pub fn table(&self) -> String {
+        let checks = self.json["checks"].as_array().cloned().unwrap_or_default();
+        let mut lines: Vec<String> = checks
+            .iter()
+            .map(|c| format!("{} {}: {} {}", c["status"], c["id"], c["finding"], c["evidence"]))
+            .collect();
+        lines.push(format!("stderr: {}", self.stderr));
+        lines.join("\n")
+    }
+}
+
+pub struct Lab {
+    pub name: String,
+    pub subnet: u8,
+    pub host_if: String,
+    pub client_if: String,
+    pub dir: tempfile::TempDir,
+    pub matchbox: String,
+    pub dnsmasq: String,
+    pub setup: Setup,
+    arm64_efi: PathBuf,
+}
+
+impl Lab {
+    pub fn new(setup: Setup) -> Option<Lab> {
+        if !images::require_docker() {
+            return None;
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return skip("the validate lab needs root (network namespace, veth, macvlan)");
+        }
+        images::ensure().unwrap();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let name = format!("cbv-{pid}-{n}");
+        let tag = format!("{}{n}", pid % 100_000);
+        let dir = tempfile::tempdir().unwrap();
+        let arm64_efi = dir.path().join("ipxe-arm64.efi");
+        fs::write(&arm64_efi, pe(0xAA64)).unwrap();
+        let mut lab = Lab {
+            matchbox: format!("{name}-mb"),
+            dnsmasq: format!("{name}-dm"),
+            host_if: format!("cbv{tag}h"),
+            client_if: format!("cbv{tag}c"),
+            subnet: 0,
+            name,
+            dir,
+            setup,
+            arm64_efi,
+        };
+        // From here on, Drop removes whatever exists.
+        lab.wire();
+        lab.subnet = lab.network(pid.wrapping_mul(7).wrapping_add(n * 13));
+        ip(&["-n", &lab.name, "addr", "add", &format!("{}/24", lab.ip(2)), "dev", &lab.client_if]);
+        Some(lab)
+    }
+
+    fn wire(&self) {
+        ip(&["netns", "add", &self.name]);
+        ip(&["link", "add", &self.host_if, "type", "veth", "peer", "name", &self.client_if]);
+        ip(&["link", "set", &self.client_if, "netns", &self.name]);
+        ip(&["link", "set", &self.host_if, "up"]);
+        ip(&["-n", &self.name, "link", "set", &self.client_if, "up"]);
+        ip(&["-n", &self.name, "link", "set", "lo", "up"]);
+    }
+
+    /// Creates the macvlan network on a free 10.214.X.0/24; returns X.
+    fn network(&self, seed: u32) -> u8 {
+        let mut last = String::new();
+        for attempt in 0..SUBNET_TRIES {
+            let x = ((seed + attempt * 31) % 250 + 2) as u8;
+            let (ok, out) = docker(&[
+                "network", "create", "-d", "macvlan", "--internal",
+                "-o", &format!("parent={}", self.host_if),
+                "--subnet", &format!("10.214.{x}.0/24"),
+                "--label", "io.cozyboot.test=validate",
+                &self.name,
+            ]);
+            if ok {
+                return x;
+            }
+            last = out;
+        }
+        panic!("no free 10.214.X.0/24 for the macvlan network: {last}");
+    }
+
+    pub fn ip(&self, host: u8) -> String {
+        format!("10.214.{}.{host}", self.subnet)
+    }
+
+    pub fn server_ip(&self) -> String {
+        self.ip(10)
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.data().join(relative)
+    }
+
+    /// Writes a file into the lab's temporary dir (configs the settings refer to).
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// The settings `up` and `validate` both get.
+    pub fn settings(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--registry={}", images::registry_prefix()),
+            format!("--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}", images::REGISTRY, images::DNSMASQ_TAG),
+            format!("--tag={TAG}"),
+            format!("--network={}", self.name),
+            format!("--server-ip={}", self.server_ip()),
+            format!("--subnet=10.214.{}.0/24", self.subnet),
+            format!("--data-dir={}", self.data().display()),
+            format!("--ipxe-arm64={}", self.arm64_efi.display()),
+            format!("--matchbox-name={}", self.matchbox),
+            format!("--dnsmasq-name={}", self.dnsmasq),
+            format!("--arch={}", self.setup.arches),
+        ];
+        if !self.setup.proxy {
+            args.push(format!("--dhcp-range={},{}", self.ip(100), self.ip(150)));
+        }
+        args.extend(self.setup.extra.iter().cloned());
+        args
+    }
+
+    /// `cozyboot <args>` inside the lab's namespace.
+    fn cozyboot(&self, args: &[String]) -> std::process::Output {
+        Bin::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_cozyboot"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .timeout(COMMAND_TIMEOUT)
+            .output()
+            .unwrap()
+    }
+
+    pub fn up(&self) {
+        let mut args = vec!["up".to_string()];
+        args.extend(self.settings());
+        let out = self.cozyboot(&args);
+        assert!(
+            out.status.success(),
+            "cozyboot up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `cozyboot validate --json` with the lab's settings and `extra`.
+    pub fn validate(&self, extra: &[&str]) -> Outcome {
+        let mut args = vec!["validate".to_string(), "--json".to_string()];
+        args.extend(self.settings());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = self.cozyboot(&args);
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            json: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `validate --probe-dhcp` from the namespace's end of the veth pair.
+    pub fn validate_probing(&self, extra: &[&str]) -> Outcome {
+        let mut args = vec!["--probe-dhcp", "--probe-iface", &self.client_if];
+        args.extend_from_slice(extra);
+        self.validate(&args)
+    }
+
+    /// `validate` without `--json`: the human table.
+    pub fn validate_text(&self) -> (i32, String) {
+        let mut args = vec!["validate".to_string()];
+        args.extend(self.settings());
+        let out = self.cozyboot(&args);
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Replaces container `name` by one started by hand with `cmd`, keeping its image,
+    /// labels, network, mounts and capabilities, as an operator following a guide would.
+    pub fn start_by_hand(&self, name: &str, cmd: &[String]) {
+        let (ok, text) = docker(&["inspect", name]);
+        assert!(ok, "docker inspect {name}: {text}");
+        let info: Value = serde_json::from_str(&text).unwrap();
+        let run = run_args(&info[0], name, cmd);
+        docker(&["rm", "-f", name]);
+        let args: Vec<&str> = run.iter().map(String::as_str).collect();
+        let (ok, out) = docker(&args);
+        assert!(ok, "docker {}: {out}", run.join(" "));
+    }
+
+    /// The command line of container `name` as it runs.
+    pub fn cmd_of(&self, name: &str) -> Vec<String> {
+        let (ok, text) = docker(&["inspect", "-f", "{{json .Config.Cmd}}", name]);
+        assert!(ok, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// `docker run` arguments recreating the container `info` (from `docker inspect`) with `cmd`.
+fn run_args(info: &Value, name: &str, cmd: &[String]) -> Vec<String> {
+    let host = &info["HostConfig"];
+    let mut run: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
+    let mode = host["NetworkMode"].as_str().unwrap_or_default().to_string();
+    run.push(format!("--network={mode}"));
+    if let Some(ip) = info["NetworkSettings"]["Networks"][&mode]["IPAMConfig"]["IPv4Address"].as_str() {
+        run.push(format!("--ip={ip}"));
+    }
+    for cap in host["CapAdd"].as_array().into_iter().flatten() {
+        run.push(format!("--cap-add={}", cap.as_str().unwrap_or_default()));
+    }
+    for m in host["Mounts"].as_array().into_iter().flatten() {
+        let ro = if m["ReadOnly"].as_bool().unwrap_or(false) { ",readonly" } else { "" };
+        run.push(format!("--mount=type=bind,src={},dst={}{ro}", m["Source"].as_str().unwrap(), m["Target"].as_str().unwrap()));
+    }
+    for (k, v) in info["Config"]["Labels"].as_object().into_iter().flatten() {
+        if k.starts_with("io.cozyboot.") {
+            run.push(format!("--label={k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    run.push(info["Config"]["Image"].as_str().unwrap().to_string());
+    run.extend(cmd.iter().cloned());
+    run
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for name in [&self.dnsmasq, &self.matchbox] {
+            for suffix in ["", "-cozyboot-new", "-cozyboot-old"] {
+                quiet("docker", &["rm", "-f", &format!("{name}{suffix}")]);
+            }
+        }
+        quiet("docker", &["network", "rm", &self.name]);
+        quiet("ip", &["link", "del", &self.host_if]);
+        quiet("ip", &["netns", "del", &self.name]);
+    }
+}

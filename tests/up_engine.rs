@@ -1,0 +1,366 @@
+//! `cozyboot up` and the day-2 commands against the real Docker Engine, with images pulled
+//! from a local registry. Every container runs on an `--internal` Docker network this test
+//! creates, so the DHCP server can never answer on a real interface.
+
+mod support;
+
+use assert_cmd::Command as Bin;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use support::images;
+
+/// Tests here share the engine's image cache; one at a time keeps "cold" cold.
+static SERIAL: Mutex<()> = Mutex::new(());
+static NEXT: AtomicU32 = AtomicU32::new(1);
+const TAG: &str = "v1.0.0";
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One boot site: an internal network, a data dir, container names; all removed on drop.
+struct Site {
+    _serial: MutexGuard<'static, ()>,
+    net: String,
+    subnet: u8,
+    dir: tempfile::TempDir,
+    matchbox: String,
+    dnsmasq: String,
+    arm64_efi: PathBuf,
+}
+
+impl Site {
+    fn new() -> Option<Site> {
+        if !images::require_docker() {
+            return None;
+        }
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        images::ensure().unwrap();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let subnet = (200 + (pid % 20) * 2 + n % 2) as u8;
+        let net = format!("cbup-{pid}-{n}");
+        docker(&["network", "rm", &net]);
+        let created = Command::new("docker")
+            .args(["network", "create", "--internal", "--label", "io.cozyboot.test=1"])
+            .arg(format!("--subnet=10.215.{subnet}.0/24"))
+            .arg(&net)
+            .status()
+            .unwrap();
+        assert!(created.success(), "creating the internal test network");
+        let dir = tempfile::tempdir().unwrap();
+        let arm64_efi = dir.path().join("ipxe-arm64.efi");
+        fs::write(&arm64_efi, pe(0xAA64)).unwrap();
+        Some(Site {
+            _serial: serial,
+            subnet,
+            matchbox: format!("cbm-{pid}-{n}"),
+            dnsmasq: format!("cbd-{pid}-{n}"),
+            net,
+            dir,
+            arm64_efi,
+        })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn server_ip(&self) -> String {
+        format!("10.215.{}.10", self.subnet)
+    }
+
+    fn args(&self, tag: &str) -> Vec<String> {
+        let s = self.subnet;
+        vec![
+            format!("--registry={}", images::registry_prefix()),
+            format!("--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}", images::REGISTRY, images::DNSMASQ_TAG),
+            format!("--tag={tag}"),
+            format!("--network={}", self.net),
+            format!("--server-ip={}", self.server_ip()),
+            format!("--subnet=10.215.{s}.0/24"),
+            format!("--dhcp-range=10.215.{s}.100,10.215.{s}.150"),
+            format!("--data-dir={}", self.data().display()),
+            format!("--ipxe-arm64={}", self.arm64_efi.display()),
+            format!("--matchbox-name={}", self.matchbox),
+            format!("--dnsmasq-name={}", self.dnsmasq),
+        ]
+    }
+
+    /// Runs `cozyboot up --json` with the site's settings plus `extra`.
+    fn up(&self, tag: &str, extra: &[&str]) -> (i32, Value, String) {
+        let out = Bin::cargo_bin("cozyboot")
+            .unwrap()
+            .current_dir(self.dir.path())
+            .arg("up")
+            .arg("--json")
+            .args(self.args(tag))
+            .args(extra)
+            .timeout(std::time::Duration::from_secs(300))
+            .output()
+            .unwrap();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), json, stderr)
+    }
+
+    fn up_ok(&self, tag: &str, extra: &[&str]) -> Value {
+        let (code, json, stderr) = self.up(tag, extra);
+        assert_eq!(code, 0, "up failed: {stderr}\n{json:#}");
+        json
+    }
+
+    /// (id, started at, running) of a container.
+    fn container(&self, name: &str) -> (String, String, bool) {
+        let out = docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}} {{.State.Running}}", name]);
+        let parts: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(parts.len(), 3, "container {name} exists: {out:?}");
+        (parts[0].into(), parts[1].into(), parts[2] == "true")
+    }
+
+    fn http_get(&self, path: &str) -> (u16, Vec<u8>) {
+        let url = format!("http://{}:8080{path}", self.server_ip());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::builder().no_proxy().build().unwrap().get(&url).send().await.unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+        })
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for name in [&self.dnsmasq, &self.matchbox] {
+            for suffix in ["", "-cozyboot-new", "-cozyboot-old"] {
+                docker(&["rm", "-f", &format!("{name}{suffix}")]);
+            }
+        }
+        docker(&["network", "rm", &self.net]);
+    }
+}
+
+fn pe(machine: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 512];
+    b[0..2].copy_from_slice(b"MZ");
+    b[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    b[0x80..0x84].copy_from_slice(b"PE\0\0");
+    b[0x84..0x86].copy_from_slice(&machine.to_le_bytes());
+    b
+}
+
+/// Makes `<repo>:<to>` in the local registry a copy of `<repo>:<from>` (test fixtures only).
+fn registry_alias(repo: &str, from: &str, to: &str) {
+    let (src, dst) = (format!("{repo}:{from}"), format!("{repo}:{to}"));
+    for args in [vec!["pull", "-q", src.as_str()], vec!["tag", &src, &dst], vec!["push", "-q", &dst]] {
+        let ok = Command::new("docker").args(&args).output().unwrap().status.success();
+        assert!(ok, "docker {args:?}");
+    }
+    docker(&["rmi", &dst]);
+}
+
+fn actions(report: &Value, kind: &str) -> Vec<Value> {
+    report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn cold_up_then_a_warm_up_that_changes_nothing() {
+    let Some(site) = Site::new() else { return };
+    for component in ["talos", "matchbox"] {
+        docker(&["rmi", &format!("{}/talos/cozystack-spin-only/{component}:{TAG}", images::registry_prefix())]);
+    }
+
+    let cold = site.up_ok(TAG, &[]);
+    let pulled: Vec<String> = actions(&cold, "pull").iter().map(|a| a["image"].as_str().unwrap().to_string()).collect();
+    for component in ["talos", "matchbox"] {
+        let image = format!("{}/talos/cozystack-spin-only/{component}:{TAG}", images::registry_prefix());
+        assert!(pulled.contains(&image), "{image} pulled on a cold engine: {cold:#}");
+    }
+    assert_eq!(actions(&cold, "extract-assets").len(), 1);
+    assert_eq!(actions(&cold, "create-container").len(), 2);
+    let assets = site.data().join("assets");
+    let vmlinuz = assets.join("talos/arm64/vmlinuz");
+    let (size, sha) = images::expected_file(&images::variant_image(images::SPIN_ONLY, TAG), "/assets/talos/arm64/vmlinuz")
+        .expect("the test image manifest lists the kernel");
+    assert_eq!(fs::metadata(&vmlinuz).unwrap().len(), size);
+    use sha2::Digest;
+    assert_eq!(hex::encode(sha2::Sha256::digest(fs::read(&vmlinuz).unwrap())), sha);
+    assert_eq!(fs::read(assets.join("bootaa64.efi")).unwrap(), pe(0xAA64));
+
+    // matchbox serves what was written, exactly as an iPXE client would ask for it.
+    let (status, body) = site.http_get("/ipxe?arch=arm64&mac=dc-a6-32-00-00-01");
+    let script = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{script}");
+    assert!(script.contains("kernel /assets/talos/arm64/vmlinuz") && script.contains("initrd=initramfs.xz"), "{script}");
+    let (status, body) = site.http_get("/assets/talos/arm64/vmlinuz");
+    assert_eq!((status, body.len() as u64), (200, size));
+    let cmd = docker(&["inspect", "-f", "{{json .Config.Cmd}}", &site.matchbox]);
+    assert!(!cmd.contains("-rpc-address"), "no gRPC flag without --rpc: {cmd}");
+
+    let before = (site.container(&site.matchbox), site.container(&site.dnsmasq));
+    let warm = site.up_ok(TAG, &[]);
+    assert!(actions(&warm, "pull").is_empty(), "pinned tags are not pulled again: {warm:#}");
+    assert!(actions(&warm, "extract-assets").is_empty(), "unchanged image, no extraction");
+    assert_eq!(actions(&warm, "keep").len(), 2);
+    assert_eq!((site.container(&site.matchbox), site.container(&site.dnsmasq)), before, "no container restarted");
+}
+
+#[test]
+fn changing_one_setting_replaces_only_that_container() {
+    let Some(site) = Site::new() else { return };
+    site.up_ok(TAG, &[]);
+    let matchbox = site.container(&site.matchbox);
+    let dnsmasq = site.container(&site.dnsmasq);
+
+    let report = site.up_ok(TAG, &["--lease-time=6h"]);
+    let replaced = actions(&report, "replace-container");
+    assert_eq!(replaced.len(), 1, "{report:#}");
+    assert_eq!(replaced[0]["name"], site.dnsmasq.as_str());
+    assert_eq!(replaced[0]["reason"], "args changed");
+    assert_eq!(site.container(&site.matchbox), matchbox, "matchbox untouched");
+    let new = site.container(&site.dnsmasq);
+    assert_ne!(new.0, dnsmasq.0);
+    assert!(new.2, "the new dnsmasq runs");
+    let args = docker(&["inspect", "-f", "{{json .Config.Cmd}}", &site.dnsmasq]);
+    assert!(args.contains("6h"), "{args}");
+}
+
+#[test]
+fn a_hostile_image_is_refused_and_nothing_is_written() {
+    let Some(site) = Site::new() else { return };
+    let matchbox = format!("{}/talos/cozystack-spin-only/matchbox", images::registry_prefix());
+    registry_alias(&matchbox, TAG, "hostile");
+    let (code, json, stderr) = site.up("hostile", &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let message = json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("symlink") || message.contains("link"), "{message}");
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert!(!site.data().join("assets/talos/arm64").exists(), "no assets swapped in");
+    let staging: Vec<_> = fs::read_dir(site.data().join(".cozyboot"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("staging"))
+        .collect();
+    assert!(staging.is_empty(), "staging removed");
+    assert!(!site.dir.path().join("escape").exists() && !Path::new("/escape").exists());
+    assert_eq!(docker(&["ps", "-aq", "--filter", "label=io.cozyboot.temporary"]), "", "temporary container removed");
+}
+
+#[test]
+fn a_failing_pull_and_a_crashing_image_leave_the_old_site_running() {
+    let Some(site) = Site::new() else { return };
+    site.up_ok(TAG, &[]);
+    let before = (site.container(&site.matchbox), site.container(&site.dnsmasq));
+    let state_before = fs::read(site.data().join(".cozyboot/state.json")).unwrap();
+
+    let (code, json, _) = site.up("no-such-tag", &[]);
+    assert_eq!(code, 1);
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no-such-tag") && message.contains("nothing was changed"), "{message}");
+    assert_eq!((site.container(&site.matchbox), site.container(&site.dnsmasq)), before);
+    assert_eq!(fs::read(site.data().join(".cozyboot/state.json")).unwrap(), state_before);
+
+    // The talos image is unchanged; only the new matchbox image exits at start.
+    let talos = format!("{}/talos/cozystack-spin-only/talos", images::registry_prefix());
+    registry_alias(&talos, TAG, "crashing");
+    let (code, json, stderr) = site.up("crashing", &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("failed to start") && message.contains("started again"), "{message}");
+    let (id, _, running) = site.container(&site.matchbox);
+    assert_eq!(id, before.0 .0, "the old matchbox is back under its name");
+    assert!(running, "the old matchbox runs again");
+    assert!(site.container(&site.dnsmasq).2, "dnsmasq runs");
+    let (status, body) = site.http_get("/");
+    assert_eq!((status, String::from_utf8_lossy(&body).trim()), (200, "matchbox"));
+}
+
+#[test]
+fn rpc_gets_certificates_a_client_can_use() {
+    let Some(site) = Site::new() else { return };
+    site.up_ok(TAG, &["--rpc"]);
+    let tls = site.data().join("tls");
+    let cmd = docker(&["inspect", "-f", "{{json .Config.Cmd}}", &site.matchbox]);
+    assert!(cmd.contains("-rpc-address=0.0.0.0:8081"), "{cmd}");
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["server.key", "client.key"] {
+        assert_eq!(fs::metadata(tls.join(key)).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let out = Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-brief", "-verify_return_error"])
+        .arg(format!("-connect={}:8081", site.server_ip()))
+        .args(["-CAfile", tls.join("ca.crt").to_str().unwrap()])
+        .args(["-cert", tls.join("client.crt").to_str().unwrap()])
+        .args(["-key", tls.join("client.key").to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Verification: OK") || text.contains("Verify return code: 0"), "{text}");
+}
+
+#[test]
+fn dry_run_changes_nothing_and_docker_unreachable_exits_3() {
+    let Some(site) = Site::new() else { return };
+    let report = site.up_ok(TAG, &["--dry-run"]);
+    assert_eq!(report["dry_run"], true);
+    assert!(!actions(&report, "create-container").is_empty());
+    assert!(!site.data().exists(), "dry run wrote nothing");
+    assert_eq!(docker(&["ps", "-aq", "--filter", &format!("name={}", site.matchbox)]), "");
+
+    let out = Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .arg("up")
+        .args(site.args(TAG))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/docker.sock") && stderr.contains("DOCKER_HOST"), "{stderr}");
+}
+
+#[test]
+fn a_second_up_on_the_same_data_dir_fails_clearly() {
+    let Some(site) = Site::new() else { return };
+    let lock_dir = site.data().join(".cozyboot");
+    fs::create_dir_all(&lock_dir).unwrap();
+    let held = fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_dir.join("lock")).unwrap();
+    held.lock().unwrap();
+    let (code, json, _) = site.up(TAG, &[]);
+    assert_eq!(code, 1);
+    assert!(json["error"]["message"].as_str().unwrap().contains("another `cozyboot up`"));
+}
+
+#[test]
+fn status_and_down_find_the_containers_by_label() {
+    let Some(site) = Site::new() else { return };
+    site.up_ok(TAG, &[]);
+    let site_arg = format!("--data-dir={}", site.data().display());
+    let out = Bin::cargo_bin("cozyboot").unwrap().args(["status", "--json", &site_arg]).output().unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = status["containers"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&site.matchbox.as_str()) && names.contains(&site.dnsmasq.as_str()), "{status:#}");
+    assert!(status["assets"].as_array().unwrap().iter().any(|a| a["arch"] == "arm64"));
+
+    let out = Bin::cargo_bin("cozyboot").unwrap().args(["logs", "dnsmasq", "--tail", "50", &site_arg]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("started, version"));
+
+    let out = Bin::cargo_bin("cozyboot").unwrap().args(["down", "--purge", "--json", &site_arg]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let label = format!("label=io.cozyboot.data-dir={}", site.data().display());
+    assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "");
+    assert!(!site.data().join("assets/talos/arm64").exists());
+    assert!(!site.data().join("profiles/cozystack-spin-only-arm64.json").exists());
+    assert!(!site.data().join(".cozyboot").exists());
+}
