@@ -250,3 +250,145 @@ fn container_reason(spec: &ContainerSpec, found: Option<&ObservedContainer>, ima
 pub fn is_noop(actions: &[Action]) -> bool {
     actions.iter().all(|a| matches!(a, Action::Keep { .. }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::spec::NetworkMode;
+    use crate::state::{AssetRecord, FileRecord};
+
+    fn spec(name: &str, cmd: &[&str], hash: &str) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            image: format!("{name}:v1"),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            labels: BTreeMap::from([(LABEL_SPEC_HASH.to_string(), hash.to_string())]),
+            binds: vec![],
+            network: NetworkMode::Host,
+            cap_add: vec![],
+            restart_unless_stopped: true,
+        }
+    }
+
+    fn desired() -> Desired {
+        Desired {
+            pull: PullPolicy::Missing,
+            images: vec!["talos:v1".into(), "matchbox:v1".into(), "dnsmasq:v1".into()],
+            talos_image: "talos:v1".into(),
+            dnsmasq_image: "dnsmasq:v1".into(),
+            arches: vec![Arch::Arm64],
+            x86_bootloaders: false,
+            arm64_source: None,
+            certificates: false,
+            containers: vec![
+                (Role::Matchbox, spec("matchbox", &["-address=0.0.0.0:8080"], "m1")),
+                (Role::Dnsmasq, spec("dnsmasq", &["-d"], "d1")),
+            ],
+            dnsmasq_follows_matchbox: false,
+            files_to_write: vec![],
+        }
+    }
+
+    /// Everything in place and running, as after a successful `up`.
+    fn settled(d: &Desired) -> Observed {
+        let images = d.images.iter().map(|i| (i.clone(), Some(format!("id-{i}")))).collect();
+        let mut state = State::default();
+        state.assets.insert(
+            "arm64".into(),
+            AssetRecord {
+                image: d.talos_image.clone(),
+                image_id: format!("id-{}", d.talos_image),
+                source: "/assets/talos/arm64".into(),
+                files: vec![FileRecord { name: "vmlinuz".into(), size: 1, sha256: String::new(), source: None }],
+                extracted_at: 0,
+            },
+        );
+        let containers = d
+            .containers
+            .iter()
+            .map(|(_, s)| {
+                let c = ObservedContainer {
+                    id: format!("{}-id", s.name),
+                    image_id: format!("id-{}", s.image),
+                    running: true,
+                    labels: s.labels.clone(),
+                    cmd: s.cmd.clone(),
+                    image: s.image.clone(),
+                };
+                (s.name.clone(), c)
+            })
+            .collect();
+        Observed {
+            images,
+            state,
+            assets_present: BTreeMap::from([("arm64".into(), true)]),
+            containers,
+            ..Observed::default()
+        }
+    }
+
+    #[test]
+    fn a_settled_site_plans_nothing_and_pins_are_not_pulled() {
+        let d = desired();
+        let o = settled(&d);
+        assert!(pulls(&d, &o).unwrap().is_empty());
+        assert!(is_noop(&plan(&d, &o)));
+    }
+
+    #[test]
+    fn latest_is_rechecked_and_never_refuses_a_missing_image() {
+        let mut d = desired();
+        d.images[0] = "talos:latest".into();
+        let mut o = settled(&d);
+        assert_eq!(pulls(&d, &o).unwrap().len(), 1);
+        d.pull = PullPolicy::Never;
+        o.images.insert("matchbox:v1".into(), None);
+        assert!(pulls(&d, &o).unwrap_err().0.contains("matchbox:v1"));
+    }
+
+    #[test]
+    fn a_new_image_id_means_new_assets_and_a_new_container() {
+        let d = desired();
+        let mut o = settled(&d);
+        o.images.insert("talos:v1".into(), Some("id-new".into()));
+        o.images.insert("matchbox:v1".into(), Some("id-new".into()));
+        let actions = plan(&d, &o);
+        assert!(actions.iter().any(|a| matches!(a, Action::ExtractAssets { reason, .. } if reason == "image changed")));
+        assert!(actions.iter().any(|a| matches!(a, Action::ReplaceContainer { role: Role::Matchbox, .. })));
+        assert!(actions.iter().any(|a| matches!(a, Action::Keep { role: Role::Dnsmasq, .. })));
+    }
+
+    #[test]
+    fn changed_args_replace_only_that_container_unless_dnsmasq_follows_matchbox() {
+        let mut d = desired();
+        let o = settled(&d);
+        d.containers[0].1 = spec("matchbox", &["-log-level=debug"], "m2");
+        let actions = plan(&d, &o);
+        assert!(actions.contains(&Action::ReplaceContainer { role: Role::Matchbox, name: "matchbox".into(), reason: "args changed".into() }));
+        assert!(actions.contains(&Action::Keep { role: Role::Dnsmasq, name: "dnsmasq".into() }));
+        d.dnsmasq_follows_matchbox = true;
+        let actions = plan(&d, &o);
+        assert!(actions.iter().any(|a| matches!(a, Action::ReplaceContainer { role: Role::Dnsmasq, .. })));
+    }
+
+    #[test]
+    fn hand_started_stopped_and_missing_containers_are_replaced_or_created() {
+        let d = desired();
+        let mut o = settled(&d);
+        o.containers.get_mut("matchbox").unwrap().labels.clear();
+        o.containers.get_mut("dnsmasq").unwrap().running = false;
+        let actions = plan(&d, &o);
+        assert!(actions.iter().any(|a| matches!(a, Action::ReplaceContainer { reason, .. } if reason.contains("by hand"))));
+        assert!(actions.iter().any(|a| matches!(a, Action::ReplaceContainer { reason, .. } if reason == "not running")));
+        o.containers.clear();
+        assert_eq!(plan(&d, &o).iter().filter(|a| matches!(a, Action::CreateContainer { .. })).count(), 2);
+    }
+
+    #[test]
+    fn missing_asset_files_are_extracted_again() {
+        let d = desired();
+        let mut o = settled(&d);
+        o.assets_present.insert("arm64".into(), false);
+        assert!(plan(&d, &o).iter().any(|a| matches!(a, Action::ExtractAssets { .. })));
+    }
+}

@@ -364,3 +364,41 @@ fn status_and_down_find_the_containers_by_label() {
     assert!(!site.data().join("profiles/cozystack-spin-only-arm64.json").exists());
     assert!(!site.data().join(".cozyboot").exists());
 }
+
+#[test]
+fn serving_amd64_copies_the_x86_bootloaders_and_old_layouts_still_work() {
+    let Some(site) = Site::new() else { return };
+    // An installer-style image keeps its kernel under /usr/install/<arch>/.
+    let matchbox = format!("{}/talos/cozystack-spin-only/matchbox", images::registry_prefix());
+    registry_alias(&matchbox, TAG, "usr-install");
+    let report = site.up_ok("usr-install", &["--arch=arm64,amd64"]);
+    let assets = site.data().join("assets");
+    for arch in ["arm64", "amd64"] {
+        assert!(fs::metadata(assets.join("talos").join(arch).join("initramfs.xz")).unwrap().len() > 0);
+    }
+    let record: Value = serde_json::from_slice(&fs::read(site.data().join(".cozyboot/state.json")).unwrap()).unwrap();
+    assert_eq!(record["assets"]["arm64"]["source"], "/usr/install/arm64", "{record:#}");
+
+    // The image's own iPXE files, hidden in the container by the TFTP mount, are copied out.
+    let efi = fs::read(assets.join("ipxe.efi")).unwrap();
+    assert_eq!(&efi[..2], b"MZ");
+    assert_eq!(cozyboot::pe::machine(&efi).unwrap(), cozyboot::pe::PeMachine::X86_64);
+    assert!(fs::metadata(assets.join("undionly.kpxe")).unwrap().len() > 0);
+    assert!(actions(&report, "copy-x86-bootloaders").len() == 1);
+    // BIOS clients chain through undionly.kpxe, which reports arch=i386 to matchbox.
+    let (status, body) = site.http_get("/ipxe?arch=i386&mac=52-54-00-00-00-01");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("/assets/talos/amd64/vmlinuz"));
+}
+
+#[test]
+fn an_x86_binary_given_as_the_arm64_bootloader_is_refused() {
+    let Some(site) = Site::new() else { return };
+    fs::write(&site.arm64_efi, pe(0x8664)).unwrap();
+    let (code, json, _) = site.up(TAG, &[]);
+    assert_eq!(code, 1);
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("X86_64") || message.contains("x86"), "{message}");
+    assert!(message.contains("arm64"), "{message}");
+    assert!(!site.data().exists(), "refused before anything was touched");
+}
