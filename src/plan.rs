@@ -222,7 +222,7 @@ fn container_reason(spec: &ContainerSpec, found: Option<&ObservedContainer>, ima
         return Some(Reason::Create);
     };
     let wanted_hash = spec.labels.get(LABEL_SPEC_HASH);
-    if c.labels.get(LABEL_SPEC_HASH).is_none() {
+    if !c.labels.contains_key(LABEL_SPEC_HASH) {
         return Some(Reason::Replace(
             "not created by cozyboot (started by hand?)".into(),
         ));

@@ -383,7 +383,7 @@ mod tests {
 
     fn send_blocks(socket: &UdpSocket, client: SocketAddr, content: &[u8], blksize: usize) {
         let mut blocks: Vec<&[u8]> = content.chunks(blksize).collect();
-        if content.len() % blksize == 0 {
+        if content.len().is_multiple_of(blksize) {
             blocks.push(&[]);
         }
         for (index, chunk) in blocks.into_iter().enumerate() {

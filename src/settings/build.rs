@@ -3,7 +3,7 @@
 use super::net::HostNet;
 use super::raw::{NodeEntry, Raw, Text};
 use super::{
-    error_for, images, show_path, talos, BootloaderNames, ContainerNames, DhcpMode, Network,
+    error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, Network,
     NodeConfig, PullPolicy, Settings, Source, Variant,
 };
 use crate::arch::Arch;
@@ -204,7 +204,6 @@ pub(super) fn build(
         x86_64: bootloader_name(&mut c, "bootloader-x86-64", &raw.bootloader_x86_64, "ipxe.efi"),
         bios: bootloader_name(&mut c, "bootloader-bios", &raw.bootloader_bios, "undionly.kpxe"),
     };
-    let names = [&bootloaders.arm64, &bootloaders.x86_64, &bootloaders.bios];
     if bootloaders.arm64 == bootloaders.x86_64 || bootloaders.arm64 == bootloaders.bios {
         c.fail(
             "bootloader-arm64",
@@ -213,7 +212,6 @@ pub(super) fn build(
             "give the arm64 iPXE binary its own name, e.g. bootaa64.efi",
         );
     }
-    debug_assert_eq!(names.len(), 3);
 
     let ipxe_arm64 = text(&raw.ipxe_arm64).map(|s| s.to_string());
 
@@ -591,7 +589,6 @@ fn talos_configs(c: &mut Checker<'_>, raw: &Raw, arches: &[Arch], expected: &str
             Err(e) => c.errors.push(e.from_source(c.origins.get("talos-nodes"))),
         }
     }
-    let _ = show_path;
     (default, nodes)
 }
 

@@ -1,6 +1,10 @@
 //! Settings: built-in defaults < config file < `COZYBOOT_*` environment < flags, validated
 //! into one [`Settings`] value before anything is touched.
 
+// A ConfigError carries the field, value, source, problem and fix a user needs; it is built
+// once per bad input, so its size on the error path does not matter.
+#![allow(clippy::result_large_err)]
+
 mod build;
 pub mod images;
 pub mod net;
@@ -14,7 +18,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_REGISTRY};
 pub use raw::Raw;
@@ -319,11 +323,6 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, Error> {
         origins,
         config_file,
     })
-}
-
-/// Reads a path for a message: relative paths are shown as given.
-pub(crate) fn show_path(p: &Path) -> String {
-    p.display().to_string()
 }
 
 pub(crate) fn error_for(

@@ -106,7 +106,7 @@ pub fn go_float(f: f64) -> String {
     let neg = mant.starts_with('-');
     let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
     let sign = if neg { "-" } else { "" };
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let m = if digits.len() > 1 {
             format!("{}.{}", &digits[..1], &digits[1..])
         } else {

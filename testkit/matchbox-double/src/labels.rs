@@ -61,7 +61,7 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     }
     let bytes: Vec<u8> = if s.as_bytes()[2] == b':' || s.as_bytes()[2] == b'-' {
         let sep = s.as_bytes()[2] as char;
-        if (s.len() + 1) % 3 != 0 {
+        if !(s.len() + 1).is_multiple_of(3) {
             return None;
         }
         let parts: Vec<&str> = s.split(sep).collect();
@@ -73,7 +73,7 @@ pub fn normalize_mac(s: &str) -> Option<String> {
             .map(|p| hex_byte(p))
             .collect::<Option<Vec<u8>>>()?
     } else if s.as_bytes()[4] == b'.' {
-        if (s.len() + 1) % 5 != 0 {
+        if !(s.len() + 1).is_multiple_of(5) {
             return None;
         }
         let parts: Vec<&str> = s.split('.').collect();
