@@ -141,6 +141,9 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
     preflight_ports(&cx, &actions)?;
     let mut st = observed.state.clone();
     for action in &actions {
+        if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
+            eprintln!("{}", action.describe());
+        }
         let line = execute(&cx, action, &observed, &mut st).await?;
         report.done.extend(line);
     }
