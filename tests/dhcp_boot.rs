@@ -3,10 +3,8 @@
 
 mod support;
 
-use clap::Parser;
-use cozyboot::cli::{Cli, Command};
 use cozyboot::render;
-use cozyboot::settings::{self, net::FixedNet, Purpose, Settings};
+use cozyboot::settings::{net::FixedNet, Purpose, Settings};
 use cozyboot::probe::{self, DiscoverSpec};
 use std::fs;
 use std::time::Duration;
@@ -18,26 +16,13 @@ const PI_MAC: [u8; 6] = [0xdc, 0xa6, 0x32, 0x00, 0x00, 0x01];
 
 fn settings_for(net: &TestNet, extra: &[String]) -> Settings {
     let mut argv = vec![
-        "cozyboot".to_string(),
-        "render".into(),
         format!("--iface={}", net.server_if),
         format!("--server-ip={}", net.server_ip()),
         format!("--subnet={}/24", net.ip(0)),
         "--arch=arm64,amd64".into(),
     ];
     argv.extend(extra.iter().cloned());
-    let Command::Render(args) = Cli::try_parse_from(argv).unwrap().command else {
-        unreachable!()
-    };
-    settings::resolve(settings::Inputs {
-        config_file: None,
-        env: &|_| None,
-        flags: args.settings.to_raw(),
-        host: &FixedNet::default(),
-        purpose: Purpose::Render,
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-    .settings
+    support::settings::valid(&argv, &FixedNet::default(), Purpose::Render)
 }
 
 fn full_mode(net: &TestNet) -> Vec<String> {

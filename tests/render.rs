@@ -1,10 +1,10 @@
 //! What `render` produces for the set-ups users run, pinned by snapshots and checked by the
 //! real dnsmasq binary.
 
-use clap::Parser;
-use cozyboot::cli::{Cli, Command};
+mod support;
+
 use cozyboot::render::{self, Rendered};
-use cozyboot::settings::{self, net::FixedNet, Purpose, Settings};
+use cozyboot::settings::{net::FixedNet, Purpose, Settings};
 use std::path::Path;
 use std::process::Command as Process;
 
@@ -24,21 +24,9 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
-/// Resolves settings from render flags exactly as the CLI does, without the process environment.
 fn settings(flags: &[&str]) -> Settings {
-    let argv = ["cozyboot", "render"].iter().chain(flags).copied();
-    let Command::Render(args) = Cli::try_parse_from(argv).unwrap().command else {
-        unreachable!()
-    };
-    settings::resolve(settings::Inputs {
-        config_file: None,
-        env: &|_| None,
-        flags: args.settings.to_raw(),
-        host: &guide_host(),
-        purpose: Purpose::Serve,
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-    .settings
+    let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    support::settings::valid(&flags, &guide_host(), Purpose::Serve)
 }
 
 const GUIDE_FULL: &[&str] = &[
