@@ -11,10 +11,7 @@ use std::path::PathBuf;
 pub fn run(args: &ValidateArgs, config: Option<PathBuf>, json: bool) -> Result<Output> {
     let resolved = resolve(&args.settings, config, Purpose::Serve)?;
     let s = &resolved.settings;
-    let options = Options {
-        strict: args.strict,
-        probe: probe_options(args, s)?,
-    };
+    let options = Options { strict: args.strict, probe: probe_options(args, s)? };
     let report = runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         validate::run(s, &engine, &options).await
@@ -29,11 +26,8 @@ fn finish(report: Report, json: bool) -> Result<Output> {
     if !report.failed() {
         return Ok(output);
     }
-    let text = if json {
-        serde_json::to_string_pretty(&output.json).expect("the report serializes")
-    } else {
-        output.human
-    };
+    let text =
+        if json { serde_json::to_string_pretty(&output.json).expect("the report serializes") } else { output.human };
     Err(Error::ChecksFailed(text))
 }
 

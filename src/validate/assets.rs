@@ -59,7 +59,10 @@ fn talos_files(s: &Settings, state: &State, arch: Arch, image_id: Option<&str>) 
             _ => f.note(format!("extracted from {} ({}) {}", r.image, short(&r.image_id), r.source)),
         },
     }
-    let check = f.into_check(&id, format!("{} and {} match what was extracted from {}", talos::KERNEL, talos::INITRAMFS, s.talos_image()));
+    let check = f.into_check(
+        &id,
+        format!("{} and {} match what was extracted from {}", talos::KERNEL, talos::INITRAMFS, s.talos_image()),
+    );
     with_fix(check, "run `cozyboot up` to extract the assets again")
 }
 
@@ -114,7 +117,11 @@ fn file(path: &Path, recorded: Option<&FileRecord>, tftp: bool, f: &mut Findings
 /// Size first (free), then the digest (reads the file once).
 fn compare(path: &Path, size: u64, r: &FileRecord, f: &mut Findings) {
     if size != r.size {
-        return f.fail(format!("{} has {size} bytes, but {} were recorded (truncated or replaced)", path.display(), r.size));
+        return f.fail(format!(
+            "{} has {size} bytes, but {} were recorded (truncated or replaced)",
+            path.display(),
+            r.size
+        ));
     }
     match sha256(path) {
         Ok(digest) if digest == r.sha256 => f.note(format!("sha256 {} as recorded", short(&digest))),
@@ -144,7 +151,7 @@ fn machine(path: &Path, b: Bootloader, f: &mut Findings) {
     match pe::machine_of_file(path) {
         Ok(m) if m == wanted => f.note(format!("PE machine {m}")),
         Ok(m) => f.fail(format!(
-            "{} is a {m} EFI binary, but it is served to {} clients, whose firmware cannot run it",
+            "{} is an EFI binary for {m}, but it is served to {} clients, whose firmware cannot run it",
             path.display(),
             b.arch()
         )),
@@ -209,7 +216,7 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         let c = check(&p, None, Bootloader::Arm64Efi);
         assert_eq!(c.status, Status::Fail);
-        assert!(c.finding.contains("x86_64 EFI binary"), "{}", c.finding);
+        assert!(c.finding.contains("EFI binary for x86_64"), "{}", c.finding);
         fs::write(&p, pe(0xAA64)).unwrap();
         assert_eq!(check(&p, None, Bootloader::Arm64Efi).status, Status::Pass);
     }

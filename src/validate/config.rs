@@ -24,7 +24,12 @@ pub fn checks(s: &Settings, rendered: &Rendered, seen: &Seen) -> Vec<Check> {
     let rules = Rules::parse(argv);
     vec![
         drift("config.dnsmasq-args", "dnsmasq", running, &rendered.dnsmasq_args),
-        drift("config.matchbox-args", "matchbox", seen.matchbox.as_ref().map(|c| c.cmd.as_slice()), &rendered.matchbox_args),
+        drift(
+            "config.matchbox-args",
+            "matchbox",
+            seen.matchbox.as_ref().map(|c| c.cmd.as_slice()),
+            &rendered.matchbox_args,
+        ),
         matchbox_files(s, rendered),
         arch_11(s, &rules, from),
         no_arch_12(&rules, from),
@@ -42,7 +47,10 @@ fn drift(id: &str, what: &str, running: Option<&[String]>, rendered: &[String]) 
     };
     let lines = diff(running, rendered);
     if lines.is_empty() {
-        return Check::pass(id, format!("the running {what} has exactly the {} arguments the settings render", rendered.len()));
+        return Check::pass(
+            id,
+            format!("the running {what} has exactly the {} arguments the settings render", rendered.len()),
+        );
     }
     Check::warn(id, format!("the running {what} differs from what the settings render (drift)"))
         .evidence_all(capped(lines, DIFF_LINES))
@@ -60,10 +68,7 @@ pub fn diff(running: &[String], rendered: &[String]) -> Vec<String> {
         .map(|a| format!("- {a}"))
         .collect();
     lines.extend(
-        rendered
-            .iter()
-            .filter(|a| want[a.as_str()] > *have.get(a.as_str()).unwrap_or(&0))
-            .map(|a| format!("+ {a}")),
+        rendered.iter().filter(|a| want[a.as_str()] > *have.get(a.as_str()).unwrap_or(&0)).map(|a| format!("+ {a}")),
     );
     lines.dedup();
     if lines.is_empty() && running != rendered {
@@ -92,7 +97,10 @@ fn matchbox_files(s: &Settings, rendered: &Rendered) -> Check {
         })
         .collect();
     if stale.is_empty() {
-        return Check::pass(id, format!("the {} profile, group and generic files on disk are what the settings render", files.len()));
+        return Check::pass(
+            id,
+            format!("the {} profile, group and generic files on disk are what the settings render", files.len()),
+        );
     }
     Check::warn(id, format!("{} of {} matchbox files differ from what the settings render", stale.len(), files.len()))
         .evidence_all(capped(stale, EVIDENCE_LINES))
@@ -173,7 +181,9 @@ impl Rules {
             let Some((key, value)) = arg.split_once('=') else { continue };
             match key {
                 "--dhcp-range" => rules.proxy |= value.split(',').any(|p| p == "proxy"),
-                "--dhcp-match" | "--dhcp-userclass" | "--dhcp-vendorclass" => rules.sets.extend(set_rule(key, value, arg)),
+                "--dhcp-match" | "--dhcp-userclass" | "--dhcp-vendorclass" => {
+                    rules.sets.extend(set_rule(key, value, arg))
+                }
                 "--dhcp-boot" | "--pxe-service" => rules.boots.extend(boot_line(key, value, arg)),
                 _ => {}
             }
@@ -279,9 +289,16 @@ fn arch_11(s: &Settings, rules: &Rules, from: &str) -> Check {
     f.note(format!("rules read from {from}"));
     match rules.answer(&Client::firmware(arm64.code)) {
         Some(line) if &line.file == want => f.note(format!("arch {} → {want} by `{}`", arm64.code, line.arg)),
-        Some(line) => f.fail(format!("ARM64 UEFI firmware (arch {}) is offered {}, not the arm64 iPXE binary {want}", arm64.code, line.file)),
+        Some(line) => f.fail(format!(
+            "ARM64 UEFI firmware (arch {}) is offered {}, not the arm64 iPXE binary {want}",
+            arm64.code, line.file
+        )),
         None => {
-            let hint = if rules.rules_for_arch(POWERPC_OPEN_FIRMWARE).is_empty() { "" } else { " (the client-arch 12 rule is PowerPC, see config.no-arch-12)" };
+            let hint = if rules.rules_for_arch(POWERPC_OPEN_FIRMWARE).is_empty() {
+                ""
+            } else {
+                " (the client-arch 12 rule is PowerPC, see config.no-arch-12)"
+            };
             f.fail(format!("no rule maps client-arch {} (ARM64 UEFI) to a boot file: those machines get an address and nothing to boot{hint}", arm64.code));
         }
     }
@@ -315,7 +332,9 @@ fn ipxe_guard(s: &Settings, rules: &Rules, from: &str) -> Check {
     for code in codes {
         match rules.answer(&Client::ipxe(code)) {
             Some(line) if line.file == url => f.note(format!("iPXE on arch {code} → {url}")),
-            Some(line) if line.file.starts_with("http") => f.fail(format!("iPXE on arch {code} is sent to {}, not {url}", line.file)),
+            Some(line) if line.file.starts_with("http") => {
+                f.fail(format!("iPXE on arch {code} is sent to {}, not {url}", line.file))
+            }
             Some(line) => f.fail(format!(
                 "iPXE on arch {code} is handed {} again by `{}`: an endless chainload loop",
                 line.file, line.arg
@@ -381,23 +400,25 @@ fn install_images(s: &Settings) -> Check {
         return Check::skip(id, "no Talos configs are served (nodes boot into maintenance mode)");
     }
     let expected = s.talos_image();
-    let served_by: Vec<(String, String)> = profiles_on_disk(s)
-        .into_iter()
-        .filter_map(|(name, p)| Some((p.ok()?.generic_id, name)))
-        .collect();
+    let served_by: Vec<(String, String)> =
+        profiles_on_disk(s).into_iter().filter_map(|(name, p)| Some((p.ok()?.generic_id, name))).collect();
     let mut f = Findings::default();
     for name in &files {
-        let by = served_by.iter().find(|(gid, _)| gid == name).map_or_else(
-            || "served by no profile".to_string(),
-            |(_, profile)| format!("served by profiles/{profile}"),
-        );
+        let by = served_by
+            .iter()
+            .find(|(gid, _)| gid == name)
+            .map_or_else(|| "served by no profile".to_string(), |(_, profile)| format!("served by profiles/{profile}"));
         let content = fs::read_to_string(generic.join(name)).unwrap_or_default();
         match install_image(&content) {
-            Ok(Some(image)) if image == expected => f.note(format!("generic/{name} ({by}): machine.install.image = {image}")),
+            Ok(Some(image)) if image == expected => {
+                f.note(format!("generic/{name} ({by}): machine.install.image = {image}"))
+            }
             Ok(Some(image)) => f.fail(format!(
                 "generic/{name} ({by}) installs {image}, but nodes PXE-boot the kernel and initramfs of {expected}"
             )),
-            Ok(None) => f.fail(format!("generic/{name} ({by}) sets no machine.install.image: Talos would install its stock installer")),
+            Ok(None) => f.fail(format!(
+                "generic/{name} ({by}) sets no machine.install.image: Talos would install its stock installer"
+            )),
             Err(e) => f.fail(format!("generic/{name} ({by}) is not a Talos machine config: {e}")),
         }
         if content.contains("{{") {
@@ -405,7 +426,12 @@ fn install_images(s: &Settings) -> Check {
         }
     }
     let check = f.into_check(id, format!("every served Talos config installs {expected}"));
-    with_fix(check, &format!("set machine.install.image: {expected} in the config and run `cozyboot up` (it refuses mismatched configs)"))
+    with_fix(
+        check,
+        &format!(
+            "set machine.install.image: {expected} in the config and run `cozyboot up` (it refuses mismatched configs)"
+        ),
+    )
 }
 
 /// `machine.install.image` from the first YAML document with a `machine` section.
@@ -446,7 +472,9 @@ fn config_urls(s: &Settings) -> Check {
 
 fn config_url(profile: &str, url: &str, f: &mut Findings) {
     if url.contains("/ignition") {
-        f.fail(format!("profiles/{profile}: talos.config={url} points at /ignition, which renders only Ignition: Talos gets 404"));
+        f.fail(format!(
+            "profiles/{profile}: talos.config={url} points at /ignition, which renders only Ignition: Talos gets 404"
+        ));
     } else if url.contains("/generic") && !url.contains("arch=") {
         f.fail(format!(
             "profiles/{profile}: talos.config={url} lacks arch=: the groups select on arch, so /generic answers 404"

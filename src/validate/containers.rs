@@ -72,8 +72,11 @@ async fn running(engine: &Engine, role: Role, name: &str, c: Option<&ContainerIn
             .fix(format!("start it with `cozyboot up` (or pass the --{}-name it was given)", role.name())));
     };
     if c.running {
-        return Ok(Check::pass(&id, format!("{name} is running"))
-            .evidence(format!("status {}, started at {}", c.status, c.started_at.as_deref().unwrap_or("?"))));
+        return Ok(Check::pass(&id, format!("{name} is running")).evidence(format!(
+            "status {}, started at {}",
+            c.status,
+            c.started_at.as_deref().unwrap_or("?")
+        )));
     }
     let exit = c.exit_code.map(|e| format!(", exit code {e}")).unwrap_or_default();
     Ok(Check::fail(&id, format!("{name} is not running (status {}{exit})", c.status))
@@ -123,10 +126,9 @@ async fn image(engine: &Engine, role: Role, expected: &str, c: Option<&Container
         f.fail(format!("runs {}, but the settings name {expected}{}", c.image, differs_in(&c.image, expected)));
     } else {
         match engine.image(expected).await? {
-            Some(local) if local.id != c.image_id => f.warn(format!(
-                "runs an older copy of {expected}: the tag now points to {}",
-                short(&local.id)
-            )),
+            Some(local) if local.id != c.image_id => {
+                f.warn(format!("runs an older copy of {expected}: the tag now points to {}", short(&local.id)))
+            }
             Some(_) => {}
             None => f.note(format!("{expected} is no longer in the engine's image cache")),
         }

@@ -12,7 +12,7 @@ const SHOWN: usize = 10;
 pub fn checks(log: Option<&str>) -> Vec<Check> {
     let ids = ["logs.dnsmasq.started", "logs.dnsmasq.errors", "logs.dnsmasq.tftp-not-found"];
     let Some(log) = log else {
-        return ids.iter().map(|id| Check::skip(*id, "no dnsmasq container, so no log")).collect();
+        return ids.iter().map(|id| Check::skip(*id, "no dnsmasq log to read (no container)")).collect();
     };
     vec![started(ids[0], log), errors(ids[1], log), not_found(ids[2], log)]
 }
@@ -47,26 +47,32 @@ fn errors(id: &str, log: &str) -> Check {
         .fix("read the lines above; `cozyboot logs dnsmasq` shows them in context")
 }
 
-/// The file a `dnsmasq-tftp: file /var/lib/tftpboot/x not found` line names, relative to the TFTP root.
-pub fn missing_file(line: &str) -> Option<String> {
-    let rest = line.split("file ").nth(1)?;
-    let path = rest.strip_suffix(" not found")?.trim();
+/// The file a TFTP request failed on, relative to the TFTP root, and why: dnsmasq logs
+/// `file /var/lib/tftpboot/x not found` and `cannot access /var/lib/tftpboot/x: Permission denied`.
+pub fn missing_file(line: &str) -> Option<(String, String)> {
+    let (path, why) = if let Some(rest) = line.split("cannot access ").nth(1) {
+        let (path, why) = rest.split_once(": ")?;
+        (path, why.trim())
+    } else {
+        (line.split("file ").nth(1)?.strip_suffix(" not found")?, "not found")
+    };
+    let path = path.trim();
     let relative = path.strip_prefix(TFTP_ROOT).unwrap_or(path).trim_start_matches('/');
-    Some(relative.to_string())
+    Some((relative.to_string(), why.to_string()))
 }
 
 fn not_found(id: &str, log: &str) -> Check {
-    let mut asked: BTreeMap<String, usize> = BTreeMap::new();
-    for file in log.lines().filter(|l| l.contains("dnsmasq-tftp")).filter_map(missing_file) {
-        *asked.entry(file).or_default() += 1;
+    let mut asked: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for key in log.lines().filter(|l| l.contains("dnsmasq-tftp")).filter_map(missing_file) {
+        *asked.entry(key).or_default() += 1;
     }
     if asked.is_empty() {
-        return Check::pass(id, "no client asked TFTP for a missing file");
+        return Check::pass(id, "no client asked TFTP for a missing or unreadable file");
     }
-    let list: Vec<String> = asked.iter().map(|(f, n)| format!("{f} ({n}×)")).collect();
-    Check::warn(id, format!("clients asked TFTP for missing files: {}", list.join(", ")))
-        .evidence_all(capped(asked.keys().map(|f| format!("{TFTP_ROOT}/{f} not found")), SHOWN))
-        .fix("a client asked for a bootloader that is not in the TFTP root: check the --bootloader-* names and assets.bootloader.*")
+    let list: Vec<String> = asked.iter().map(|((f, why), n)| format!("{f}: {why} ({n}×)")).collect();
+    Check::warn(id, format!("clients asked TFTP for files it could not send: {}", list.join(", ")))
+        .evidence_all(capped(asked.keys().map(|(f, why)| format!("{TFTP_ROOT}/{f}: {why}")), SHOWN))
+        .fix("a client asked for a bootloader the TFTP root lacks or cannot read: check the --bootloader-* names and assets.bootloader.*")
 }
 
 #[cfg(test)]
@@ -97,7 +103,7 @@ mod tests {
         assert_eq!(checks[1].status, Status::Warn);
         assert_eq!(checks[1].evidence.len(), 2, "{:?}", checks[1].evidence);
         assert_eq!(checks[2].status, Status::Warn);
-        assert!(checks[2].finding.contains("bootaa64.efi (2×)"), "{}", checks[2].finding);
+        assert!(checks[2].finding.contains("bootaa64.efi: not found (2×)"), "{}", checks[2].finding);
     }
 
     #[test]
@@ -110,6 +116,15 @@ mod tests {
     fn no_start_line_fails_and_no_container_skips() {
         assert_eq!(checks(Some("dnsmasq: bad option\n"))[0].status, Status::Fail);
         assert!(checks(None).iter().all(|c| c.status == Status::Skip));
-        assert_eq!(missing_file("dnsmasq-tftp: file /var/lib/tftpboot/x/y.efi not found").as_deref(), Some("x/y.efi"));
+        let missing = |l| missing_file(l).map(|(f, why)| format!("{f}|{why}"));
+        assert_eq!(
+            missing("dnsmasq-tftp: file /var/lib/tftpboot/x/y.efi not found").as_deref(),
+            Some("x/y.efi|not found")
+        );
+        assert_eq!(
+            missing("dnsmasq-tftp: cannot access /var/lib/tftpboot/b.efi: Permission denied").as_deref(),
+            Some("b.efi|Permission denied")
+        );
+        assert_eq!(missing("dnsmasq-tftp: sent /var/lib/tftpboot/b.efi to 10.0.0.2"), None);
     }
 }

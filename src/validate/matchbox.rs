@@ -60,7 +60,8 @@ pub async fn checks(s: &Settings) -> Vec<Check> {
     };
     let health = health(&client, s).await;
     if health.status != Status::Pass {
-        let skipped = later_ids(s).into_iter().map(|id| Check::skip(id, format!("matchbox did not answer (see {HEALTH})")));
+        let skipped =
+            later_ids(s).into_iter().map(|id| Check::skip(id, format!("matchbox did not answer (see {HEALTH})")));
         return std::iter::once(health).chain(skipped).collect();
     }
     let mut checks = vec![health, boot_ipxe(&client, s).await];
@@ -147,10 +148,7 @@ async fn boot_ipxe(client: &Client, s: &Settings) -> Check {
 }
 
 fn ipxe_url(s: &Settings, buildarch: &str, mac: &str) -> String {
-    format!(
-        "{}/ipxe?uuid={SAMPLE_UUID}&mac={mac}&domain=&hostname=&serial=&arch={buildarch}",
-        s.http_base()
-    )
+    format!("{}/ipxe?uuid={SAMPLE_UUID}&mac={mac}&domain=&hostname=&serial=&arch={buildarch}", s.http_base())
 }
 
 /// Fetches and parses the script an iPXE of `buildarch` with MAC `mac` gets.
@@ -163,7 +161,8 @@ async fn script(client: &Client, url: &str) -> Result<Script, String> {
         return Err(format!("GET {url} → {status}: {:?}", snippet(&body)));
     }
     let parsed = Url::parse(url).ok().and_then(|u| Script::parse(u, &body));
-    parsed.ok_or_else(|| format!("GET {url} → {status}, but not an iPXE script with a kernel line: {:?}", snippet(&body)))
+    parsed
+        .ok_or_else(|| format!("GET {url} → {status}, but not an iPXE script with a kernel line: {:?}", snippet(&body)))
 }
 
 async fn ipxe(client: &Client, s: &Settings, buildarch: &str) -> (Check, Option<Script>) {
@@ -272,7 +271,10 @@ async fn served_like_disk(client: &Client, s: &Settings, url: &Url, f: &mut Find
         return f.note(format!("HEAD {url} → 200, {} bytes (not served from this data dir)", shown(served)));
     };
     match std::fs::metadata(&disk) {
-        Err(e) => f.fail(format!("{url} answers 200 but {} is unreadable ({e}): matchbox serves another data dir?", disk.display())),
+        Err(e) => f.fail(format!(
+            "{url} answers 200 but {} is unreadable ({e}): matchbox serves another data dir?",
+            disk.display()
+        )),
         Ok(m) if Some(m.len()) != served => f.fail(format!(
             "{url} serves {} bytes but {} has {} bytes: matchbox serves another data dir?",
             shown(served),
@@ -300,7 +302,8 @@ async fn length(client: &Client, url: &Url) -> Result<Option<u64>, String> {
     if !matches!(head.status(), StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED) {
         return Err(format!("HEAD → {}", head.status()));
     }
-    let ranged = client.get(url.clone()).header(reqwest::header::RANGE, "bytes=0-0").send().await.map_err(|e| describe(&e))?;
+    let ranged =
+        client.get(url.clone()).header(reqwest::header::RANGE, "bytes=0-0").send().await.map_err(|e| describe(&e))?;
     match ranged.status() {
         StatusCode::PARTIAL_CONTENT => Ok(header(&ranged, reqwest::header::CONTENT_RANGE)
             .and_then(|v| v.rsplit_once('/').and_then(|(_, total)| total.parse().ok()))),

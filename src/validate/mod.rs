@@ -60,13 +60,7 @@ pub struct Check {
 
 impl Check {
     pub fn new(id: impl Into<String>, status: Status, finding: impl Into<String>) -> Check {
-        Check {
-            id: id.into(),
-            status,
-            finding: finding.into(),
-            evidence: Vec::new(),
-            fix: None,
-        }
+        Check { id: id.into(), status, finding: finding.into(), evidence: Vec::new(), fix: None }
     }
 
     pub fn pass(id: impl Into<String>, finding: impl Into<String>) -> Check {
@@ -133,12 +127,8 @@ impl Findings {
         let check = match worst {
             None => Check::pass(id, ok),
             Some(status) => {
-                let text: Vec<&str> = self
-                    .problems
-                    .iter()
-                    .filter(|(s, _)| *s == status)
-                    .map(|(_, p)| p.as_str())
-                    .collect();
+                let text: Vec<&str> =
+                    self.problems.iter().filter(|(s, _)| *s == status).map(|(_, p)| p.as_str()).collect();
                 Check::new(id, status, text.join("; "))
             }
         };
@@ -170,8 +160,9 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     let engine_arch = engine.arch().await?;
     let (mut checks, seen) = containers::checks(s, engine, engine_arch).await?;
     let talos_image_id = engine.image(&s.talos_image()).await?.map(|i| i.id);
+    // A container removed since it was inspected has no log: its checks skip, the run goes on.
     let dnsmasq_log = match &seen.dnsmasq {
-        Some(c) => Some(engine.logs(&c.name, Some(logs::TAIL)).await?),
+        Some(c) => engine.logs(&c.name, Some(logs::TAIL)).await.ok(),
         None => None,
     };
     checks.extend(matchbox::checks(s).await);
@@ -179,11 +170,7 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     checks.extend(config::checks(s, &rendered, &seen));
     checks.extend(logs::checks(dnsmasq_log.as_deref()));
     checks.extend(probe::checks(s, options.probe.as_ref()).await);
-    Ok(Report {
-        checks,
-        strict: options.strict,
-        probe_dhcp: options.probe.is_some(),
-    })
+    Ok(Report { checks, strict: options.strict, probe_dhcp: options.probe.is_some() })
 }
 
 /// Every check of one run, and how to show them.
@@ -261,10 +248,7 @@ impl Report {
     }
 
     fn summary_line(&self) -> String {
-        let counts: Vec<String> = Status::ALL
-            .iter()
-            .map(|s| format!("{} {}", self.count(*s), s.name()))
-            .collect();
+        let counts: Vec<String> = Status::ALL.iter().map(|s| format!("{} {}", self.count(*s), s.name())).collect();
         let verdict = if !self.failed() {
             "machines should boot"
         } else if self.count(Status::Fail) > 0 {
@@ -276,7 +260,7 @@ impl Report {
     }
 }
 
-/// Renders `text` lines as evidence, keeping at most `max` and saying how many were left out.
+/// At most `max` evidence lines, and a last one saying how many were left out.
 pub(crate) fn capped(lines: impl IntoIterator<Item = String>, max: usize) -> Vec<String> {
     let all: Vec<String> = lines.into_iter().collect();
     let mut kept: Vec<String> = all.iter().take(max).cloned().collect();

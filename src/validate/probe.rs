@@ -43,6 +43,14 @@ enum Expect {
     Script(String),
 }
 
+impl Expect {
+    fn name(&self) -> &str {
+        match self {
+            Expect::Bootloader(name) | Expect::Script(name) => name,
+        }
+    }
+}
+
 pub async fn checks(s: &Settings, options: Option<&ProbeOptions>) -> Vec<Check> {
     let Some(options) = options else {
         return vec![Check::skip(NOT_RUN, "not run: --probe-dhcp makes cozyboot act as a PXE client (needs root)")];
@@ -112,7 +120,10 @@ fn run(s: &Settings, o: &ProbeOptions, handle: &tokio::runtime::Handle) -> Vec<C
 fn cannot_probe_here(e: &ProbeError) -> bool {
     matches!(
         e,
-        ProbeError::PermissionDenied { .. } | ProbeError::PortInUse { .. } | ProbeError::NoSuchInterface { .. } | ProbeError::Io { .. }
+        ProbeError::PermissionDenied { .. }
+            | ProbeError::PortInUse { .. }
+            | ProbeError::NoSuchInterface { .. }
+            | ProbeError::Io { .. }
     )
 }
 
@@ -147,30 +158,60 @@ fn judge(s: &Settings, o: &ProbeOptions, t: &Target, answer: &BootAnswer, handle
     if answer.via_pxe_port {
         f.note(format!("boot file from the proxy's UDP {} answer", probe::dhcp::PXE_PORT));
     }
-    let expected = match &t.expect {
-        Expect::Bootloader(name) | Expect::Script(name) => name.as_str(),
+    let (ok, fix) = match offer_problem(t, answer) {
+        Some(problem) => {
+            f.fail(problem);
+            (String::new(), "run `cozyboot up`: it renders a boot rule for every served firmware (see config.arch-11, config.dnsmasq-args)")
+        }
+        None => fetch_offered(s, o, t, answer, handle, &mut f),
     };
-    let Some(file) = answer.boot_file.as_deref() else {
-        let got = if answer.offers.iter().any(|x| !x.proxy) { "an address" } else { "a proxy answer" };
-        f.fail(format!(
-            "{} got {got} but no boot file (expected {expected}): dnsmasq has no rule for it (see config.arch-11, config.no-arch-12)",
-            t.who
-        ));
-        return f.into_check(&t.id, "").fix("run `cozyboot up`: it renders a boot rule for every served firmware");
-    };
-    if file != expected {
-        f.fail(format!("{} is offered {file}, expected {expected}", t.who));
-        return f.into_check(&t.id, "");
+    let check = f.into_check(&t.id, ok);
+    match check.status {
+        super::Status::Pass => check,
+        _ => check.fix(fix),
     }
+}
+
+/// What is wrong with the boot file offered, if anything.
+fn offer_problem(t: &Target, answer: &BootAnswer) -> Option<String> {
+    let expected = t.expect.name();
+    match answer.boot_file.as_deref() {
+        None => {
+            let got = if answer.offers.iter().any(|x| !x.proxy) { "an address" } else { "a proxy answer" };
+            Some(format!("{} got {got} but no boot file (expected {expected}): no dnsmasq rule matches it", t.who))
+        }
+        Some(file) if file != expected => Some(format!("{} is offered {file}, expected {expected}", t.who)),
+        Some(_) => None,
+    }
+}
+
+/// Fetches what was offered as the client would; returns the passing finding and the fix
+/// for a failure.
+fn fetch_offered(
+    s: &Settings,
+    o: &ProbeOptions,
+    t: &Target,
+    answer: &BootAnswer,
+    handle: &tokio::runtime::Handle,
+    f: &mut Findings,
+) -> (String, &'static str) {
     match &t.expect {
         Expect::Bootloader(name) => {
             let server = answer.tftp_server.unwrap_or(s.server_ip);
-            tftp_matches_disk(s, o, server, name, &mut f);
-            f.into_check(&t.id, format!("{} is offered {name}; TFTP from {server} serves it byte for byte", t.who))
+            if server != s.server_ip {
+                f.warn(format!(
+                    "next-server is {server}, not --server-ip {}: clients fetch {name} from there",
+                    s.server_ip
+                ));
+            }
+            tftp_matches_disk(s, o, server, name, f);
+            let ok = format!("{} is offered {name}; TFTP from {server} serves it byte for byte", t.who);
+            (ok, "see assets.bootloader.* and logs.dnsmasq.tftp-not-found")
         }
         Expect::Script(url) => {
-            script_answers(url, handle, &mut f);
-            f.into_check(&t.id, format!("{} is sent to {url}, which serves the iPXE script", t.who))
+            script_answers(url, handle, f);
+            let ok = format!("{} is sent to {url}, which serves the iPXE script", t.who);
+            (ok, "see matchbox.health and matchbox.boot-ipxe")
         }
     }
 }
@@ -182,7 +223,9 @@ fn tftp_matches_disk(s: &Settings, o: &ProbeOptions, server: Ipv4Addr, name: &st
         Err(e) => return f.fail(format!("{} cannot be read to compare: {e}", disk_path.display())),
     };
     match probe::fetch(server, name, o.wait) {
-        Ok(bytes) if bytes == disk => f.note(format!("TFTP {server}:{name}: {} bytes, identical to {}", bytes.len(), disk_path.display())),
+        Ok(bytes) if bytes == disk => {
+            f.note(format!("TFTP {server}:{name}: {} bytes, identical to {}", bytes.len(), disk_path.display()))
+        }
         Ok(bytes) => f.fail(format!(
             "TFTP {server}:{name} serves {} bytes that differ from {} ({} bytes): the server serves another TFTP root",
             bytes.len(),
@@ -234,13 +277,18 @@ fn servers(s: &Settings, offers: &[Offer]) -> Check {
             DhcpMode::Proxy if offers.iter().any(|o| o.server_id == other.server_id && o.boot_file.is_some()) => {
                 f.warn(format!("{} offers boot files too: clients may boot what it offers", other.server_id))
             }
-            DhcpMode::Proxy => f.note(format!("{} hands out addresses; {} adds boot information (proxy)", other.server_id, s.server_ip)),
+            DhcpMode::Proxy => f.note(format!(
+                "{} hands out addresses; {} adds boot information (proxy)",
+                other.server_id, s.server_ip
+            )),
         }
     }
     let names: Vec<String> = seen.iter().map(|o| o.server_id.to_string()).collect();
     let check = f.into_check(SERVERS, format!("answering: {}", names.join(", ")));
     match check.status {
-        super::Status::Warn => check.fix("find and stop the other DHCP server, or use proxy mode (no --dhcp-range) beside it"),
+        super::Status::Warn => {
+            check.fix("find and stop the other DHCP server, or use proxy mode (no --dhcp-range) beside it")
+        }
         _ => check,
     }
 }

@@ -30,7 +30,10 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// Attempts at a free 10.214.X.0/24 before giving up.
 const SUBNET_TRIES: u32 = 20;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
-pub const TAG: &str = "latest";
+const READY_TRIES: u32 = 100;
+const READY_POLL: Duration = Duration::from_millis(100);
+/// The registry tag the lab's own aliases are made from.
+const SOURCE_TAG: &str = "latest";
 
 pub fn docker(args: &[&str]) -> (bool, String) {
     let out = Command::new("docker").args(args).output().expect("the docker CLI runs");
@@ -45,6 +48,14 @@ fn ip(args: &[&str]) {
 
 fn quiet(program: &str, args: &[&str]) {
     let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+/// The engine's architecture as image tags spell it (the engine runs on this host).
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    }
 }
 
 fn skip<T>(reason: &str) -> Option<T> {
@@ -102,10 +113,8 @@ impl Outcome {
     /// `status id: finding`, one line per check, for assertion messages.
     pub fn table(&self) -> String {
         let checks = self.json["checks"].as_array().cloned().unwrap_or_default();
-        let mut lines: Vec<String> = checks
-            .iter()
-            .map(|c| format!("{} {}: {} {}", c["status"], c["id"], c["finding"], c["evidence"]))
-            .collect();
+        let mut lines: Vec<String> =
+            checks.iter().map(|c| format!("{} {}: {} {}", c["status"], c["id"], c["finding"], c["evidence"])).collect();
         lines.push(format!("stderr: {}", self.stderr));
         lines.join("\n")
     }
@@ -120,6 +129,8 @@ pub struct Lab {
     pub matchbox: String,
     pub dnsmasq: String,
     pub setup: Setup,
+    /// This lab's own tag of the talos, matchbox and dnsmasq images (see [`Lab::alias_images`]).
+    pub tag: String,
     arm64_efi: PathBuf,
 }
 
@@ -141,6 +152,7 @@ impl Lab {
         let arm64_efi = dir.path().join("ipxe-arm64.efi");
         fs::write(&arm64_efi, pe(0xAA64)).unwrap();
         let mut lab = Lab {
+            tag: name.clone(),
             matchbox: format!("{name}-mb"),
             dnsmasq: format!("{name}-dm"),
             host_if: format!("cbv{tag}h"),
@@ -152,10 +164,41 @@ impl Lab {
             arm64_efi,
         };
         // From here on, Drop removes whatever exists.
+        lab.alias_images();
         lab.wire();
         lab.subnet = lab.network(pid.wrapping_mul(7).wrapping_add(n * 13));
         ip(&["-n", &lab.name, "addr", "add", &format!("{}/24", lab.ip(2)), "dev", &lab.client_if]);
         Some(lab)
+    }
+
+    /// The three image references the lab's settings name, at `tag`.
+    fn images_at(&self, tag: &str) -> [String; 3] {
+        [
+            images::variant_image(images::SPIN_ONLY, tag),
+            images::matchbox_image(images::SPIN_ONLY, tag),
+            format!("{}/poseidon/dnsmasq:{tag}-{}", images::REGISTRY, host_arch()),
+        ]
+    }
+
+    /// Gives the test images a tag only this lab uses. `validate` reports a tag that moved
+    /// since `up` (as it should), and other test runs rebuild and re-pull `latest` at will.
+    fn alias_images(&self) {
+        let dnsmasq_source = images::dnsmasq_image();
+        let mut sources = self.images_at(SOURCE_TAG);
+        sources[2] = dnsmasq_source;
+        for (source, alias) in sources.iter().zip(self.images_at(&self.tag)) {
+            for args in [vec!["pull", "-q", source.as_str()], vec!["tag", source, &alias], vec!["push", "-q", &alias]] {
+                let (ok, out) = docker(&args);
+                assert!(ok, "docker {}: {out}", args.join(" "));
+            }
+            // `up` pulls it, as it would on a fresh host.
+            docker(&["rmi", &alias]);
+        }
+    }
+
+    /// The talos image this lab's settings boot.
+    pub fn talos_image(&self) -> String {
+        self.images_at(&self.tag)[0].clone()
     }
 
     fn wire(&self) {
@@ -173,10 +216,17 @@ impl Lab {
         for attempt in 0..SUBNET_TRIES {
             let x = ((seed + attempt * 31) % 250 + 2) as u8;
             let (ok, out) = docker(&[
-                "network", "create", "-d", "macvlan", "--internal",
-                "-o", &format!("parent={}", self.host_if),
-                "--subnet", &format!("10.214.{x}.0/24"),
-                "--label", "io.cozyboot.test=validate",
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "--internal",
+                "-o",
+                &format!("parent={}", self.host_if),
+                "--subnet",
+                &format!("10.214.{x}.0/24"),
+                "--label",
+                "io.cozyboot.test=validate",
                 &self.name,
             ]);
             if ok {
@@ -214,8 +264,8 @@ impl Lab {
     pub fn settings(&self) -> Vec<String> {
         let mut args = vec![
             format!("--registry={}", images::registry_prefix()),
-            format!("--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}", images::REGISTRY, images::DNSMASQ_TAG),
-            format!("--tag={TAG}"),
+            format!("--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}", images::REGISTRY, self.tag),
+            format!("--tag={}", self.tag),
             format!("--network={}", self.name),
             format!("--server-ip={}", self.server_ip()),
             format!("--subnet=10.214.{}.0/24", self.subnet),
@@ -296,6 +346,29 @@ impl Lab {
         let args: Vec<&str> = run.iter().map(String::as_str).collect();
         let (ok, out) = docker(&args);
         assert!(ok, "docker {}: {out}", run.join(" "));
+        self.wait_ready(name);
+    }
+
+    /// Waits (bounded) until dnsmasq logged its start, or matchbox accepts connections.
+    fn wait_ready(&self, name: &str) {
+        let probe = format!("exec 3<>/dev/tcp/{}/8080", self.server_ip());
+        let ready = || {
+            if name == self.dnsmasq {
+                return docker(&["logs", name]).1.contains("started, version");
+            }
+            Command::new("nsenter")
+                .args([&format!("--net=/run/netns/{}", self.name), "--", "bash", "-c", &probe])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        for _ in 0..READY_TRIES {
+            if ready() {
+                return;
+            }
+            std::thread::sleep(READY_POLL);
+        }
+        panic!("{name} did not come up; its log:\n{}", docker(&["logs", name]).1);
     }
 
     /// The command line of container `name` as it runs.
@@ -320,7 +393,11 @@ fn run_args(info: &Value, name: &str, cmd: &[String]) -> Vec<String> {
     }
     for m in host["Mounts"].as_array().into_iter().flatten() {
         let ro = if m["ReadOnly"].as_bool().unwrap_or(false) { ",readonly" } else { "" };
-        run.push(format!("--mount=type=bind,src={},dst={}{ro}", m["Source"].as_str().unwrap(), m["Target"].as_str().unwrap()));
+        run.push(format!(
+            "--mount=type=bind,src={},dst={}{ro}",
+            m["Source"].as_str().unwrap(),
+            m["Target"].as_str().unwrap()
+        ));
     }
     for (k, v) in info["Config"]["Labels"].as_object().into_iter().flatten() {
         if k.starts_with("io.cozyboot.") {
@@ -340,6 +417,9 @@ impl Drop for Lab {
             }
         }
         quiet("docker", &["network", "rm", &self.name]);
+        for alias in self.images_at(&self.tag) {
+            quiet("docker", &["rmi", &alias]);
+        }
         quiet("ip", &["link", "del", &self.host_if]);
         quiet("ip", &["netns", "del", &self.name]);
     }
