@@ -7,8 +7,8 @@ use crate::settings::Settings;
 use std::time::Duration;
 
 /// A crash-looping container is "running" between restarts; two looks this far apart
-/// catch a restart in progress without making `validate` slow.
-pub const WINDOW: Duration = Duration::from_millis(1500);
+/// catch a restart in progress. Other checks run inside the window, so it costs little.
+pub const WINDOW: Duration = Duration::from_millis(800);
 const LOG_LINES: usize = 5;
 
 /// The containers as seen at the end of the window; other families read them.
@@ -27,11 +27,27 @@ impl Seen {
     }
 }
 
-pub async fn checks(s: &Settings, engine: &Engine, engine_arch: &str) -> Result<(Vec<Check>, Seen), EngineError> {
-    let first = look(s, engine).await?;
-    if first.matchbox.is_some() || first.dnsmasq.is_some() {
-        tokio::time::sleep(WINDOW).await;
+/// The first look of the window, taken before the other families run.
+pub struct FirstLook {
+    seen: Seen,
+    at: tokio::time::Instant,
+}
+
+pub async fn first_look(s: &Settings, engine: &Engine) -> Result<FirstLook, EngineError> {
+    Ok(FirstLook { seen: look(s, engine).await?, at: tokio::time::Instant::now() })
+}
+
+/// Waits out what is left of the window, looks again, and judges both looks.
+pub async fn checks(
+    s: &Settings,
+    engine: &Engine,
+    engine_arch: &str,
+    first: FirstLook,
+) -> Result<(Vec<Check>, Seen), EngineError> {
+    if first.seen.matchbox.is_some() || first.seen.dnsmasq.is_some() {
+        tokio::time::sleep_until(first.at + WINDOW).await;
     }
+    let first = first.seen;
     let second = look(s, engine).await?;
     let mut checks = Vec::new();
     for role in [Role::Matchbox, Role::Dnsmasq] {

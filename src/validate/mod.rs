@@ -158,15 +158,19 @@ pub struct Options {
 pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Report, Error> {
     let rendered = render::render(s);
     let engine_arch = engine.arch().await?;
-    let (mut checks, seen) = containers::checks(s, engine, engine_arch).await?;
+    let first = containers::first_look(s, engine).await?;
     let talos_image_id = engine.image(&s.talos_image()).await?.map(|i| i.id);
+    // These run inside the containers' watch window instead of after it.
+    let matchbox_checks = matchbox::checks(s).await;
+    let asset_checks = assets::checks(s, &state::load(&s.data_dir), talos_image_id.as_deref());
+    let (mut checks, seen) = containers::checks(s, engine, engine_arch, first).await?;
     // A container removed since it was inspected has no log: its checks skip, the run goes on.
     let dnsmasq_log = match &seen.dnsmasq {
         Some(c) => engine.logs(&c.name, Some(logs::TAIL)).await.ok(),
         None => None,
     };
-    checks.extend(matchbox::checks(s).await);
-    checks.extend(assets::checks(s, &state::load(&s.data_dir), talos_image_id.as_deref()));
+    checks.extend(matchbox_checks);
+    checks.extend(asset_checks);
     checks.extend(config::checks(s, &rendered, &seen));
     checks.extend(logs::checks(dnsmasq_log.as_deref()));
     checks.extend(probe::checks(s, options.probe.as_ref()).await);
