@@ -1,0 +1,362 @@
+//! `up`: observe, plan, then carry the plan out — new before old, old back on failure.
+
+use crate::arch::Arch;
+use crate::engine::docker::{ContainerInfo, Engine, EngineError};
+use crate::engine::spec::{ContainerSpec, NetworkMode};
+use crate::error::Error;
+use crate::plan::{self, Action, Desired, Observed, ObservedContainer};
+use crate::ports::{self, Proto};
+use crate::progress::{ProgressMode, PullProgress};
+use crate::render::{self, containers, containers::Role};
+use crate::settings::{DhcpMode, Network, Settings};
+use crate::state::{self, FileRecord, State};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+mod assets;
+mod bootloaders;
+mod lifecycle;
+
+impl From<EngineError> for Error {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Unreachable { .. } => Error::DockerUnreachable(e.to_string()),
+            other => Error::Failed(other.to_string()),
+        }
+    }
+}
+
+/// What `up` did (or, with `--dry-run`, would do).
+#[derive(Debug, Serialize)]
+pub struct UpReport {
+    pub dry_run: bool,
+    pub engine: EngineFacts,
+    /// The plan: pulls first, then the rest as planned after pulling.
+    pub actions: Vec<Action>,
+    /// One line per thing done, for people.
+    pub done: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EngineFacts {
+    pub host: String,
+    pub api_version: String,
+    pub arch: String,
+}
+
+/// Everything `up` needs to know before it plans.
+struct Context<'a> {
+    s: &'a Settings,
+    engine: &'a Engine,
+    dnsmasq_image: String,
+    files: Vec<render::File>,
+    specs: [ContainerSpec; 2],
+}
+
+pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: ProgressMode) -> Result<UpReport, Error> {
+    let arch = engine.arch().await?;
+    let dnsmasq_image = s.dnsmasq_image_for(arch);
+    let rendered = render::render(s);
+    let specs = containers::specs(s, &rendered, &dnsmasq_image);
+    let cx = Context {
+        s,
+        engine,
+        dnsmasq_image,
+        files: rendered.files(),
+        specs,
+    };
+    let mut report = UpReport {
+        dry_run,
+        engine: EngineFacts {
+            host: engine.host().to_string(),
+            api_version: engine.api_version(),
+            arch: arch.to_string(),
+        },
+        actions: Vec::new(),
+        done: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    bootloaders::check_arm64_bootloader(s)?;
+    let desired = desired(&cx);
+    let observed = observe(&cx).await?;
+    let pulls = plan::pulls(&desired, &observed).map_err(|e| Error::Failed(e.0))?;
+    if dry_run {
+        report.actions = pulls;
+        report.actions.extend(plan::plan(&desired, &observed));
+        return Ok(report);
+    }
+
+    fs::create_dir_all(state::dir(&s.data_dir)).map_err(|e| {
+        Error::Failed(format!(
+            "cannot create the data dir {}: {e}\n  fix: run as root or choose a writable --data-dir",
+            s.data_dir.display()
+        ))
+    })?;
+    let _lock = lock(&s.data_dir)?;
+
+    let mut pull_progress = PullProgress::new(progress);
+    for action in &pulls {
+        let Action::Pull { image, reason } = action else { continue };
+        let result = engine
+            .pull(image, &mut |event| pull_progress.on_event(image, event))
+            .await;
+        match result {
+            Ok(()) => {
+                let before = observed.images.get(image).cloned().flatten();
+                let after = engine.image(image).await?.map(|i| i.id);
+                report.done.push(if before.is_some() && before == after {
+                    format!("checked {image}: up to date")
+                } else {
+                    format!("pulled {image}")
+                });
+            }
+            // A moving tag that cannot be re-checked still has a usable local copy.
+            Err(e) if observed.images.get(image).is_some_and(Option::is_some) => report
+                .warnings
+                .push(format!("could not re-check {image} ({reason}); using the local image: {e}")),
+            Err(e) => {
+                pull_progress.finish();
+                return Err(Error::Failed(format!(
+                    "{e}\n  nothing was changed: running containers and assets are as they were\n  fix: check the image name and tag (--registry, --tag) and that the registry is reachable"
+                )));
+            }
+        }
+    }
+    pull_progress.finish();
+    report.actions = pulls;
+
+    // Pulling may have brought new image content: plan the rest against what is there now.
+    let observed = observe(&cx).await?;
+    let actions = plan::plan(&desired, &observed);
+    preflight_ports(&cx, &actions)?;
+    let mut st = observed.state.clone();
+    for action in &actions {
+        if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
+            eprintln!("{}", action.describe());
+        }
+        let line = execute(&cx, action, &observed, &mut st).await?;
+        report.done.extend(line);
+    }
+    report.actions.extend(actions);
+    Ok(report)
+}
+
+fn desired(cx: &Context<'_>) -> Desired {
+    let s = cx.s;
+    let files_to_write = cx
+        .files
+        .iter()
+        .filter(|f| fs::read(s.data_dir.join(&f.path)).map_or(true, |old| old != f.content))
+        .map(|f| f.path.clone())
+        .collect();
+    Desired {
+        pull: s.pull,
+        images: vec![s.talos_image(), s.matchbox_image(), cx.dnsmasq_image.clone()],
+        talos_image: s.talos_image(),
+        dnsmasq_image: cx.dnsmasq_image.clone(),
+        arches: s.arches.clone(),
+        x86_bootloaders: s.serves(Arch::Amd64),
+        arm64_source: s.ipxe_arm64.clone().filter(|_| s.serves(Arch::Arm64)),
+        certificates: s.rpc_port.is_some(),
+        containers: vec![
+            (Role::Matchbox, cx.specs[0].clone()),
+            (Role::Dnsmasq, cx.specs[1].clone()),
+        ],
+        dnsmasq_follows_matchbox: matches!(cx.specs[1].network, NetworkMode::Container(_)),
+        files_to_write,
+    }
+}
+
+async fn observe(cx: &Context<'_>) -> Result<Observed, Error> {
+    let s = cx.s;
+    let mut images = BTreeMap::new();
+    for image in [s.talos_image(), s.matchbox_image(), cx.dnsmasq_image.clone()] {
+        let id = cx.engine.image(&image).await?.map(|i| i.id);
+        images.insert(image, id);
+    }
+    let st = state::load(&s.data_dir);
+    let assets = s.assets_dir();
+    let assets_present = st
+        .assets
+        .iter()
+        .map(|(arch, rec)| {
+            let dir = assets.join("talos").join(arch);
+            (arch.clone(), rec.files.iter().all(|f| f.present_in(&dir)))
+        })
+        .collect();
+    let x86_bootloaders_present = st
+        .x86_bootloaders
+        .as_ref()
+        .is_some_and(|r| r.files.iter().all(|f| f.present_in(&assets)));
+    let arm64_bootloader_present = st
+        .arm64_bootloader
+        .as_ref()
+        .is_some_and(|f| f.present_in(&assets));
+    let mut containers = BTreeMap::new();
+    for spec in &cx.specs {
+        if let Some(c) = cx.engine.container(&spec.name).await? {
+            containers.insert(spec.name.clone(), observed_container(c));
+        }
+    }
+    Ok(Observed {
+        images,
+        state: st,
+        assets_present,
+        x86_bootloaders_present,
+        arm64_bootloader_present,
+        certificates_present: crate::tls::present(&containers::tls_dir(s)),
+        containers,
+    })
+}
+
+fn observed_container(c: ContainerInfo) -> ObservedContainer {
+    ObservedContainer {
+        id: c.id,
+        image_id: c.image_id,
+        running: c.running,
+        labels: c.labels,
+        cmd: c.cmd,
+        image: c.image,
+    }
+}
+
+/// One `up` at a time per data dir.
+fn lock(data_dir: &Path) -> Result<fs::File, Error> {
+    let path = state::dir(data_dir).join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Failed(format!("cannot open the lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Failed(format!(
+            "another `cozyboot up` is working on {} (lock {} is held)\n  fix: wait for it to finish, then run again",
+            data_dir.display(),
+            path.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(Error::Failed(format!("cannot lock {}: {e}", path.display()))),
+    }
+}
+
+/// On the host network, a port held by something else makes the new container crash-loop;
+/// say who holds it before touching anything. Ports held by the container being replaced
+/// are fine: it is stopped first.
+fn preflight_ports(cx: &Context<'_>, actions: &[Action]) -> Result<(), Error> {
+    if cx.s.network != Network::Host {
+        return Ok(());
+    }
+    let mut clashes = Vec::new();
+    for action in actions {
+        let Action::CreateContainer { role, .. } = action else { continue };
+        let wanted: Vec<(Proto, u16)> = match role {
+            Role::Matchbox => std::iter::once((Proto::Tcp, cx.s.http_port))
+                .chain(cx.s.rpc_port.map(|p| (Proto::Tcp, p)))
+                .collect(),
+            Role::Dnsmasq => {
+                let mut p = vec![(Proto::Udp, 67), (Proto::Udp, 69)];
+                if cx.s.dhcp == DhcpMode::Proxy {
+                    p.push((Proto::Udp, 4011));
+                }
+                p
+            }
+        };
+        for (proto, port) in wanted {
+            if let Some(message) = ports::in_use(proto, port) {
+                clashes.push(format!("{} needs {message}", role.name()));
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "{}\n  nothing was started\n  fix: stop what holds the port, or choose another --http-port",
+        clashes.join("\n")
+    )))
+}
+
+async fn execute(cx: &Context<'_>, action: &Action, observed: &Observed, st: &mut State) -> Result<Option<String>, Error> {
+    let s = cx.s;
+    Ok(match action {
+        Action::Pull { .. } => None,
+        Action::ExtractAssets { arch, image, .. } => {
+            let id = observed.images.get(image).cloned().flatten().unwrap_or_default();
+            let record = assets::extract_assets(cx, *arch, image, &id).await?;
+            let bytes: u64 = record.files.iter().map(|f| f.size).sum();
+            let line = format!(
+                "extracted {} files {} ({arch}, from {})",
+                record.files.len(),
+                human_bytes(bytes),
+                record.source
+            );
+            st.assets.insert(arch.name().to_string(), record);
+            save(s, st)?;
+            Some(line)
+        }
+        Action::CopyX86Bootloaders { image, .. } => {
+            let id = observed.images.get(image).cloned().flatten().unwrap_or_default();
+            let record = bootloaders::copy_x86_bootloaders(cx, image, &id).await?;
+            let line = format!("copied {} out of {image}", names(&record.files));
+            st.x86_bootloaders = Some(record);
+            save(s, st)?;
+            Some(line)
+        }
+        Action::InstallArm64Bootloader { source, .. } => {
+            let record = bootloaders::install_arm64_bootloader(s, source).await?;
+            let line = format!("installed the arm64 iPXE binary as {} from {source}", record.name);
+            st.arm64_bootloader = Some(record);
+            save(s, st)?;
+            Some(line)
+        }
+        Action::GenerateCertificates => {
+            crate::tls::generate(&containers::tls_dir(s), s.server_ip).map_err(Error::Failed)?;
+            Some(format!("generated gRPC TLS certificates in {}", containers::tls_dir(s).display()))
+        }
+        Action::WriteConfig { .. } => {
+            let (written, removed) = render::write_tree(&s.data_dir, &cx.files).map_err(|e| {
+                Error::Failed(format!("writing the matchbox config to {}: {e}", s.data_dir.display()))
+            })?;
+            let changed = written.iter().filter(|w| w.changed).count();
+            Some(format!("wrote {changed} matchbox file(s), removed {}", removed.len()))
+        }
+        Action::CreateContainer { role, .. } => {
+            let spec = spec_for(cx, *role);
+            cx.engine.create(spec).await?;
+            if let Err(e) = lifecycle::start_and_wait(cx, *role, &spec.name).await {
+                let _ = cx.engine.remove(&spec.name, true).await;
+                return Err(e);
+            }
+            Some(format!("started {}", spec.name))
+        }
+        Action::ReplaceContainer { role, reason, .. } => {
+            lifecycle::replace(cx, *role, observed).await?;
+            Some(format!("replaced {} ({reason})", spec_for(cx, *role).name))
+        }
+        Action::Keep { name, .. } => Some(format!("unchanged: {name}")),
+    })
+}
+
+fn save(s: &Settings, st: &State) -> Result<(), Error> {
+    state::save(&s.data_dir, st).map_err(|e| Error::Failed(format!("recording state in {}: {e}", s.data_dir.display())))
+}
+
+fn spec_for<'a>(cx: &'a Context<'_>, role: Role) -> &'a ContainerSpec {
+    match role {
+        Role::Matchbox => &cx.specs[0],
+        Role::Dnsmasq => &cx.specs[1],
+    }
+}
+
+fn names(files: &[FileRecord]) -> String {
+    files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
