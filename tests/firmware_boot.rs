@@ -1,0 +1,227 @@
+//! Real firmware boots through cozyboot's configuration (issue 6, docs/firmware-tests.md).
+//!
+//! For each client -- ARM64 UEFI (AAVMF, option 93 = 11), x86_64 UEFI (OVMF, 7) and x86 BIOS
+//! (SeaBIOS running QEMU's iPXE ROM, `${buildarch}` = i386) -- and each DHCP mode (full; proxy
+//! beside a plain DHCP server playing the home router), cozyboot's settings are resolved and
+//! rendered for a private network of namespaces, the real dnsmasq runs the rendered argv, the
+//! matchbox double serves the rendered tree and assets, and QEMU boots Debian's kernel with a
+//! tiny initramfs whose /init prints a marker and /proc/cmdline on the serial console.
+//!
+//! The mutation tests break one thing cozyboot gets right and check that the boot then fails
+//! at the stage that thing is for.
+//!
+//! Needs root, `ip netns`, and what `scripts/firmware-artifacts` provides; without them each
+//! test prints `skipped: ...` (in CI, or with COZYBOOT_REQUIRE_FIRMWARE=1, it fails instead).
+
+mod support;
+
+use clap::Parser;
+use cozyboot::arch::Bootloader;
+use cozyboot::cli::{Cli, Command};
+use cozyboot::render::{self, Rendered};
+use cozyboot::settings::{self, net::FixedNet, Purpose, Settings};
+use support::firmware::{one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Stage};
+use support::netns::TestNet;
+
+/// cozyboot's settings for the lab's network, resolved from flags exactly as `cozyboot
+/// render` resolves them: the server's interface and address, both architectures, and in
+/// full mode a DHCP range (proxy mode is the default).
+fn settings_for(net: &TestNet, mode: Mode) -> Settings {
+    let mut argv = vec![
+        "cozyboot".to_string(),
+        "render".into(),
+        format!("--iface={}", net.server_if),
+        format!("--server-ip={}", net.server_ip()),
+        format!("--subnet={}/24", net.ip(0)),
+        "--arch=arm64,amd64".into(),
+    ];
+    if mode == Mode::Full {
+        argv.push(format!("--dhcp-range={},{}", net.ip(100), net.ip(150)));
+    }
+    let Command::Render(args) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
+    settings::resolve(settings::Inputs {
+        config_file: None,
+        env: &|_| None,
+        flags: args.settings.to_raw(),
+        host: &FixedNet::default(),
+        purpose: Purpose::Render,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .settings
+}
+
+/// Boots `client` in `mode` through cozyboot's rendered configuration, changed by `mutate`.
+/// `None` when the test cannot run here (it printed why).
+fn boot(client: Client, mode: Mode, mutate: impl FnOnce(&mut Rendered)) -> Option<Outcome> {
+    boot_with(|a| a, client, mode, mutate)
+}
+
+/// [`boot`] with other artifacts (e.g. another bootloader).
+fn boot_with(
+    artifacts: impl FnOnce(Artifacts) -> Artifacts,
+    client: Client,
+    mode: Mode,
+    mutate: impl FnOnce(&mut Rendered),
+) -> Option<Outcome> {
+    let artifacts = artifacts(Artifacts::find()?);
+    let _one_at_a_time = one_boot_at_a_time();
+    let lab = Lab::new(mode)?;
+    let s = settings_for(&lab.net, mode);
+    let mut rendered = render::render(&s);
+    mutate(&mut rendered);
+    // To see which tests a broken configuration fails: COZYBOOT_FIRMWARE_MUTATE=<name>.
+    if let Ok(name) = std::env::var("COZYBOOT_FIRMWARE_MUTATE") {
+        println!("COZYBOOT_FIRMWARE_MUTATE={name}: applying that mutation to this boot");
+        mutation(&name)(&mut rendered);
+    }
+    let outcome = lab.boot(&artifacts, &s, &rendered, client);
+    // The test harness names each test's thread after the test.
+    let name = std::thread::current().name().unwrap_or("boot").replace("::", "-");
+    let logs = outcome.save(&name);
+    println!("{}\n  full logs: {}", outcome.timeline(), logs.display());
+    Some(outcome)
+}
+
+/// The client reached Linux and ran our /init (the marker, with the client's architecture,
+/// is on the serial console), and the kernel command line holds the Talos arguments
+/// cozyboot rendered.
+fn assert_booted(o: &Outcome) {
+    assert_eq!(o.failed_at, None, "the boot broke:\n{}", o.report());
+    let marker = format!("{} arch={}", support::firmware::MARKER, o.client.uname_m());
+    assert!(o.evidence.serial.contains(&marker), "no `{marker}` on the console:\n{}", o.report());
+    let cmdline = o
+        .cmdline
+        .as_deref()
+        .unwrap_or_else(|| panic!("/init printed no command line:\n{}", o.report()));
+    let args: Vec<&str> = cmdline.split_whitespace().collect();
+    let mut want = vec!["talos.platform=metal", "initrd=initramfs.xz", "slab_nomerge", "pti=on"];
+    if o.client == Client::Arm64Uefi {
+        want.push("console=ttyAMA0,115200");
+    }
+    for w in want {
+        assert!(args.contains(&w), "`{w}` missing from the kernel command line `{cmdline}`:\n{}", o.report());
+    }
+}
+
+fn boots(client: Client, mode: Mode) {
+    if let Some(o) = boot(client, mode, |_| {}) {
+        assert_booted(&o);
+    }
+}
+
+#[test]
+fn arm64_uefi_boots_linux_with_full_dhcp() {
+    boots(Client::Arm64Uefi, Mode::Full);
+}
+
+#[test]
+fn arm64_uefi_boots_linux_with_proxy_dhcp() {
+    boots(Client::Arm64Uefi, Mode::Proxy);
+}
+
+#[test]
+fn x64_uefi_boots_linux_with_full_dhcp() {
+    boots(Client::X64Uefi, Mode::Full);
+}
+
+#[test]
+fn x64_uefi_boots_linux_with_proxy_dhcp() {
+    boots(Client::X64Uefi, Mode::Proxy);
+}
+
+#[test]
+fn bios_ipxe_boots_linux_with_full_dhcp() {
+    boots(Client::X86Bios, Mode::Full);
+}
+
+#[test]
+fn bios_ipxe_boots_linux_with_proxy_dhcp() {
+    boots(Client::X86Bios, Mode::Proxy);
+}
+
+// ------------------------------------------------------------------------------ mutations
+
+/// Things cozyboot gets right, each broken the way a hand-written configuration breaks it.
+fn mutation(name: &str) -> fn(&mut Rendered) {
+    match name {
+        // The manual guide's rule: ARM64 as client-arch 12 (PowerPC Open Firmware), and no
+        // vendor-class fallback.
+        "arch-12" => |r| {
+            r.dnsmasq_args = r
+                .dnsmasq_args
+                .iter()
+                .map(|a| a.replace("option:client-arch,11", "option:client-arch,12"))
+                .filter(|a| !a.contains("PXEClient:Arch:00011"))
+                .collect();
+        },
+        // Groups for `arch=x86_64` only, as one would guess for amd64.
+        "no-i386-group" => |r| {
+            r.tree.groups.retain(|g| g.selector.get("arch").map(String::as_str) != Some("i386"));
+        },
+        // No `initrd=initramfs.xz` on the kernel line.
+        "no-initrd-arg" => |r| {
+            for p in &mut r.tree.profiles {
+                p.boot.args.retain(|a| !a.starts_with("initrd="));
+            }
+        },
+        other => panic!("unknown mutation {other:?} (arch-12, no-i386-group, no-initrd-arg)"),
+    }
+}
+
+fn assert_fails_at(o: &Outcome, stage: Stage) {
+    assert_eq!(o.failed_at, Some(stage), "expected the boot to break at {stage}:\n{}", o.report());
+}
+
+/// AAVMF sends client-arch 11: with the guide's `client-arch,12` it is offered an address
+/// without a boot file, which a PXE client does not take: after its DHCP retries (about a
+/// minute) AAVMF says `PXE-E16: No valid offer received` and moves on to IPv6.
+#[test]
+fn mutation_arch_12_leaves_arm64_uefi_without_a_boot_file() {
+    let Some(o) = boot(Client::Arm64Uefi, Mode::Full, mutation("arch-12")) else { return };
+    assert_fails_at(&o, Stage::DhcpOffer);
+    let dnsmasq = &o.evidence.dnsmasq;
+    let mac = Client::Arm64Uefi.mac();
+    let offered = dnsmasq.lines().any(|l| l.contains("DHCPOFFER(") && l.contains(mac));
+    assert!(offered, "dnsmasq offered it an address all the same:\n{}", o.report());
+    assert!(o.evidence.serial.contains("PXE-E16"), "AAVMF says `No valid offer`:\n{}", o.report());
+}
+
+/// A BIOS machine chained through iPXE reports `arch=i386`: without the `i386` group matchbox
+/// has no profile for it and iPXE stops at "No such file".
+#[test]
+fn mutation_no_i386_group_stops_bios_at_ipxe() {
+    let Some(o) = boot(Client::X86Bios, Mode::Full, mutation("no-i386-group")) else { return };
+    assert_fails_at(&o, Stage::Ipxe);
+    assert!(o.evidence.matchbox.contains("No matching profile"), "{}", o.report());
+    assert!(o.evidence.matchbox.contains("arch:i386"), "{}", o.report());
+}
+
+/// The iPXE of trixie hands UEFI kernels the initrd through LoadFile2 (the EFI stub says
+/// `Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path`), so there a missing
+/// `initrd=` shows only in the command line, which every boot test checks. An older iPXE
+/// (bookworm's x86_64 ipxe.efi, 2019) offers no LoadFile2: the kernel finds the initrd only
+/// through `initrd=initramfs.xz`, and without it never runs /init.
+#[test]
+fn mutation_no_initrd_arg_leaves_an_older_ipxe_kernel_without_initramfs() {
+    let Some(o) = boot_with(older_x86_ipxe, Client::X64Uefi, Mode::Full, mutation("no-initrd-arg")) else {
+        return;
+    };
+    assert_fails_at(&o, Stage::Linux);
+    assert_eq!(o.initrd_via, None, "{}", o.report());
+}
+
+/// The control for the test above: the same older iPXE boots with cozyboot's arguments, and
+/// the kernel loads the initrd through the `initrd=` option.
+#[test]
+fn x64_uefi_with_an_older_ipxe_boots_through_the_initrd_arg() {
+    let Some(o) = boot_with(older_x86_ipxe, Client::X64Uefi, Mode::Full, |_| {}) else { return };
+    assert_booted(&o);
+    assert_eq!(o.initrd_via.as_deref(), Some("command line option"), "{}", o.report());
+}
+
+fn older_x86_ipxe(a: Artifacts) -> Artifacts {
+    let file = a.path("ipxe/ipxe-bookworm.efi");
+    a.with_bootloader(Bootloader::X86_64Efi, file)
+}

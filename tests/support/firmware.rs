@@ -1,0 +1,885 @@
+//! Real firmware clients (QEMU with AAVMF, OVMF or SeaBIOS + iPXE) booting through cozyboot's
+//! rendered configuration, served by the real dnsmasq and the matchbox double, on a private
+//! network made of namespaces this module creates and deletes. See docs/firmware-tests.md.
+//!
+//! The network of one boot ([`Lab`]):
+//!
+//! ```text
+//!  server ns (TestNet)            client ns (TestNet)                   router ns (proxy mode)
+//!  cb-srv 10.213.X.1  <-veth->  cb-cli ─┐                       ┌─ cb-rtrp <-veth-> cb-rtr 10.213.X.254
+//!  dnsmasq (cozyboot's argv)            cb-br (bridge) ─ cb-tap ─ QEMU         dnsmasq (addresses only)
+//!  matchbox-double :8080
+//! ```
+//!
+//! Nothing is attached to a host interface: every link is created inside a namespace, QEMU
+//! gets only the tap (`-nodefaults`, so no user-mode network either), and dropping the [`Lab`]
+//! kills every process in its namespaces and deletes them.
+
+#![allow(dead_code)]
+
+use super::netns::{DnsmasqProc, TestNet, DNSMASQ};
+use cozyboot::arch::{Arch, Bootloader};
+use cozyboot::render::{self, Rendered};
+use cozyboot::settings::Settings;
+use std::fmt;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// What `scripts/firmware-artifacts` builds, unless `COZYBOOT_FIRMWARE_DIR` says otherwise.
+pub const DEFAULT_ARTIFACTS: &str = "/var/cache/cozyboot-firmware/out";
+/// The whole of one boot, firmware to powered-off Linux. Measured here: 15–60 s.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+/// After matchbox answered `/ipxe` with a 404, how long to wait for iPXE to try anything else.
+const AFTER_404: Duration = Duration::from_secs(15);
+/// After the initrd download, how long a UEFI kernel may take to say it loaded the initrd.
+const NO_INITRD_AFTER: Duration = Duration::from_secs(30);
+/// After the initrd download, how long Linux may take to run /init (measured: about 5 s).
+const LINUX_AFTER_INITRD: Duration = Duration::from_secs(90);
+/// After the marker, how long QEMU may take to power off before it is killed.
+const POWEROFF_GRACE: Duration = Duration::from_secs(20);
+
+pub const MARKER: &str = "COZYBOOT-BOOT-OK";
+pub const CMDLINE_PREFIX: &str = "COZYBOOT-CMDLINE: ";
+const POWEROFF: &str = "COZYBOOT-POWEROFF";
+
+/// Whether a missing artifact is a failure rather than a skip: in CI (`CI=true`, where
+/// `scripts/test` has just built them) or with `COZYBOOT_REQUIRE_FIRMWARE=1`.
+fn required() -> bool {
+    std::env::var_os("COZYBOOT_REQUIRE_FIRMWARE").is_some_and(|v| v == "1")
+        || std::env::var_os("CI").is_some_and(|v| v == "true")
+}
+
+fn skip<T>(reason: &str) -> Option<T> {
+    if required() {
+        panic!("the firmware tests must run here (CI=true or COZYBOOT_REQUIRE_FIRMWARE=1) but {reason}");
+    }
+    println!("skipped: {reason}");
+    None
+}
+
+/// One boot at a time per test process: QEMU's software emulation wants both cores.
+pub fn one_boot_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ------------------------------------------------------------------------------ artifacts
+
+/// The files `scripts/firmware-artifacts` lays out: Debian's kernels, iPXE binaries, the
+/// test initramfs and links to the firmware images.
+pub struct Artifacts {
+    pub dir: PathBuf,
+    /// Bootloaders served instead of the ones in `dir` (see [`Artifacts::with_bootloader`]).
+    overrides: Vec<(Bootloader, PathBuf)>,
+}
+
+impl Artifacts {
+    const FILES: &'static [&'static str] = &[
+        "ipxe/ipxe-arm64.efi",
+        "ipxe/ipxe.efi",
+        "ipxe/undionly.kpxe",
+        "ipxe/ipxe-bookworm.efi",
+        "arm64/vmlinuz",
+        "arm64/initramfs.xz",
+        "amd64/vmlinuz",
+        "amd64/initramfs.xz",
+        "firmware/QEMU_EFI.fd",
+        "firmware/OVMF.fd",
+    ];
+    const PROGRAMS: &'static [&'static str] = &["/usr/bin/qemu-system-aarch64", "/usr/bin/qemu-system-x86_64"];
+
+    /// Finds them, or returns `None` after printing what is missing (run
+    /// `scripts/firmware-artifacts`); panics instead where they are required.
+    pub fn find() -> Option<Self> {
+        let dir = std::env::var_os("COZYBOOT_FIRMWARE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ARTIFACTS));
+        let missing: Vec<String> = Self::FILES
+            .iter()
+            .map(|f| dir.join(f))
+            .chain(Self::PROGRAMS.iter().map(PathBuf::from))
+            .filter(|p| !p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !missing.is_empty() {
+            return skip(&format!(
+                "firmware test artifacts missing ({}); run scripts/firmware-artifacts",
+                missing.join(", ")
+            ));
+        }
+        Some(Artifacts { dir, overrides: Vec::new() })
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Serves `file` as bootloader `b` (e.g. an older iPXE).
+    pub fn with_bootloader(mut self, b: Bootloader, file: impl Into<PathBuf>) -> Self {
+        self.overrides.push((b, file.into()));
+        self
+    }
+
+    /// The arm64 iPXE, x86_64 iPXE and BIOS iPXE binaries cozyboot provisions.
+    fn bootloader(&self, b: Bootloader) -> PathBuf {
+        if let Some((_, file)) = self.overrides.iter().rev().find(|(o, _)| *o == b) {
+            return file.clone();
+        }
+        self.path(match b {
+            Bootloader::Arm64Efi => "ipxe/ipxe-arm64.efi",
+            Bootloader::X86_64Efi => "ipxe/ipxe.efi",
+            Bootloader::Bios => "ipxe/undionly.kpxe",
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------ clients
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// `qemu-system-aarch64 -M virt`, AAVMF: DHCP option 93 = 11.
+    Arm64Uefi,
+    /// `qemu-system-x86_64 -M q35`, OVMF: option 93 = 7.
+    X64Uefi,
+    /// `qemu-system-x86_64 -M pc`, SeaBIOS running QEMU's iPXE NIC ROM: iPXE from the start,
+    /// `${buildarch}` = i386.
+    X86Bios,
+}
+
+impl Client {
+    pub const ALL: [Client; 3] = [Client::Arm64Uefi, Client::X64Uefi, Client::X86Bios];
+
+    pub fn arch(self) -> Arch {
+        match self {
+            Client::Arm64Uefi => Arch::Arm64,
+            Client::X64Uefi | Client::X86Bios => Arch::Amd64,
+        }
+    }
+
+    /// The bootloader the firmware is handed over TFTP; `None` when the firmware is iPXE.
+    pub fn bootloader(self) -> Option<Bootloader> {
+        match self {
+            Client::Arm64Uefi => Some(Bootloader::Arm64Efi),
+            Client::X64Uefi => Some(Bootloader::X86_64Efi),
+            Client::X86Bios => None,
+        }
+    }
+
+    /// Distinct per client, none in a Raspberry Pi block.
+    pub fn mac(self) -> &'static str {
+        match self {
+            Client::Arm64Uefi => "52:54:00:c0:0b:11",
+            Client::X64Uefi => "52:54:00:c0:0b:07",
+            Client::X86Bios => "52:54:00:c0:0b:00",
+        }
+    }
+
+    /// What the kernel prints as `uname -m`.
+    pub fn uname_m(self) -> &'static str {
+        match self {
+            Client::Arm64Uefi => "aarch64",
+            Client::X64Uefi | Client::X86Bios => "x86_64",
+        }
+    }
+
+    fn qemu(self, a: &Artifacts, tap: &str, serial: &Path) -> Command {
+        // romfile= (none) on the UEFI clients: the firmware's own virtio-net driver does PXE,
+        // as a vendor NIC driver would. The BIOS client keeps QEMU's default ROM, Debian's
+        // ipxe-qemu (iPXE), which SeaBIOS runs from the NIC.
+        let (program, machine, firmware, rom, mem) = match self {
+            Client::Arm64Uefi => (
+                "qemu-system-aarch64",
+                vec!["-M", "virt", "-cpu", "cortex-a57"],
+                Some(a.path("firmware/QEMU_EFI.fd")),
+                ",romfile=",
+                "1024",
+            ),
+            Client::X64Uefi => {
+                ("qemu-system-x86_64", vec!["-M", "q35"], Some(a.path("firmware/OVMF.fd")), ",romfile=", "512")
+            }
+            Client::X86Bios => ("qemu-system-x86_64", vec!["-M", "pc"], None, "", "512"),
+        };
+        let mut c = Command::new(program);
+        c.args(machine).args(["-m", mem, "-smp", "1", "-accel", "tcg"]);
+        if let Some(fw) = firmware {
+            c.arg("-bios").arg(fw);
+        }
+        c.args(["-nodefaults", "-nographic", "-monitor", "none", "-no-reboot"])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .arg("-netdev")
+            .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
+            .arg("-device")
+            .arg(format!("virtio-net-pci,netdev=n0,mac={},bootindex=1{rom}", self.mac()));
+        if self == Client::X86Bios {
+            c.args(["-boot", "order=n"]);
+        }
+        c
+    }
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Client::Arm64Uefi => "ARM64 UEFI (AAVMF)",
+            Client::X64Uefi => "x86_64 UEFI (OVMF)",
+            Client::X86Bios => "x86 BIOS (SeaBIOS + iPXE ROM)",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// cozyboot's dnsmasq is the DHCP server.
+    Full,
+    /// A plain DHCP server (the "home router", in its own namespace) hands out addresses;
+    /// cozyboot's dnsmasq answers as proxy DHCP.
+    Proxy,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Full => "full DHCP",
+            Mode::Proxy => "proxy DHCP beside a router",
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------ processes
+
+/// A child whose stderr (or stdout) is collected line by line.
+struct Logged {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Logged {
+    fn spawn(mut command: Command, what: &str) -> Self {
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let collect = |r: Box<dyn Read + Send>, log: Arc<Mutex<String>>| {
+            thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            })
+        };
+        let out = collect(Box::new(stdout), Arc::clone(&log));
+        let err = collect(Box::new(stderr), Arc::clone(&log));
+        let reader = Some(thread::spawn(move || {
+            let _ = out.join();
+            let _ = err.join();
+        }));
+        Logged { child, log, reader }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `needle` is in the log; false at the timeout or when the
+    /// process exited without logging it.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                thread::sleep(Duration::from_millis(100)); // the last lines
+                return self.log().contains(needle);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/<name>-<hash>`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// Where each boot's full logs go: `COZYBOOT_FIRMWARE_LOGS`, else
+/// `target/firmware-boot-logs`, one folder per boot.
+pub fn logs_dir() -> PathBuf {
+    std::env::var_os("COZYBOOT_FIRMWARE_LOGS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| profile_dir().parent().expect("target dir").join("firmware-boot-logs"))
+}
+
+/// The matchbox double's binary, built once per test process with `cargo build -p
+/// matchbox-double` into this build's target dir (or `COZYBOOT_MATCHBOX_DOUBLE=<path>`).
+pub fn matchbox_double() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("COZYBOOT_MATCHBOX_DOUBLE") {
+            return PathBuf::from(p);
+        }
+        let profile_dir = profile_dir();
+        let target_dir = profile_dir.parent().expect("target dir");
+        let bin = profile_dir.join("matchbox-double");
+        // `cargo test --workspace` has built it already (the double's own tests need it); a
+        // nested cargo build would only re-resolve features and maybe relink.
+        if newer_than_sources(&bin) {
+            return bin;
+        }
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let t0 = Instant::now();
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "-q", "-p", "matchbox-double", "--bin", "matchbox-double"])
+            .env("CARGO_TARGET_DIR", target_dir);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("running cargo build -p matchbox-double");
+        assert!(status.success(), "cargo build -p matchbox-double failed");
+        println!("built matchbox-double in {:.1?}", t0.elapsed());
+        bin
+    })
+}
+
+/// Whether `bin` exists and is newer than the double's sources and Cargo.lock.
+fn newer_than_sources(bin: &Path) -> bool {
+    fn newest(p: &Path) -> std::time::SystemTime {
+        let Ok(meta) = fs::metadata(p) else { return std::time::SystemTime::UNIX_EPOCH };
+        let mut t = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        if meta.is_dir() {
+            for e in fs::read_dir(p).into_iter().flatten().flatten() {
+                t = t.max(newest(&e.path()));
+            }
+        }
+        t
+    }
+    let Ok(built) = fs::metadata(bin).and_then(|m| m.modified()) else { return false };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = [root.join("testkit/matchbox-double"), root.join("Cargo.lock")];
+    sources.iter().all(|s| newest(s) <= built)
+}
+
+// ------------------------------------------------------------------------------ the lab
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// A namespace of our own, deleted (with everything running in it) on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).stderr(Stdio::null()).status();
+    }
+}
+
+pub const BRIDGE: &str = "cb-br";
+pub const TAP: &str = "cb-tap";
+const ROUTER_IF: &str = "cb-rtr";
+const ROUTER_PEER: &str = "cb-rtrp";
+
+/// The network of one boot: [`TestNet`] plus, in its client namespace, a bridge joining the
+/// veth to a tap for QEMU, and in proxy mode a third namespace for the router.
+pub struct Lab {
+    pub mode: Mode,
+    // Field order is drop order: the router namespace goes first, then the TestNet.
+    router: Option<Netns>,
+    pub net: TestNet,
+}
+
+impl Lab {
+    /// Returns `None` (after printing why) where namespaces cannot be made.
+    pub fn new(mode: Mode) -> Option<Lab> {
+        let net = TestNet::new()?;
+        let cli = net.client_ns.clone();
+        // The client end loses its address and becomes a bridge port; the tap joins it.
+        ip(&["-n", &cli, "addr", "flush", "dev", &net.client_if]);
+        ip(&["-n", &cli, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"]);
+        ip(&["-n", &cli, "link", "set", &net.client_if, "master", BRIDGE]);
+        ip(&["-n", &cli, "tuntap", "add", "dev", TAP, "mode", "tap"]);
+        ip(&["-n", &cli, "link", "set", TAP, "master", BRIDGE]);
+        for dev in [BRIDGE, TAP] {
+            ip(&["-n", &cli, "link", "set", dev, "up"]);
+        }
+        let mut lab = Lab { mode, router: None, net };
+        if mode == Mode::Proxy {
+            let rtr = format!("{}-rtr", lab.net.server_ns.trim_end_matches("-srv"));
+            ip(&["netns", "add", &rtr]);
+            lab.router = Some(Netns(rtr.clone()));
+            ip(&["-n", &cli, "link", "add", ROUTER_PEER, "type", "veth", "peer", "name", ROUTER_IF, "netns", &rtr]);
+            ip(&["-n", &cli, "link", "set", ROUTER_PEER, "master", BRIDGE]);
+            ip(&["-n", &cli, "link", "set", ROUTER_PEER, "up"]);
+            let addr = format!("{}/24", lab.router_ip());
+            ip(&["-n", &rtr, "addr", "add", &addr, "dev", ROUTER_IF]);
+            ip(&["-n", &rtr, "link", "set", "lo", "up"]);
+            ip(&["-n", &rtr, "link", "set", ROUTER_IF, "up"]);
+        }
+        Some(lab)
+    }
+
+    pub fn router_ip(&self) -> std::net::Ipv4Addr {
+        self.net.ip(254)
+    }
+
+    /// The plain DHCP server of proxy mode: addresses, a router option, nothing about booting.
+    fn start_router(&self) -> Option<Logged> {
+        let ns = &self.router.as_ref()?.0;
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, DNSMASQ]).args([
+            "--conf-file=/dev/null".to_string(),
+            "--pid-file=".into(),
+            "--leasefile-ro".into(),
+            "--no-hosts".into(),
+            "--no-resolv".into(),
+            "--keep-in-foreground".into(),
+            "--log-facility=-".into(),
+            "-p0".into(),
+            format!("--interface={ROUTER_IF}"),
+            "--bind-interfaces".into(),
+            format!("--dhcp-range={},{},255.255.255.0,1h", self.net.ip(100), self.net.ip(150)),
+            format!("--dhcp-option=option:router,{}", self.router_ip()),
+            "--log-dhcp".into(),
+        ]);
+        let mut router = Logged::spawn(c, "the router's dnsmasq");
+        assert!(
+            router.wait_for("started, version", Duration::from_secs(5)),
+            "the router's dnsmasq did not start:\n{}",
+            router.log()
+        );
+        Some(router)
+    }
+
+    /// Lays down cozyboot's data dir from `rendered` (the matchbox tree with
+    /// `render::write_tree`, bootloaders and kernel/initramfs in `assets/`), starts the
+    /// matchbox double and dnsmasq with the rendered arguments, boots `client` and watches
+    /// it until it powers off, fails, or [`BOOT_TIMEOUT`] passes.
+    pub fn boot(&self, a: &Artifacts, s: &Settings, rendered: &Rendered, client: Client) -> Outcome {
+        let double = matchbox_double(); // built once per process, not part of the setup time
+        let t0 = Instant::now();
+        let work = tempfile::tempdir().expect("tempdir");
+        let data = work.path().join("data");
+        let assets = data.join("assets");
+        fs::create_dir_all(&assets).unwrap();
+        render::write_tree(&data, &rendered.files()).expect("write_tree");
+        for b in [Bootloader::Arm64Efi, Bootloader::X86_64Efi, Bootloader::Bios] {
+            fs::copy(a.bootloader(b), assets.join(s.bootloaders.for_bootloader(b))).unwrap();
+        }
+        for arch in [Arch::Arm64, Arch::Amd64] {
+            let dir = assets.join("talos").join(arch.asset_dir());
+            fs::create_dir_all(&dir).unwrap();
+            for f in [cozyboot::render::talos::KERNEL, cozyboot::render::talos::INITRAMFS] {
+                fs::copy(a.path(&format!("{}/{f}", arch.asset_dir())), dir.join(f)).unwrap();
+            }
+        }
+        // dnsmasq runs as nobody: the path to its TFTP root must be traversable.
+        for d in [work.path(), data.as_path()] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+
+        // matchbox as cozyboot runs it, with the data dir where the container mounts it.
+        let container_data = cozyboot::render::MATCHBOX_DATA;
+        let mb_args: Vec<String> =
+            rendered.matchbox_args.iter().map(|arg| arg.replace(container_data, &data.display().to_string())).collect();
+        let mut mb_cmd = self.net.server_command(double.to_str().unwrap());
+        mb_cmd.args(&mb_args);
+        let mut matchbox = Logged::spawn(mb_cmd, "matchbox-double");
+        assert!(
+            matchbox.wait_for("Starting matchbox HTTP server", Duration::from_secs(10)),
+            "matchbox-double did not start:\n{}",
+            matchbox.log()
+        );
+        let router = self.start_router();
+        let dnsmasq =
+            DnsmasqProc::start(&self.net, rendered.dnsmasq_args.clone(), &assets).expect("dnsmasq is installed");
+        let setup = t0.elapsed();
+
+        let serial_path = work.path().join("serial.log");
+        let qemu_cmd = client.qemu(a, TAP, &serial_path);
+        let qemu_line = format!("{qemu_cmd:?}");
+        let mut wrapped = Command::new("ip");
+        wrapped.args(["netns", "exec", &self.net.client_ns]).arg(qemu_cmd.get_program()).args(qemu_cmd.get_args());
+        let mut qemu = Logged::spawn(wrapped, "QEMU");
+
+        let watch = Watch {
+            client,
+            s,
+            bootloader_name: client.bootloader().map(|b| s.bootloaders.for_bootloader(b).to_string()),
+        };
+        let started = Instant::now();
+        let mut reached: Vec<(Stage, Duration)> = Vec::new();
+        let mut gave_up = None;
+        let mut qemu_exit = None;
+        let mut poweroff_seen = None;
+        loop {
+            let serial = read_lossy(&serial_path);
+            let ev = Evidence {
+                dnsmasq: dnsmasq.log(),
+                router: router.as_ref().map(Logged::log).unwrap_or_default(),
+                matchbox: matchbox.log(),
+                serial,
+                qemu: qemu.log(),
+            };
+            for stage in watch.stages() {
+                if !reached.iter().any(|(s, _)| *s == stage) && watch.reached(stage, &ev) {
+                    reached.push((stage, started.elapsed()));
+                }
+            }
+            if let Ok(Some(status)) = qemu.child.try_wait() {
+                qemu_exit = Some(status.to_string());
+                break;
+            }
+            if ev.serial.contains(POWEROFF) {
+                let seen = *poweroff_seen.get_or_insert_with(Instant::now);
+                if seen.elapsed() > POWEROFF_GRACE {
+                    gave_up = Some("QEMU did not exit after the poweroff".to_string());
+                    break;
+                }
+            } else if let Some(why) = watch.hopeless(&ev, &reached, started.elapsed()) {
+                gave_up = Some(why);
+                break;
+            }
+            if started.elapsed() > BOOT_TIMEOUT {
+                gave_up = Some(format!("timed out after {BOOT_TIMEOUT:?}"));
+                break;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+        let boot_time = started.elapsed();
+        drop(qemu); // kills it if it still runs
+        let evidence = Evidence {
+            dnsmasq: dnsmasq.log(),
+            router: router.as_ref().map(Logged::log).unwrap_or_default(),
+            matchbox: matchbox.log(),
+            serial: read_lossy(&serial_path),
+            qemu: String::new(),
+        };
+        let failed_at = watch.stages().into_iter().find(|st| !reached.iter().any(|(r, _)| r == st));
+        let cmdline = evidence
+            .serial
+            .lines()
+            .find_map(|l| l.trim_end_matches('\r').split_once(CMDLINE_PREFIX).map(|(_, c)| c.trim().to_string()));
+        let initrd_via = strip_escapes(&evidence.serial)
+            .lines()
+            .find_map(|l| l.split_once("EFI stub: Loaded initrd from ").map(|(_, v)| v.trim().to_string()));
+        Outcome {
+            client,
+            mode: self.mode,
+            reached,
+            failed_at,
+            cmdline,
+            initrd_via,
+            gave_up,
+            qemu_exit,
+            qemu_line,
+            setup,
+            boot_time,
+            evidence,
+        }
+    }
+}
+
+fn read_lossy(p: &Path) -> String {
+    fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+// ------------------------------------------------------------------------------ stages
+
+/// The steps of a network boot, in order; each is recognised by the evidence it leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// dnsmasq's reply carried the firmware's boot file (for the BIOS client, already iPXE,
+    /// the `boot.ipxe` URL).
+    DhcpOffer,
+    /// dnsmasq sent the bootloader over TFTP (UEFI clients only).
+    Tftp,
+    /// iPXE fetched `/boot.ipxe` from matchbox.
+    BootIpxe,
+    /// iPXE fetched `/ipxe?...` and matchbox found a profile for its labels.
+    Ipxe,
+    /// iPXE fetched the kernel from `/assets/talos/<arch>/vmlinuz`.
+    Kernel,
+    /// iPXE fetched the initramfs.
+    Initrd,
+    /// Linux ran our /init: the marker is on the serial console.
+    Linux,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::DhcpOffer => "DHCP offer",
+            Stage::Tftp => "TFTP",
+            Stage::BootIpxe => "boot.ipxe",
+            Stage::Ipxe => "/ipxe",
+            Stage::Kernel => "kernel",
+            Stage::Initrd => "initrd",
+            Stage::Linux => "Linux",
+        })
+    }
+}
+
+pub struct Evidence {
+    pub dnsmasq: String,
+    pub router: String,
+    pub matchbox: String,
+    pub serial: String,
+    pub qemu: String,
+}
+
+struct Watch<'a> {
+    client: Client,
+    s: &'a Settings,
+    bootloader_name: Option<String>,
+}
+
+impl Watch<'_> {
+    fn stages(&self) -> Vec<Stage> {
+        let mut v = vec![Stage::DhcpOffer];
+        if self.client.bootloader().is_some() {
+            v.push(Stage::Tftp);
+        }
+        v.extend([Stage::BootIpxe, Stage::Ipxe, Stage::Kernel, Stage::Initrd, Stage::Linux]);
+        v
+    }
+
+    fn asset(&self, file: &str) -> String {
+        format!("HTTP GET /assets/talos/{}/{file}", self.client.arch().asset_dir())
+    }
+
+    fn reached(&self, stage: Stage, ev: &Evidence) -> bool {
+        match stage {
+            Stage::DhcpOffer => {
+                let file = match &self.bootloader_name {
+                    Some(name) => name.clone(),
+                    None => format!("{}/boot.ipxe", self.s.http_base()),
+                };
+                // With --log-dhcp, full mode logs the option sent (`sent size: N option: 67
+                // bootfile-name  <file>`), proxy mode its answer on 4011 (`bootfile name: <file>`).
+                ev.dnsmasq.lines().any(|l| {
+                    (l.contains("option: 67 bootfile-name") || l.contains("bootfile name: "))
+                        && l.trim_end().ends_with(&file)
+                })
+            }
+            Stage::Tftp => {
+                let name = self.bootloader_name.as_deref().unwrap_or("");
+                ev.dnsmasq.lines().any(|l| l.contains("sent ") && l.contains(&format!("/{name} to ")))
+            }
+            Stage::BootIpxe => ev.matchbox.contains("HTTP GET /boot.ipxe"),
+            Stage::Ipxe => {
+                // The request, and no 404 ("No matching profile") after it.
+                ev.matchbox.contains("HTTP GET /ipxe?") && {
+                    let after = &ev.matchbox[ev.matchbox.find("HTTP GET /ipxe?").unwrap()..];
+                    let next = after[1..].find("HTTP GET").map(|i| &after[..i + 1]).unwrap_or(after);
+                    !next.contains("No matching") && !next.contains("No profile named")
+                }
+            }
+            Stage::Kernel => ev.matchbox.contains(&self.asset(cozyboot::render::talos::KERNEL)),
+            Stage::Initrd => ev.matchbox.contains(&self.asset(cozyboot::render::talos::INITRAMFS)),
+            Stage::Linux => ev.serial.contains(MARKER),
+        }
+    }
+
+    /// Gives up early when the client can no longer get further, so that a broken
+    /// configuration fails in seconds rather than at the timeout.
+    fn hopeless(&self, ev: &Evidence, reached: &[(Stage, Duration)], now: Duration) -> Option<String> {
+        let has = |st: Stage| reached.iter().any(|(s, _)| *s == st);
+        let at = |st: Stage| reached.iter().find(|(s, _)| *s == st).map(|(_, t)| *t);
+        // EDK2 tries PXE over IPv4 first; moving on to IPv6 or HTTP boot means IPv4 PXE failed.
+        if !has(Stage::Tftp)
+            && self.client.bootloader().is_some()
+            && ["PXE-E16", ">>Start PXE over IPv6", ">>Start HTTP Boot"].iter().any(|m| ev.serial.contains(m))
+        {
+            return Some("the UEFI firmware gave up on PXE over IPv4".into());
+        }
+        // matchbox said 404 to /ipxe and nothing else happened for a while.
+        if has(Stage::BootIpxe) && !has(Stage::Ipxe) && ev.matchbox.contains("No matching") {
+            let since = ev.matchbox.matches("HTTP GET /ipxe?").count();
+            if since > 0 && now > at(Stage::BootIpxe).unwrap_or_default() + AFTER_404 {
+                return Some("matchbox answered /ipxe with 404 (no group for the labels iPXE sent)".into());
+            }
+        }
+        if let Some(t) = at(Stage::Initrd) {
+            // A UEFI kernel's EFI stub says where it found the initramfs within a second or
+            // two (Debian's arm64 and amd64 kernels both do); without that line it found none (iPXE offered no LoadFile2 initrd and the
+            // command line named none) and Linux will not run /init.
+            if self.client.bootloader().is_some()
+                && now > t + NO_INITRD_AFTER
+                && !ev.serial.contains("EFI stub: Loaded initrd")
+            {
+                return Some("the kernel's EFI stub loaded no initrd".into());
+            }
+            if now > t + LINUX_AFTER_INITRD {
+                return Some(format!("no marker {LINUX_AFTER_INITRD:?} after the initrd was fetched"));
+            }
+        }
+        if ev.serial.contains("Kernel panic") {
+            return Some("Linux panicked".into());
+        }
+        if ev.serial.contains("No bootable device") {
+            return Some("SeaBIOS found no bootable device".into());
+        }
+        None
+    }
+}
+
+// ------------------------------------------------------------------------------ outcome
+
+pub struct Outcome {
+    pub client: Client,
+    pub mode: Mode,
+    /// Stages reached, with the time since QEMU started.
+    pub reached: Vec<(Stage, Duration)>,
+    /// The first stage not reached; `None` when Linux ran our /init.
+    pub failed_at: Option<Stage>,
+    /// `/proc/cmdline` as /init printed it.
+    pub cmdline: Option<String>,
+    /// How the kernel's EFI stub found the initramfs (`EFI stub: Loaded initrd from ...`).
+    pub initrd_via: Option<String>,
+    pub gave_up: Option<String>,
+    pub qemu_exit: Option<String>,
+    pub qemu_line: String,
+    /// Laying down the data dir and starting matchbox and dnsmasq.
+    pub setup: Duration,
+    /// QEMU start to power-off (or to giving up).
+    pub boot_time: Duration,
+    pub evidence: Evidence,
+}
+
+impl Outcome {
+    /// One line: what was reached and when.
+    pub fn timeline(&self) -> String {
+        let stages: Vec<String> = self.reached.iter().map(|(s, t)| format!("{s} {:.1}s", t.as_secs_f64())).collect();
+        let via = match &self.initrd_via {
+            Some(v) => format!("; initrd via {v}"),
+            None => String::new(),
+        };
+        format!(
+            "{} / {}: {} in {:.1}s (setup {:.1}s): {}{via}",
+            self.client,
+            self.mode,
+            match self.failed_at {
+                None => "booted".to_string(),
+                Some(st) => format!("FAILED at {st}"),
+            },
+            self.boot_time.as_secs_f64(),
+            self.setup.as_secs_f64(),
+            stages.join(", ")
+        )
+    }
+
+    /// Writes the full logs to `<logs_dir>/<name>/` and returns that folder.
+    pub fn save(&self, name: &str) -> PathBuf {
+        let dir = logs_dir().join(name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("creating the logs dir");
+        let e = &self.evidence;
+        for (file, text) in [
+            ("dnsmasq.log", e.dnsmasq.as_str()),
+            ("router-dnsmasq.log", e.router.as_str()),
+            ("matchbox.log", e.matchbox.as_str()),
+            ("serial.log", e.serial.as_str()),
+            ("summary.txt", self.report().as_str()),
+        ] {
+            fs::write(dir.join(file), text).expect("writing a log");
+        }
+        dir
+    }
+
+    /// The evidence of the stage that broke (and its neighbours), for a failure message.
+    pub fn report(&self) -> String {
+        let tail = |s: &str, n: usize| {
+            let lines: Vec<&str> = s.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        let serial = strip_escapes(&self.evidence.serial);
+        let mut r = String::new();
+        r.push_str(&self.timeline());
+        r.push('\n');
+        if let Some(st) = self.failed_at {
+            r.push_str(&format!("broken stage: {st} — {}\n", explain(st, self.client)));
+        }
+        if let Some(g) = &self.gave_up {
+            r.push_str(&format!("stopped: {g}\n"));
+        }
+        if let Some(e) = &self.qemu_exit {
+            r.push_str(&format!("QEMU exited: {e}\n"));
+        }
+        r.push_str(&format!("QEMU: {}\n", self.qemu_line));
+        r.push_str(&format!("--- cozyboot's dnsmasq (last 60 lines):\n{}\n", tail(&self.evidence.dnsmasq, 60)));
+        if self.mode == Mode::Proxy {
+            r.push_str(&format!("--- router dnsmasq (last 30 lines):\n{}\n", tail(&self.evidence.router, 30)));
+        }
+        r.push_str(&format!("--- matchbox-double (last 40 lines):\n{}\n", tail(&self.evidence.matchbox, 40)));
+        r.push_str(&format!("--- serial console (last 60 lines):\n{}\n", tail(&serial, 60)));
+        r
+    }
+}
+
+fn explain(st: Stage, client: Client) -> &'static str {
+    match st {
+        Stage::DhcpOffer => match client {
+            Client::X86Bios => "dnsmasq never offered the boot.ipxe URL to the iPXE ROM",
+            _ => "dnsmasq never offered this firmware its bootloader (client-arch mapping?)",
+        },
+        Stage::Tftp => "the firmware got a boot file but never fetched it over TFTP",
+        Stage::BootIpxe => "iPXE never fetched /boot.ipxe (did the bootloader run? did iPXE get the URL?)",
+        Stage::Ipxe => "matchbox had no profile for the labels iPXE sent (groups vs ${buildarch})",
+        Stage::Kernel => "the /ipxe script did not lead iPXE to the kernel",
+        Stage::Initrd => "iPXE did not fetch the initramfs",
+        Stage::Linux => "the kernel did not run our /init (initramfs not found? see the serial console)",
+    }
+}
+
+/// Firmware consoles paint with ANSI escapes; the report is easier to read without them.
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                while let Some(&n) = chars.peek() {
+                    chars.next();
+                    if n.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
