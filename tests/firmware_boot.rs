@@ -15,11 +15,9 @@
 
 mod support;
 
-use clap::Parser;
 use cozyboot::arch::Bootloader;
-use cozyboot::cli::{Cli, Command};
 use cozyboot::render::{self, Rendered};
-use cozyboot::settings::{self, net::FixedNet, Purpose, Settings};
+use cozyboot::settings::{net::FixedNet, Purpose, Settings};
 use support::firmware::{one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Stage};
 use support::netns::TestNet;
 
@@ -28,8 +26,6 @@ use support::netns::TestNet;
 /// full mode a DHCP range (proxy mode is the default).
 fn settings_for(net: &TestNet, mode: Mode) -> Settings {
     let mut argv = vec![
-        "cozyboot".to_string(),
-        "render".into(),
         format!("--iface={}", net.server_if),
         format!("--server-ip={}", net.server_ip()),
         format!("--subnet={}/24", net.ip(0)),
@@ -38,18 +34,7 @@ fn settings_for(net: &TestNet, mode: Mode) -> Settings {
     if mode == Mode::Full {
         argv.push(format!("--dhcp-range={},{}", net.ip(100), net.ip(150)));
     }
-    let Command::Render(args) = Cli::try_parse_from(argv).unwrap().command else {
-        unreachable!()
-    };
-    settings::resolve(settings::Inputs {
-        config_file: None,
-        env: &|_| None,
-        flags: args.settings.to_raw(),
-        host: &FixedNet::default(),
-        purpose: Purpose::Render,
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-    .settings
+    support::settings::valid(&argv, &FixedNet::default(), Purpose::Render)
 }
 
 /// Boots `client` in `mode` through cozyboot's rendered configuration, changed by `mutate`.

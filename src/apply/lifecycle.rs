@@ -12,58 +12,72 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const DNSMASQ_STARTED: &str = "started, version";
 
+/// How often a starting container is looked at.
+const POLL: Duration = Duration::from_millis(100);
+/// A process that answers once and then dies is still a crash: look again after this long.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Starts the container and waits until it shows its health signal — matchbox answers
+/// `GET /` with `matchbox`, dnsmasq logs its start line — and is still running a moment later.
+/// A crash at any point fails at once, with the container's last log lines.
 pub(super) async fn start_and_wait(cx: &Context<'_>, role: Role, name: &str) -> Result<(), Error> {
     cx.engine.start(name).await?;
-    cx.engine.wait_running(name, START_TIMEOUT).await?;
-    match role {
-        Role::Matchbox => wait_matchbox(cx, name).await,
-        Role::Dnsmasq => wait_dnsmasq(cx, name).await,
-    }
-}
-
-/// matchbox's only health signal: `GET /` answers `matchbox`.
-async fn wait_matchbox(cx: &Context<'_>, name: &str) -> Result<(), Error> {
-    let url = format!("{}/", cx.s.http_base());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .no_proxy()
         .build()
         .map_err(|e| Error::Failed(e.to_string()))?;
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    let mut last = String::new();
-    while tokio::time::Instant::now() < deadline {
-        match client.get(&url).send().await {
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                if status.is_success() && body.trim() == "matchbox" {
-                    return Ok(());
-                }
-                last = format!("HTTP {status}: {:?}", body.chars().take(80).collect::<String>());
-            }
-            Err(e) => last = e.to_string(),
+    let mut waiting_for;
+    loop {
+        still_running(cx, name).await?;
+        waiting_for = match healthy(cx, role, name, &client).await? {
+            None => break,
+            Some(why) => why,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            let secs = START_TIMEOUT.as_secs();
+            return Err(with_logs(cx, name, format!("{name} did not become healthy within {secs} s: {waiting_for}")).await);
         }
-        if !cx.engine.container(name).await?.is_some_and(|c| c.running) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(POLL).await;
     }
-    Err(with_logs(cx, name, format!("matchbox did not answer GET {url} with `matchbox` ({last})")).await)
+    tokio::time::sleep(SETTLE).await;
+    still_running(cx, name).await
 }
 
-async fn wait_dnsmasq(cx: &Context<'_>, name: &str) -> Result<(), Error> {
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    while tokio::time::Instant::now() < deadline {
-        let logs = cx.engine.logs(name, Some(200)).await?;
-        if logs.contains(DNSMASQ_STARTED) {
-            return Ok(());
+/// `None` when healthy, else what is still missing.
+async fn healthy(cx: &Context<'_>, role: Role, name: &str, client: &reqwest::Client) -> Result<Option<String>, Error> {
+    Ok(match role {
+        Role::Matchbox => {
+            let url = format!("{}/", cx.s.http_base());
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let body = r.text().await.unwrap_or_default();
+                    (body.trim() != "matchbox").then(|| format!("GET {url} answered {body:?}, not `matchbox`"))
+                }
+                Ok(r) => Some(format!("GET {url} answered HTTP {}", r.status())),
+                Err(e) => Some(format!("GET {url}: {e}")),
+            }
         }
-        if !cx.engine.container(name).await?.is_some_and(|c| c.running) {
-            break;
+        Role::Dnsmasq => {
+            let logs = cx.engine.logs(name, Some(200)).await?;
+            (!logs.contains(DNSMASQ_STARTED)).then(|| format!("dnsmasq has not logged `{DNSMASQ_STARTED}`"))
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    })
+}
+
+/// Fails when the container exited or was restarted by its restart policy (a crash loop).
+async fn still_running(cx: &Context<'_>, name: &str) -> Result<(), Error> {
+    let c = cx.engine.container(name).await?;
+    match c {
+        Some(c) if c.running && c.status != "restarting" && c.restart_count == 0 => Ok(()),
+        Some(c) => {
+            let exit = c.exit_code.map(|e| format!(", exit code {e}")).unwrap_or_default();
+            let restarts = if c.restart_count > 0 { format!(", restarted {} time(s)", c.restart_count) } else { String::new() };
+            Err(with_logs(cx, name, format!("{name} crashed (status {}{exit}{restarts})", c.status)).await)
+        }
+        None => Err(Error::Failed(format!("{name} disappeared while starting"))),
     }
-    Err(with_logs(cx, name, format!("dnsmasq did not log `{DNSMASQ_STARTED}`")).await)
 }
 
 async fn with_logs(cx: &Context<'_>, name: &str, problem: String) -> Error {

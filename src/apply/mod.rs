@@ -130,7 +130,7 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
     report.actions = pulls;
 
     // Pulling may have brought new image content: plan the rest against what is there now.
-    let observed = observe(&cx).await?;
+    let observed = if report.actions.is_empty() { observed } else { observe(&cx).await? };
     let actions = plan::plan(&desired, &observed);
     preflight_ports(&cx, &actions)?;
     let mut st = observed.state.clone();
