@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests; each test file takes it in with `mod support;`.
 
+pub mod bad_inputs;
+pub mod firmware;
 pub mod images;
 pub mod netns;
+pub mod settings;
 pub mod validate_lab;

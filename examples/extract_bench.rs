@@ -1,0 +1,51 @@
+//! Benchmark helper for `bench/run`, not a user tool: runs exactly what `cozyboot up` runs to
+//! extract assets — `Engine::export_dir` with the default limits (create a never-started
+//! container, stream the engine's archive of the first existing path through the extractor,
+//! remove the container) — and nothing else, so that its wall time and peak RSS can be put
+//! beside `docker create` + `docker cp` + `docker rm` of the same directory.
+//!
+//! ```text
+//! extract_bench IMAGE DEST PATH [PATH...]
+//! ```
+//!
+//! Prints one JSON line: files, bytes, source path, milliseconds. The runtime is the one the
+//! CLI builds (multi-threaded, 2 workers).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cozyboot::engine::docker::Engine;
+use cozyboot::engine::extract::Limits;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 3 {
+        eprintln!("usage: extract_bench IMAGE DEST PATH [PATH...]");
+        std::process::exit(2);
+    }
+    let (image, dest) = (&args[0], PathBuf::from(&args[1]));
+    let paths: Vec<&str> = args[2..].iter().map(String::as_str).collect();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let started = Instant::now();
+    let result = runtime.block_on(async {
+        let engine = Engine::connect().await?;
+        engine.export_dir(image, &paths, &dest, &Limits::default()).await
+    });
+    let elapsed = started.elapsed();
+    match result {
+        Ok(report) => println!(
+            "{}",
+            serde_json::json!({
+                "files": report.files.len(),
+                "bytes": report.total_bytes,
+                "source": report.source_path,
+                "ms": elapsed.as_secs_f64() * 1000.0,
+            })
+        ),
+        Err(e) => {
+            eprintln!("extract_bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
