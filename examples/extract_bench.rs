@@ -25,8 +25,11 @@ fn main() {
     }
     let (image, dest) = (&args[0], PathBuf::from(&args[1]));
     let paths: Vec<&str> = args[2..].iter().map(String::as_str).collect();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let started = Instant::now();
     let result = runtime.block_on(async {
         let engine = Engine::connect().await?;

@@ -49,7 +49,9 @@ pub struct Firmware {
 pub const RPI_EEPROM_VENDOR_CLASS: &str = "PXEClient:Arch:00000:UNDI:002001";
 
 /// MAC prefixes of Raspberry Pi boards (Raspberry Pi Foundation and Raspberry Pi Trading).
-pub const RPI_OUIS: &[&str] = &["b8:27:eb", "dc:a6:32", "e4:5f:01", "d8:3a:dd", "28:cd:c1", "2c:cf:67", "88:a2:9e"];
+pub const RPI_OUIS: &[&str] = &[
+    "b8:27:eb", "dc:a6:32", "e4:5f:01", "d8:3a:dd", "28:cd:c1", "2c:cf:67", "88:a2:9e",
+];
 
 /// Code 12 is PowerPC Open Firmware. The manual guide maps it to ARM64; cozyboot never does.
 pub const POWERPC_OPEN_FIRMWARE: u16 = 12;
@@ -217,11 +219,7 @@ mod tests {
 
     #[test]
     fn firmware_tags_are_unique() {
-        let mut tags: Vec<&str> = Arch::ALL
-            .iter()
-            .flat_map(|a| a.firmwares())
-            .map(|f| f.tag)
-            .collect();
+        let mut tags: Vec<&str> = Arch::ALL.iter().flat_map(|a| a.firmwares()).map(|f| f.tag).collect();
         tags.sort();
         let before = tags.len();
         tags.dedup();

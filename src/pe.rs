@@ -153,7 +153,10 @@ mod tests {
         let path = dir.path().join("ipxe-arm64.efi");
         std::fs::write(&path, synthetic(0xAA64, 0x80)).unwrap();
         assert_eq!(machine_of_file(&path).unwrap(), PeMachine::Arm64);
-        assert!(matches!(machine_of_file(&dir.path().join("missing")), Err(PeError::Io(_))));
+        assert!(matches!(
+            machine_of_file(&dir.path().join("missing")),
+            Err(PeError::Io(_))
+        ));
     }
 
     #[test]

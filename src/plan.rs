@@ -203,7 +203,11 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Action> {
         actions.push(match reason {
             None => Action::Keep { role: *role, name },
             Some(Reason::Create) => Action::CreateContainer { role: *role, name },
-            Some(Reason::Replace(reason)) => Action::ReplaceContainer { role: *role, name, reason },
+            Some(Reason::Replace(reason)) => Action::ReplaceContainer {
+                role: *role,
+                name,
+                reason,
+            },
         });
         if *role == Role::Matchbox {
             matchbox_replaced = !matches!(actions.last(), Some(Action::Keep { .. }));
@@ -217,15 +221,17 @@ enum Reason {
     Replace(String),
 }
 
-fn container_reason(spec: &ContainerSpec, found: Option<&ObservedContainer>, image_id: Option<String>) -> Option<Reason> {
+fn container_reason(
+    spec: &ContainerSpec,
+    found: Option<&ObservedContainer>,
+    image_id: Option<String>,
+) -> Option<Reason> {
     let Some(c) = found else {
         return Some(Reason::Create);
     };
     let wanted_hash = spec.labels.get(LABEL_SPEC_HASH);
     if !c.labels.contains_key(LABEL_SPEC_HASH) {
-        return Some(Reason::Replace(
-            "not created by cozyboot (started by hand?)".into(),
-        ));
+        return Some(Reason::Replace("not created by cozyboot (started by hand?)".into()));
     }
     if c.labels.get(LABEL_SPEC_HASH) != wanted_hash {
         let what = if c.cmd != spec.cmd {
@@ -299,7 +305,12 @@ mod tests {
                 image: d.talos_image.clone(),
                 image_id: format!("id-{}", d.talos_image),
                 source: "/assets/talos/arm64".into(),
-                files: vec![FileRecord { name: "vmlinuz".into(), size: 1, sha256: String::new(), source: None }],
+                files: vec![FileRecord {
+                    name: "vmlinuz".into(),
+                    size: 1,
+                    sha256: String::new(),
+                    source: None,
+                }],
                 extracted_at: 0,
             },
         );
@@ -353,9 +364,23 @@ mod tests {
         o.images.insert("talos:v1".into(), Some("id-new".into()));
         o.images.insert("matchbox:v1".into(), Some("id-new".into()));
         let actions = plan(&d, &o);
-        assert!(actions.iter().any(|a| matches!(a, Action::ExtractAssets { reason, .. } if reason == "image changed")));
-        assert!(actions.iter().any(|a| matches!(a, Action::ReplaceContainer { role: Role::Matchbox, .. })));
-        assert!(actions.iter().any(|a| matches!(a, Action::Keep { role: Role::Dnsmasq, .. })));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::ExtractAssets { reason, .. } if reason == "image changed")));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::ReplaceContainer {
+                role: Role::Matchbox,
+                ..
+            }
+        )));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Keep {
+                role: Role::Dnsmasq,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -364,11 +389,24 @@ mod tests {
         let o = settled(&d);
         d.containers[0].1 = spec("matchbox", &["-log-level=debug"], "m2");
         let actions = plan(&d, &o);
-        assert!(actions.contains(&Action::ReplaceContainer { role: Role::Matchbox, name: "matchbox".into(), reason: "args changed".into() }));
-        assert!(actions.contains(&Action::Keep { role: Role::Dnsmasq, name: "dnsmasq".into() }));
+        assert!(actions.contains(&Action::ReplaceContainer {
+            role: Role::Matchbox,
+            name: "matchbox".into(),
+            reason: "args changed".into()
+        }));
+        assert!(actions.contains(&Action::Keep {
+            role: Role::Dnsmasq,
+            name: "dnsmasq".into()
+        }));
         d.dnsmasq_follows_matchbox = true;
         let actions = plan(&d, &o);
-        assert!(actions.iter().any(|a| matches!(a, Action::ReplaceContainer { role: Role::Dnsmasq, .. })));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::ReplaceContainer {
+                role: Role::Dnsmasq,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -378,10 +416,20 @@ mod tests {
         o.containers.get_mut("matchbox").unwrap().labels.clear();
         o.containers.get_mut("dnsmasq").unwrap().running = false;
         let actions = plan(&d, &o);
-        assert!(actions.iter().any(|a| matches!(a, Action::ReplaceContainer { reason, .. } if reason.contains("by hand"))));
-        assert!(actions.iter().any(|a| matches!(a, Action::ReplaceContainer { reason, .. } if reason == "not running")));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::ReplaceContainer { reason, .. } if reason.contains("by hand"))));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::ReplaceContainer { reason, .. } if reason == "not running")));
         o.containers.clear();
-        assert_eq!(plan(&d, &o).iter().filter(|a| matches!(a, Action::CreateContainer { .. })).count(), 2);
+        assert_eq!(
+            plan(&d, &o)
+                .iter()
+                .filter(|a| matches!(a, Action::CreateContainer { .. }))
+                .count(),
+            2
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub fn in_use(proto: Proto, port: u16) -> Option<String> {
     }
     Some(match owner(proto, port) {
         Some(who) => format!("{}/{port} is in use by {who}", proto.name()),
-        None => format!("{}/{port} is in use (owner unknown; try `ss -lpn sport = :{port}`)", proto.name()),
+        None => format!(
+            "{}/{port} is in use (owner unknown; try `ss -lpn sport = :{port}`)",
+            proto.name()
+        ),
     })
 }
 
@@ -65,7 +68,10 @@ fn owner(proto: Proto, port: u16) -> Option<String> {
 
 fn socket_inodes(proto: Proto, port: u16) -> Vec<String> {
     let mut inodes = Vec::new();
-    for file in [format!("/proc/net/{}", proto.name()), format!("/proc/net/{}6", proto.name())] {
+    for file in [
+        format!("/proc/net/{}", proto.name()),
+        format!("/proc/net/{}6", proto.name()),
+    ] {
         let Ok(text) = fs::read_to_string(file) else {
             continue;
         };

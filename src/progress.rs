@@ -56,7 +56,9 @@ impl PullProgress {
 
     /// Line mode writing to `out` instead of stderr.
     pub fn lines_to(out: Box<dyn Write + Send>) -> Self {
-        PullProgress { inner: Inner::Lines(Lines::new(out)) }
+        PullProgress {
+            inner: Inner::Lines(Lines::new(out)),
+        }
     }
 
     pub fn on_event(&mut self, image: &str, event: PullEvent) {
@@ -103,7 +105,11 @@ impl Bars {
         let style = ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), layers: HashMap::new(), style }
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            layers: HashMap::new(),
+            style,
+        }
     }
 
     fn on_event(&mut self, image: &str, event: PullEvent) {
@@ -148,7 +154,10 @@ struct Lines {
 
 impl Lines {
     fn new(out: Box<dyn Write + Send>) -> Self {
-        Lines { out, last_bytes_line: HashMap::new() }
+        Lines {
+            out,
+            last_bytes_line: HashMap::new(),
+        }
     }
 
     fn on_event(&mut self, image: &str, event: PullEvent) {
@@ -168,13 +177,20 @@ impl Lines {
             "Downloading" | "Extracting" => {
                 let (current, total) = (event.current?, event.total?);
                 let now = Instant::now();
-                let due = self.last_bytes_line.get(image).is_none_or(|at| now.duration_since(*at) >= LINE_INTERVAL);
+                let due = self
+                    .last_bytes_line
+                    .get(image)
+                    .is_none_or(|at| now.duration_since(*at) >= LINE_INTERVAL);
                 if !due {
                     return None;
                 }
                 self.last_bytes_line.insert(image.to_owned(), now);
                 let verb = event.status.to_lowercase();
-                Some(format!("layer {layer} {verb} {} / {}", HumanBytes(current), HumanBytes(total)))
+                Some(format!(
+                    "layer {layer} {verb} {} / {}",
+                    HumanBytes(current),
+                    HumanBytes(total)
+                ))
             }
             // "Pulling fs layer", "Waiting", "Verifying Checksum", "Download complete": noise.
             _ => None,
@@ -201,7 +217,12 @@ mod tests {
     }
 
     fn event(layer: Option<&str>, status: &str, current: Option<u64>, total: Option<u64>) -> PullEvent {
-        PullEvent { layer: layer.map(str::to_owned), status: status.to_owned(), current, total }
+        PullEvent {
+            layer: layer.map(str::to_owned),
+            status: status.to_owned(),
+            current,
+            total,
+        }
     }
 
     #[test]

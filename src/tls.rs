@@ -1,7 +1,10 @@
 //! Certificates for matchbox's gRPC API, which requires mutual TLS: matchbox exits at start
 //! when `-rpc-address` is given without `/etc/matchbox/{ca.crt,server.crt,server.key}`.
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
 use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -21,7 +24,9 @@ pub fn generate(dir: &Path, server_ip: Ipv4Addr) -> Result<(), String> {
     let err = |e: rcgen::Error| format!("generating TLS certificates: {e}");
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.distinguished_name.push(DnType::CommonName, "cozyboot matchbox CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "cozyboot matchbox CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;

@@ -40,7 +40,12 @@ fn every_bad_input_is_refused_with_field_problem_and_fix() {
 fn all_problems_are_reported_at_once() {
     let case = case(
         "several",
-        &["--iface=eth0", "--tag=-x", "--http-port=0", "--dhcp-range=10.20.13.200,10.20.13.150"],
+        &[
+            "--iface=eth0",
+            "--tag=-x",
+            "--http-port=0",
+            "--dhcp-range=10.20.13.200,10.20.13.150",
+        ],
         &[],
     );
     let err = resolve(&case, Path::new("/tmp")).unwrap_err().to_string();
@@ -79,7 +84,14 @@ fn the_binary_exits_2_and_reports_json() {
         .unwrap()
         .current_dir(dir.path())
         .env_clear()
-        .args(["render", "--json", "--iface=nosuch0", "--server-ip=10.1.1.1", "--subnet=10.1.1.0/24", "--tag=-x"])
+        .args([
+            "render",
+            "--json",
+            "--iface=nosuch0",
+            "--server-ip=10.1.1.1",
+            "--subnet=10.1.1.0/24",
+            "--tag=-x",
+        ])
         .args(["--output", dir.path().to_str().unwrap()])
         .output()
         .unwrap();
@@ -88,7 +100,10 @@ fn the_binary_exits_2_and_reports_json() {
     assert_eq!(doc["error"]["kind"], "config");
     assert_eq!(doc["error"]["problems"][0]["field"], "tag");
     assert!(String::from_utf8_lossy(&out.stderr).contains("fix:"));
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing is written on error");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing is written on error"
+    );
 }
 
 #[test]

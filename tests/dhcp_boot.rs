@@ -3,9 +3,9 @@
 
 mod support;
 
+use cozyboot::probe::{self, DiscoverSpec};
 use cozyboot::render;
 use cozyboot::settings::{net::FixedNet, Purpose, Settings};
-use cozyboot::probe::{self, DiscoverSpec};
 use std::fs;
 use std::time::Duration;
 use support::netns::{DnsmasqProc, TestNet};
@@ -74,13 +74,13 @@ fn ask(net: &TestNet, mut argv: Vec<String>, root: &std::path::Path) -> Answers 
     net.run_in_client(|| {
         let iface = net.client_if.as_str();
         let file = |spec: DiscoverSpec| {
-            probe::boot_file_for(iface, &spec, WAIT)
-                .unwrap_or_else(|e| panic!("{e}\n{}", dnsmasq.log()))
+            probe::boot_file_for(iface, &spec, WAIT).unwrap_or_else(|e| panic!("{e}\n{}", dnsmasq.log()))
         };
         let arm64 = file(DiscoverSpec::firmware(11, PC_MAC));
-        let arm64_bytes = arm64.boot_file.as_ref().map(|f| {
-            probe::tftp::fetch(arm64.tftp_server.unwrap(), f, WAIT).expect("TFTP fetch of the offered file")
-        });
+        let arm64_bytes = arm64
+            .boot_file
+            .as_ref()
+            .map(|f| probe::tftp::fetch(arm64.tftp_server.unwrap(), f, WAIT).expect("TFTP fetch of the offered file"));
         Answers {
             arm64_file: arm64.boot_file,
             arm64_bytes,
@@ -102,11 +102,19 @@ fn check_both_orders(extra: fn(&TestNet) -> Vec<String>) {
     for (order, args) in [("as rendered", argv.clone()), ("reversed", reversed(&argv))] {
         let a = ask(&net, args, root.path());
         assert_eq!(a.arm64_file.as_deref(), Some("bootaa64.efi"), "arch 11, {order}");
-        assert_eq!(a.arm64_bytes.as_ref(), Some(&expected_arm64), "arm64 bytes over TFTP, {order}");
+        assert_eq!(
+            a.arm64_bytes.as_ref(),
+            Some(&expected_arm64),
+            "arm64 bytes over TFTP, {order}"
+        );
         assert_eq!(a.ipxe_file.as_deref(), Some(url.as_str()), "iPXE, {order}");
         assert_eq!(a.bios_file.as_deref(), Some("undionly.kpxe"), "x86 BIOS, {order}");
         assert_eq!(a.x64_file.as_deref(), Some("ipxe.efi"), "x64 UEFI, {order}");
-        assert_ne!(a.pi_eeprom_file.as_deref(), Some("undionly.kpxe"), "Raspberry Pi EEPROM, {order}");
+        assert_ne!(
+            a.pi_eeprom_file.as_deref(),
+            Some("undionly.kpxe"),
+            "Raspberry Pi EEPROM, {order}"
+        );
     }
 }
 

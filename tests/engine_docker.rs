@@ -58,16 +58,28 @@ impl Fixture {
             return None;
         }
         let run = format!("{test}-{}", std::process::id());
-        let labels = BTreeMap::from([(TEST_LABEL.to_owned(), "1".to_owned()), (RUN_LABEL.to_owned(), run.clone())]);
-        let engine =
-            Engine::connect_to(Some(&format!("unix://{SOCKET}"))).await.expect("connect").with_extra_labels(labels);
+        let labels = BTreeMap::from([
+            (TEST_LABEL.to_owned(), "1".to_owned()),
+            (RUN_LABEL.to_owned(), run.clone()),
+        ]);
+        let engine = Engine::connect_to(Some(&format!("unix://{SOCKET}")))
+            .await
+            .expect("connect")
+            .with_extra_labels(labels);
         let docker = Docker::connect_with_unix(SOCKET, 120, bollard::API_DEFAULT_VERSION)
             .expect("raw client")
             .negotiate_version()
             .await
             .expect("negotiate");
         let arch = engine.arch().await.expect("arch");
-        Some(Fixture { engine, docker, run, arch, images: Default::default(), networks: Default::default() })
+        Some(Fixture {
+            engine,
+            docker,
+            run,
+            arch,
+            images: Default::default(),
+            networks: Default::default(),
+        })
     }
 
     fn name(&self, what: &str) -> String {
@@ -75,7 +87,10 @@ impl Fixture {
     }
 
     fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(TEST_LABEL.to_owned(), "1".to_owned()), (RUN_LABEL.to_owned(), self.run.clone())])
+        BTreeMap::from([
+            (TEST_LABEL.to_owned(), "1".to_owned()),
+            (RUN_LABEL.to_owned(), self.run.clone()),
+        ])
     }
 
     fn run_filter(&self) -> String {
@@ -108,12 +123,18 @@ impl Fixture {
             internal: Some(true),
             labels: Some(self.labels().into_iter().collect()),
             ipam: Some(Ipam {
-                config: Some(vec![IpamConfig { subnet: Some(format!("10.213.{third}.0/24")), ..Default::default() }]),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(format!("10.213.{third}.0/24")),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        self.docker.create_network(request).await.expect("create internal network");
+        self.docker
+            .create_network(request)
+            .await
+            .expect("create internal network");
         self.networks.lock().unwrap().push(name.clone());
         (name, Ipv4Addr::new(10, 213, third, 10))
     }
@@ -151,7 +172,9 @@ where
     F: FnOnce(Fixture) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(fixture) = Fixture::new(test).await else { return };
+    let Some(fixture) = Fixture::new(test).await else {
+        return;
+    };
     let outcome = AssertUnwindSafe(body(fixture.clone())).catch_unwind().await;
     fixture.cleanup().await;
     if let Err(panic) = outcome {
@@ -290,7 +313,11 @@ fn host_usr_image() -> Vec<Entry> {
 }
 
 fn host_is_merged_usr() -> bool {
-    let is_link = |p: &str| std::fs::symlink_metadata(p).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+    let is_link = |p: &str| {
+        std::fs::symlink_metadata(p)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+    };
     is_link("/bin") && is_link("/lib") && Path::new("/usr/bin/sh").exists()
 }
 
@@ -387,20 +414,42 @@ async fn pull_fetches_exactly_one_tag_from_a_registry_with_a_port() {
         let mut events: Vec<PullEvent> = Vec::new();
         fx.engine.pull(&reference, &mut |e| events.push(e)).await.expect("pull");
 
-        assert!(events.iter().any(PullEvent::layer_done), "no finished layer in {events:?}");
+        assert!(
+            events.iter().any(PullEvent::layer_done),
+            "no finished layer in {events:?}"
+        );
         let info = fx.engine.image(&reference).await.unwrap().expect("pulled");
-        let digest = format!("127.0.0.1:{}/cozyboot/pulltest@{}", registry.port, registry.manifest_digest);
-        assert!(info.repo_digests.contains(&digest), "{:?} lacks {digest}", info.repo_digests);
+        let digest = format!(
+            "127.0.0.1:{}/cozyboot/pulltest@{}",
+            registry.port, registry.manifest_digest
+        );
+        assert!(
+            info.repo_digests.contains(&digest),
+            "{:?} lacks {digest}",
+            info.repo_digests
+        );
 
         let requests = registry.requests();
         assert!(requests.iter().any(|r| r.ends_with("/manifests/v1")), "{requests:?}");
-        assert!(!requests.iter().any(|r| r.contains("/manifests/v2") || r.contains("/tags/list")), "{requests:?}");
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.contains("/manifests/v2") || r.contains("/tags/list")),
+            "{requests:?}"
+        );
         let other_tag = format!("127.0.0.1:{}/cozyboot/pulltest:v2", registry.port);
-        assert_eq!(fx.engine.image(&other_tag).await.unwrap(), None, "pulled more than the one tag");
+        assert_eq!(
+            fx.engine.image(&other_tag).await.unwrap(),
+            None,
+            "pulled more than the one tag"
+        );
 
         let missing = format!("127.0.0.1:{}/cozyboot/pulltest:v9", registry.port);
         let err = fx.engine.pull(&missing, &mut |_| {}).await.unwrap_err();
-        assert!(matches!(err, EngineError::Pull { .. }) && err.to_string().contains(&missing), "{err}");
+        assert!(
+            matches!(err, EngineError::Pull { .. }) && err.to_string().contains(&missing),
+            "{err}"
+        );
     })
     .await;
 }
@@ -413,27 +462,44 @@ async fn export_dir_streams_the_first_existing_path_and_removes_its_container() 
         let image = fx.image("assets", &talos_assets_image()).await;
         let staging = tempfile::tempdir().unwrap();
         let dest = staging.path().join("stage");
-        let report =
-            fx.engine.export_dir(&image, &[ASSET_DIR, INSTALLER_DIR], &dest, &Limits::default()).await.expect("export");
+        let report = fx
+            .engine
+            .export_dir(&image, &[ASSET_DIR, INSTALLER_DIR], &dest, &Limits::default())
+            .await
+            .expect("export");
 
         assert_eq!(report.source_path.as_deref(), Some(ASSET_DIR));
         let mut names: Vec<_> = report.files.iter().map(|f| f.path.display().to_string()).collect();
         names.sort();
         assert_eq!(names, ["initramfs.xz", "vmlinuz"]);
         let vmlinuz = report.file("vmlinuz").unwrap();
-        assert_eq!((vmlinuz.size, vmlinuz.sha256.as_str()), (kernel().len() as u64, sha256_hex(&kernel()).as_str()));
+        assert_eq!(
+            (vmlinuz.size, vmlinuz.sha256.as_str()),
+            (kernel().len() as u64, sha256_hex(&kernel()).as_str())
+        );
         let initrd = report.file("initramfs.xz").unwrap();
         assert_eq!(
             (initrd.size, initrd.sha256.as_str()),
             (initramfs().len() as u64, sha256_hex(&initramfs()).as_str())
         );
         assert_eq!(std::fs::read(dest.join("vmlinuz")).unwrap(), kernel());
-        let mode = std::fs::metadata(dest.join("initramfs.xz")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dest.join("initramfs.xz"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o644, "TFTP needs world-readable files");
 
-        assert_eq!(fx.leftover_containers().await, Vec::<String>::new(), "temporary container left behind");
+        assert_eq!(
+            fx.leftover_containers().await,
+            Vec::<String>::new(),
+            "temporary container left behind"
+        );
         let temporaries = fx.engine.list_labelled(TEMPORARY_LABEL).await.unwrap();
-        assert!(temporaries.iter().all(|c| c.labels.get(RUN_LABEL) != Some(&fx.run)), "{temporaries:?}");
+        assert!(
+            temporaries.iter().all(|c| c.labels.get(RUN_LABEL) != Some(&fx.run)),
+            "{temporaries:?}"
+        );
     })
     .await;
 }
@@ -454,7 +520,12 @@ async fn export_dir_falls_back_to_the_installer_path() {
 
         let err = fx
             .engine
-            .export_dir(&image, &["/nowhere/a", "/nowhere/b"], &staging.path().join("x"), &Limits::default())
+            .export_dir(
+                &image,
+                &["/nowhere/a", "/nowhere/b"],
+                &staging.path().join("x"),
+                &Limits::default(),
+            )
             .await
             .unwrap_err();
         match &err {
@@ -495,15 +566,26 @@ async fn export_dir_refuses_hostile_images_and_writes_nothing_outside_staging() 
             )
             .await;
         let cases: [(&str, RuleCheck); 2] = [
-            (&symlink, |r| matches!(r, Rule::Symlink { target } if target == "/etc/passwd")),
+            (
+                &symlink,
+                |r| matches!(r, Rule::Symlink { target } if target == "/etc/passwd"),
+            ),
             (&fifo, |r| *r == Rule::Fifo),
         ];
         for (image, expected_rule) in cases {
             let root = tempfile::tempdir().unwrap();
             let staging = root.path().join("staging");
-            let err = fx.engine.export_dir(image, &[ASSET_DIR], &staging, &Limits::default()).await.unwrap_err();
+            let err = fx
+                .engine
+                .export_dir(image, &[ASSET_DIR], &staging, &Limits::default())
+                .await
+                .unwrap_err();
             match &err {
-                EngineError::Extract { source: ExtractError::Refused { entry, rule }, path, .. } => {
+                EngineError::Extract {
+                    source: ExtractError::Refused { entry, rule },
+                    path,
+                    ..
+                } => {
                     assert!(expected_rule(rule), "{err}");
                     assert_eq!(path, ASSET_DIR);
                     assert!(entry.starts_with("arm64/"), "{err}");
@@ -513,15 +595,30 @@ async fn export_dir_refuses_hostile_images_and_writes_nothing_outside_staging() 
             for path in every_path_under(root.path()) {
                 assert!(path.starts_with(&staging), "wrote outside staging: {}", path.display());
                 let kind = path.symlink_metadata().unwrap().file_type();
-                assert!(kind.is_file() || kind.is_dir(), "materialised {kind:?} at {}", path.display());
+                assert!(
+                    kind.is_file() || kind.is_dir(),
+                    "materialised {kind:?} at {}",
+                    path.display()
+                );
             }
-            assert_eq!(fx.leftover_containers().await, Vec::<String>::new(), "temporary container left after failure");
+            assert_eq!(
+                fx.leftover_containers().await,
+                Vec::<String>::new(),
+                "temporary container left after failure"
+            );
         }
 
-        let limits = Limits { max_file_bytes: 1000, ..Limits::default() };
+        let limits = Limits {
+            max_file_bytes: 1000,
+            ..Limits::default()
+        };
         let image = fx.image("big", &installer_only_image()).await;
         let staging = tempfile::tempdir().unwrap();
-        let err = fx.engine.export_dir(&image, &[INSTALLER_DIR], staging.path(), &limits).await.unwrap_err();
+        let err = fx
+            .engine
+            .export_dir(&image, &[INSTALLER_DIR], staging.path(), &limits)
+            .await
+            .unwrap_err();
         let rule = match &err {
             EngineError::Extract { source, .. } => source.rule(),
             _ => None,
@@ -530,7 +627,11 @@ async fn export_dir_refuses_hostile_images_and_writes_nothing_outside_staging() 
         assert_eq!(fx.leftover_containers().await, Vec::<String>::new());
 
         let absent = "cozyboot-test/absent:nope";
-        let err = fx.engine.export_dir(absent, &[ASSET_DIR], Path::new("/nonexistent"), &limits).await.unwrap_err();
+        let err = fx
+            .engine
+            .export_dir(absent, &[ASSET_DIR], Path::new("/nonexistent"), &limits)
+            .await
+            .unwrap_err();
         assert!(matches!(err, EngineError::NoSuchImage { .. }), "{err}");
     })
     .await;
@@ -555,7 +656,11 @@ async fn export_dir_cancelled_midway_leaves_no_container() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             left = fx.leftover_containers().await;
         }
-        assert_eq!(left, Vec::<String>::new(), "cancelled extractions left containers behind");
+        assert_eq!(
+            left,
+            Vec::<String>::new(),
+            "cancelled extractions left containers behind"
+        );
     })
     .await;
 }
@@ -571,7 +676,11 @@ fn shell_spec(fx: &Fixture, image: &str, what: &str, script: &str, network: Netw
         // The image has no ENTRYPOINT, so the command is the whole argv.
         cmd: vec!["/bin/sh".into(), "-c".into(), script.into()],
         labels,
-        binds: vec![Bind { host: "/usr".into(), container: "/usr".into(), read_only: true }],
+        binds: vec![Bind {
+            host: "/usr".into(),
+            container: "/usr".into(),
+            read_only: true,
+        }],
         network,
         cap_add: vec![],
         restart_unless_stopped: false,
@@ -594,9 +703,21 @@ async fn container_lifecycle_maps_the_spec_exactly() {
         std::fs::write(data.path().join("marker"), "marker-from-host\n").unwrap();
 
         let script = format!("echo hello-out; echo hello-err >&2; cat /data/marker; {SERVE}");
-        let mut spec =
-            shell_spec(&fx, &image, "server", &script, NetworkMode::Named { name: network.clone(), ipv4: Some(ip) });
-        spec.binds.push(Bind { host: data.path().to_owned(), container: "/data".into(), read_only: true });
+        let mut spec = shell_spec(
+            &fx,
+            &image,
+            "server",
+            &script,
+            NetworkMode::Named {
+                name: network.clone(),
+                ipv4: Some(ip),
+            },
+        );
+        spec.binds.push(Bind {
+            host: data.path().to_owned(),
+            container: "/data".into(),
+            read_only: true,
+        });
         spec.cap_add = vec!["NET_ADMIN".into()];
         spec.restart_unless_stopped = true;
         spec.labels.insert("io.cozyboot.spec-hash".into(), spec.spec_hash());
@@ -608,13 +729,24 @@ async fn container_lifecycle_maps_the_spec_exactly() {
         assert_eq!(created.image, image);
         assert!(created.image_id.starts_with("sha256:"));
         assert_eq!(created.labels, spec.labels);
-        assert_eq!(created.labels["io.cozyboot.spec-hash"], spec.spec_hash(), "hash survives the round trip");
+        assert_eq!(
+            created.labels["io.cozyboot.spec-hash"],
+            spec.spec_hash(),
+            "hash survives the round trip"
+        );
         assert_eq!(created.cmd, spec.cmd);
-        assert_eq!((created.running, created.status.as_str(), created.started_at.as_deref()), (false, "created", None));
+        assert_eq!(
+            (created.running, created.status.as_str(), created.started_at.as_deref()),
+            (false, "created", None)
+        );
         assert_eq!(created.network_mode, network);
 
         // What Docker stored, read back with the raw client.
-        let raw = fx.docker.inspect_container(&spec.name, None::<InspectContainerOptions>).await.unwrap();
+        let raw = fx
+            .docker
+            .inspect_container(&spec.name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
         let host = raw.host_config.unwrap();
         let mounts = host.mounts.unwrap();
         assert_eq!(mounts.len(), 2);
@@ -622,15 +754,32 @@ async fn container_lifecycle_maps_the_spec_exactly() {
         assert_eq!(mounts[1].source.as_deref(), data.path().to_str());
         assert_eq!(mounts[1].target.as_deref(), Some("/data"));
         assert_eq!(host.cap_add, Some(vec!["NET_ADMIN".to_owned()]));
-        assert_eq!(host.restart_policy.unwrap().name.map(|n| n.to_string()).as_deref(), Some("unless-stopped"));
+        assert_eq!(
+            host.restart_policy.unwrap().name.map(|n| n.to_string()).as_deref(),
+            Some("unless-stopped")
+        );
         let endpoint = &raw.network_settings.unwrap().networks.unwrap()[&network];
-        assert_eq!(endpoint.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some(ip.to_string().as_str()));
+        assert_eq!(
+            endpoint.ipam_config.as_ref().unwrap().ipv4_address.as_deref(),
+            Some(ip.to_string().as_str())
+        );
 
         fx.engine.start(&spec.name).await.expect("start");
-        fx.engine.start(&spec.name).await.expect("starting a running container is fine");
-        let running = fx.engine.wait_running(&spec.name, Duration::from_secs(20)).await.expect("running");
+        fx.engine
+            .start(&spec.name)
+            .await
+            .expect("starting a running container is fine");
+        let running = fx
+            .engine
+            .wait_running(&spec.name, Duration::from_secs(20))
+            .await
+            .expect("running");
         assert!(running.running && running.started_at.is_some());
-        let raw = fx.docker.inspect_container(&spec.name, None::<InspectContainerOptions>).await.unwrap();
+        let raw = fx
+            .docker
+            .inspect_container(&spec.name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
         let networks = raw.network_settings.unwrap().networks.unwrap();
         assert_eq!(networks[&network].ip_address.as_deref(), Some(ip.to_string().as_str()));
 
@@ -638,10 +787,18 @@ async fn container_lifecycle_maps_the_spec_exactly() {
         for line in ["hello-out", "hello-err", "marker-from-host"] {
             assert!(logs.contains(line), "{line} missing from logs: {logs}");
         }
-        assert_eq!(fx.engine.logs(&spec.name, Some(1)).await.unwrap().trim(), "marker-from-host");
+        assert_eq!(
+            fx.engine.logs(&spec.name, Some(1)).await.unwrap().trim(),
+            "marker-from-host"
+        );
         let mut followed: Vec<u8> = Vec::new();
         fx.engine
-            .follow_logs_until(&spec.name, None, &mut followed, tokio::time::sleep(Duration::from_millis(800)))
+            .follow_logs_until(
+                &spec.name,
+                None,
+                &mut followed,
+                tokio::time::sleep(Duration::from_millis(800)),
+            )
             .await
             .expect("follow");
         assert!(String::from_utf8_lossy(&followed).contains("hello-out"));
@@ -650,12 +807,22 @@ async fn container_lifecycle_maps_the_spec_exactly() {
         let sidecar = shell_spec(&fx, &image, "sidecar", SERVE, NetworkMode::Container(spec.name.clone()));
         fx.engine.create(&sidecar).await.expect("create sidecar");
         fx.engine.start(&sidecar.name).await.expect("start sidecar");
-        let side = fx.engine.wait_running(&sidecar.name, Duration::from_secs(20)).await.expect("sidecar running");
+        let side = fx
+            .engine
+            .wait_running(&sidecar.name, Duration::from_secs(20))
+            .await
+            .expect("sidecar running");
         // Docker stores the netns owner by id, whatever name it was given.
         assert_eq!(side.network_mode, format!("container:{id}"));
 
-        let listed: Vec<String> =
-            fx.engine.list_labelled(&fx.run_filter()).await.unwrap().into_iter().map(|c| c.name).collect();
+        let listed: Vec<String> = fx
+            .engine
+            .list_labelled(&fx.run_filter())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         let mut expected = vec![spec.name.clone(), sidecar.name.clone()];
         expected.sort();
         assert_eq!(listed, expected);
@@ -663,19 +830,34 @@ async fn container_lifecycle_maps_the_spec_exactly() {
         let err = fx.engine.create(&spec).await.unwrap_err();
         assert!(matches!(err, EngineError::Conflict { .. }), "{err}");
 
-        fx.engine.stop(&sidecar.name, Duration::from_secs(5)).await.expect("stop sidecar");
+        fx.engine
+            .stop(&sidecar.name, Duration::from_secs(5))
+            .await
+            .expect("stop sidecar");
         fx.engine.remove(&sidecar.name, false).await.expect("remove sidecar");
         let renamed = format!("{}-old", spec.name);
         fx.engine.rename(&spec.name, &renamed).await.expect("rename");
         assert_eq!(fx.engine.container(&spec.name).await.unwrap(), None);
         fx.engine.stop(&renamed, Duration::from_secs(5)).await.expect("stop");
-        fx.engine.stop(&renamed, Duration::from_secs(5)).await.expect("stopping a stopped container is fine");
+        fx.engine
+            .stop(&renamed, Duration::from_secs(5))
+            .await
+            .expect("stopping a stopped container is fine");
         let stopped = fx.engine.container(&renamed).await.unwrap().expect("still there");
-        assert_eq!((stopped.running, stopped.status.as_str(), stopped.exit_code), (false, "exited", Some(0)));
+        assert_eq!(
+            (stopped.running, stopped.status.as_str(), stopped.exit_code),
+            (false, "exited", Some(0))
+        );
         fx.engine.remove(&renamed, false).await.expect("remove");
-        fx.engine.remove(&renamed, false).await.expect("removing a removed container is fine");
+        fx.engine
+            .remove(&renamed, false)
+            .await
+            .expect("removing a removed container is fine");
         assert_eq!(fx.engine.container(&renamed).await.unwrap(), None);
-        assert!(matches!(fx.engine.start(&renamed).await, Err(EngineError::NoSuchContainer { .. })));
+        assert!(matches!(
+            fx.engine.start(&renamed).await,
+            Err(EngineError::NoSuchContainer { .. })
+        ));
     })
     .await;
 }
@@ -688,11 +870,18 @@ async fn wait_running_reports_a_crashing_container_with_its_logs() {
     }
     with_fixture("crash", |fx| async move {
         let image = fx.image("run", &host_usr_image()).await;
-        let none = NetworkMode::Named { name: "none".into(), ipv4: None };
+        let none = NetworkMode::Named {
+            name: "none".into(),
+            ipv4: None,
+        };
         let spec = shell_spec(&fx, &image, "crash", "echo boom-on-stderr >&2; exit 3", none.clone());
         fx.engine.create(&spec).await.expect("create");
         fx.engine.start(&spec.name).await.expect("start");
-        let err = fx.engine.wait_running(&spec.name, Duration::from_secs(20)).await.unwrap_err();
+        let err = fx
+            .engine
+            .wait_running(&spec.name, Duration::from_secs(20))
+            .await
+            .unwrap_err();
         match &err {
             EngineError::NotRunning { exit_code, logs, .. } => {
                 assert_eq!(*exit_code, Some(3));
@@ -703,11 +892,17 @@ async fn wait_running_reports_a_crashing_container_with_its_logs() {
 
         let mut missing_image = shell_spec(&fx, "cozyboot-test/absent:nope", "absent", SERVE, none.clone());
         missing_image.binds.clear();
-        assert!(matches!(fx.engine.create(&missing_image).await, Err(EngineError::NoSuchImage { .. })));
+        assert!(matches!(
+            fx.engine.create(&missing_image).await,
+            Err(EngineError::NoSuchImage { .. })
+        ));
         let mut missing_bind = shell_spec(&fx, &image, "nobind", SERVE, none);
         missing_bind.binds[0].host = "/nonexistent/cozyboot-test".into();
         let err = fx.engine.create(&missing_bind).await.unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/cozyboot-test"), "Docker must not invent bind sources: {err}");
+        assert!(
+            err.to_string().contains("/nonexistent/cozyboot-test"),
+            "Docker must not invent bind sources: {err}"
+        );
     })
     .await;
 }
@@ -791,7 +986,12 @@ mod registry {
                     tokio::spawn(serve(socket, content.clone(), log.clone()));
                 }
             });
-            Registry { port, manifest_digest, requests, task }
+            Registry {
+                port,
+                manifest_digest,
+                requests,
+                task,
+            }
         }
 
         pub fn requests(&self) -> Vec<String> {
@@ -846,7 +1046,9 @@ mod registry {
         if path == "/v2/" {
             return ("200 OK", "application/json", b"{}".to_vec(), None);
         }
-        let Some(rest) = path.strip_prefix(repo) else { return not_found("NAME_UNKNOWN") };
+        let Some(rest) = path.strip_prefix(repo) else {
+            return not_found("NAME_UNKNOWN");
+        };
         if let Some(reference) = rest.strip_prefix("manifests/") {
             let digest = format!("sha256:{}", sha256_hex(&content.manifest));
             if content.tags.iter().any(|t| t == reference) || reference == digest {
@@ -857,7 +1059,12 @@ mod registry {
         }
         if let Some(digest) = rest.strip_prefix("blobs/") {
             if let Some(blob) = content.blobs.get(digest) {
-                return ("200 OK", "application/octet-stream", blob.clone(), Some(digest.to_owned()));
+                return (
+                    "200 OK",
+                    "application/octet-stream",
+                    blob.clone(),
+                    Some(digest.to_owned()),
+                );
             }
             return not_found("BLOB_UNKNOWN");
         }

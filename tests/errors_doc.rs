@@ -74,12 +74,20 @@ fn generated() -> String {
     let mut out = String::from("\n");
     for (i, case) in cases().iter().enumerate() {
         let err = match resolve(case, dir.path()) {
-            Ok(_) => panic!("bad-input case {:?} was accepted; tests/bad_input.rs says why", case.name),
+            Ok(_) => panic!(
+                "bad-input case {:?} was accepted; tests/bad_input.rs says why",
+                case.name
+            ),
             Err(e) => e,
         };
         let message = unanchor(&format!("error: {err}")).replace(&shown_dir, "");
         out.push_str(&format!("{}\n\n", heading(case, &err)));
-        out.push_str(&format!("Case {} · exit code **{}** · `{}`\n\n", i + 1, err.exit_code(), command_line(case)));
+        out.push_str(&format!(
+            "Case {} · exit code **{}** · `{}`\n\n",
+            i + 1,
+            err.exit_code(),
+            command_line(case)
+        ));
         if let Some(text) = case.file {
             out.push_str(&format!("`{}`:\n\n```yaml\n{}```\n\n", config_name(case), text));
         }
@@ -142,7 +150,9 @@ fn code_spans(cell: &str) -> Vec<String> {
         let ticks = rest[start..].chars().take_while(|&c| c == '`').count();
         let fence = "`".repeat(ticks);
         let body_start = start + ticks;
-        let Some(len) = rest[body_start..].find(&fence) else { break };
+        let Some(len) = rest[body_start..].find(&fence) else {
+            break;
+        };
         let mut body = &rest[body_start..body_start + len];
         if body.len() >= 2 && body.starts_with(' ') && body.ends_with(' ') && body.trim() != "" {
             body = &body[1..body.len() - 1];
@@ -158,7 +168,10 @@ fn checked_rows(doc: &str, kind: &str) -> Vec<Vec<String>> {
     let marker = format!("<!-- checked: {kind} -->");
     let mut rows = Vec::new();
     for (at, _) in doc.match_indices(&marker) {
-        let table = doc[at + marker.len()..].trim_start().lines().take_while(|l| l.starts_with('|'));
+        let table = doc[at + marker.len()..]
+            .trim_start()
+            .lines()
+            .take_while(|l| l.starts_with('|'));
         for line in table.skip(2) {
             // Split on pipes outside code spans.
             let (mut cells, mut cell, mut ticks) = (Vec::new(), String::new(), 0usize);
@@ -214,7 +227,9 @@ fn all_sources() -> (String, String) {
 /// Variant names of `pub enum <name>` in a source file.
 fn enum_variants(file: &str, name: &str) -> BTreeSet<String> {
     let text = fs::read_to_string(root().join(file)).unwrap();
-    let start = text.find(&format!("pub enum {name} {{")).unwrap_or_else(|| panic!("{file} defines {name}"));
+    let start = text
+        .find(&format!("pub enum {name} {{"))
+        .unwrap_or_else(|| panic!("{file} defines {name}"));
     let body = &text[start..];
     let body = &body[..body.find("\n}").unwrap()];
     body.lines()
@@ -222,7 +237,12 @@ fn enum_variants(file: &str, name: &str) -> BTreeSet<String> {
         .filter(|l| l.starts_with("    ") && !l.starts_with("     "))
         .map(str::trim)
         .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
-        .map(|l| l.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap().to_string())
+        .map(|l| {
+            l.split(|c: char| !c.is_alphanumeric() && c != '_')
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -258,19 +278,34 @@ fn every_documented_message_exists_and_every_named_test_too() {
     let doc = fs::read_to_string(doc_path()).unwrap();
     let (src, tests) = all_sources();
     let mut problems = check_table(&checked_rows(&doc, "failures"), "failures", 0, &src, &tests);
-    problems.extend(check_table(&checked_rows(&doc, "engine-errors"), "engine-errors", 1, &src, &tests));
-    problems.extend(check_table(&checked_rows(&doc, "extract-rules"), "extract-rules", 1, &src, &tests));
+    problems.extend(check_table(
+        &checked_rows(&doc, "engine-errors"),
+        "engine-errors",
+        1,
+        &src,
+        &tests,
+    ));
+    problems.extend(check_table(
+        &checked_rows(&doc, "extract-rules"),
+        "extract-rules",
+        1,
+        &src,
+        &tests,
+    ));
     assert!(problems.is_empty(), "docs/errors.md:\n{}", problems.join("\n"));
 }
 
 #[test]
 fn the_engine_error_and_refusal_tables_list_every_variant() {
     let doc = fs::read_to_string(doc_path()).unwrap();
-    for (kind, file, name) in
-        [("engine-errors", "src/engine/docker.rs", "EngineError"), ("extract-rules", "src/engine/extract.rs", "Rule")]
-    {
-        let documented: BTreeSet<String> =
-            checked_rows(&doc, kind).iter().filter_map(|r| code_spans(&r[0]).into_iter().next()).collect();
+    for (kind, file, name) in [
+        ("engine-errors", "src/engine/docker.rs", "EngineError"),
+        ("extract-rules", "src/engine/extract.rs", "Rule"),
+    ] {
+        let documented: BTreeSet<String> = checked_rows(&doc, kind)
+            .iter()
+            .filter_map(|r| code_spans(&r[0]).into_iter().next())
+            .collect();
         let defined = enum_variants(file, name);
         assert!(defined.len() >= 5, "parsed {name} from {file}: {defined:?}");
         let missing: Vec<_> = defined.difference(&documented).collect();
@@ -288,5 +323,8 @@ fn the_exit_code_table_matches_the_constants() {
     let rows = checked_rows(&doc, "exit-codes");
     let codes: Vec<i32> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
     assert_eq!(codes, vec![0, exit::FAILED, exit::CONFIG, exit::DOCKER_UNREACHABLE]);
-    assert!(rows[2][1].contains("configuration") && rows[3][1].contains("Docker Engine"), "{rows:?}");
+    assert!(
+        rows[2][1].contains("configuration") && rows[3][1].contains("Docker Engine"),
+        "{rows:?}"
+    );
 }

@@ -75,7 +75,11 @@ fn boot_with(
 fn assert_booted(o: &Outcome) {
     assert_eq!(o.failed_at, None, "the boot broke:\n{}", o.report());
     let marker = format!("{} arch={}", support::firmware::MARKER, o.client.uname_m());
-    assert!(o.evidence.serial.contains(&marker), "no `{marker}` on the console:\n{}", o.report());
+    assert!(
+        o.evidence.serial.contains(&marker),
+        "no `{marker}` on the console:\n{}",
+        o.report()
+    );
     let cmdline = o
         .cmdline
         .as_deref()
@@ -86,7 +90,11 @@ fn assert_booted(o: &Outcome) {
         want.push("console=ttyAMA0,115200");
     }
     for w in want {
-        assert!(args.contains(&w), "`{w}` missing from the kernel command line `{cmdline}`:\n{}", o.report());
+        assert!(
+            args.contains(&w),
+            "`{w}` missing from the kernel command line `{cmdline}`:\n{}",
+            o.report()
+        );
     }
 }
 
@@ -143,7 +151,9 @@ fn mutation(name: &str) -> fn(&mut Rendered) {
         },
         // Groups for `arch=x86_64` only, as one would guess for amd64.
         "no-i386-group" => |r| {
-            r.tree.groups.retain(|g| g.selector.get("arch").map(String::as_str) != Some("i386"));
+            r.tree
+                .groups
+                .retain(|g| g.selector.get("arch").map(String::as_str) != Some("i386"));
         },
         // No `initrd=initramfs.xz` on the kernel line.
         "no-initrd-arg" => |r| {
@@ -156,7 +166,12 @@ fn mutation(name: &str) -> fn(&mut Rendered) {
 }
 
 fn assert_fails_at(o: &Outcome, stage: Stage) {
-    assert_eq!(o.failed_at, Some(stage), "expected the boot to break at {stage}:\n{}", o.report());
+    assert_eq!(
+        o.failed_at,
+        Some(stage),
+        "expected the boot to break at {stage}:\n{}",
+        o.report()
+    );
 }
 
 /// AAVMF sends client-arch 11: with the guide's `client-arch,12` it is offered an address
@@ -164,20 +179,28 @@ fn assert_fails_at(o: &Outcome, stage: Stage) {
 /// minute) AAVMF says `PXE-E16: No valid offer received` and moves on to IPv6.
 #[test]
 fn mutation_arch_12_leaves_arm64_uefi_without_a_boot_file() {
-    let Some(o) = boot(Client::Arm64Uefi, Mode::Full, mutation("arch-12")) else { return };
+    let Some(o) = boot(Client::Arm64Uefi, Mode::Full, mutation("arch-12")) else {
+        return;
+    };
     assert_fails_at(&o, Stage::DhcpOffer);
     let dnsmasq = &o.evidence.dnsmasq;
     let mac = Client::Arm64Uefi.mac();
     let offered = dnsmasq.lines().any(|l| l.contains("DHCPOFFER(") && l.contains(mac));
     assert!(offered, "dnsmasq offered it an address all the same:\n{}", o.report());
-    assert!(o.evidence.serial.contains("PXE-E16"), "AAVMF says `No valid offer`:\n{}", o.report());
+    assert!(
+        o.evidence.serial.contains("PXE-E16"),
+        "AAVMF says `No valid offer`:\n{}",
+        o.report()
+    );
 }
 
 /// A BIOS machine chained through iPXE reports `arch=i386`: without the `i386` group matchbox
 /// has no profile for it and iPXE stops at "No such file".
 #[test]
 fn mutation_no_i386_group_stops_bios_at_ipxe() {
-    let Some(o) = boot(Client::X86Bios, Mode::Full, mutation("no-i386-group")) else { return };
+    let Some(o) = boot(Client::X86Bios, Mode::Full, mutation("no-i386-group")) else {
+        return;
+    };
     assert_fails_at(&o, Stage::Ipxe);
     assert!(o.evidence.matchbox.contains("No matching profile"), "{}", o.report());
     assert!(o.evidence.matchbox.contains("arch:i386"), "{}", o.report());
@@ -201,7 +224,9 @@ fn mutation_no_initrd_arg_leaves_an_older_ipxe_kernel_without_initramfs() {
 /// the kernel loads the initrd through the `initrd=` option.
 #[test]
 fn x64_uefi_with_an_older_ipxe_boots_through_the_initrd_arg() {
-    let Some(o) = boot_with(older_x86_ipxe, Client::X64Uefi, Mode::Full, |_| {}) else { return };
+    let Some(o) = boot_with(older_x86_ipxe, Client::X64Uefi, Mode::Full, |_| {}) else {
+        return;
+    };
     assert_booted(&o);
     assert_eq!(o.initrd_via.as_deref(), Some("command line option"), "{}", o.report());
 }

@@ -72,10 +72,7 @@ fn proxy_mode_args(net: &TestNet) -> Vec<String> {
         "--dhcp-userclass=set:ipxe,iPXE".into(),
         // Passed as argv, not through a shell or config file: quotes would reach the menu text.
         "--pxe-service=tag:!ipxe,ARM64_EFI,cozyboot arm64,bootaa64.efi".into(),
-        format!(
-            "--pxe-service=tag:ipxe,ARM64_EFI,iPXE,{}",
-            ipxe_script_url(net)
-        ),
+        format!("--pxe-service=tag:ipxe,ARM64_EFI,iPXE,{}", ipxe_script_url(net)),
         "--pxe-service=tag:!ipxe,x86PC,BIOS,undionly.kpxe".into(),
         "--enable-tftp".into(),
     ]);
@@ -141,12 +138,7 @@ fn full_mode_ipxe_gets_the_boot_script_url() {
         .unwrap();
     assert_eq!(offers.len(), 1);
     let url = ipxe_script_url(&net);
-    assert_eq!(
-        offers[0].boot_file.as_deref(),
-        Some(url.as_str()),
-        "{}",
-        dnsmasq.log()
-    );
+    assert_eq!(offers[0].boot_file.as_deref(), Some(url.as_str()), "{}", dnsmasq.log());
 }
 
 #[test]
@@ -230,12 +222,7 @@ fn proxy_mode_ipxe_gets_the_boot_script_url() {
         .run_in_client(|| probe::boot_file_for(&net.client_if, &spec, WAIT))
         .unwrap();
     let url = ipxe_script_url(&net);
-    assert_eq!(
-        answer.boot_file.as_deref(),
-        Some(url.as_str()),
-        "{}",
-        dnsmasq.log()
-    );
+    assert_eq!(answer.boot_file.as_deref(), Some(url.as_str()), "{}", dnsmasq.log());
 }
 
 #[test]
@@ -311,10 +298,5 @@ fn proxy_mode_with_two_arm64_services_answers_a_menu_and_the_first_item_boots() 
         .unwrap();
     // With two candidates dnsmasq's 4011 answer is a menu; the probe then names item one.
     assert!(answer.via_pxe_port);
-    assert_eq!(
-        answer.boot_file.as_deref(),
-        Some("first.efi"),
-        "{}",
-        dnsmasq.log()
-    );
+    assert_eq!(answer.boot_file.as_deref(), Some("first.efi"), "{}", dnsmasq.log());
 }

@@ -10,10 +10,7 @@ use std::process::Command as Process;
 
 /// The guide's host: eth0 on 10.20.13.0/24 as 10.20.13.140.
 fn guide_host() -> FixedNet {
-    FixedNet(vec![(
-        "eth0".into(),
-        vec!["10.20.13.140/24".parse().unwrap()],
-    )])
+    FixedNet(vec![("eth0".into(), vec!["10.20.13.140/24".parse().unwrap()])])
 }
 
 fn fixture(name: &str) -> String {
@@ -67,8 +64,13 @@ fn guide_example_in_full_mode() {
 fn proxy_mode_beside_the_router() {
     let s = settings(&["--iface=eth0"]);
     let r = snapshot("proxy", &s);
-    assert!(r.dnsmasq_args.contains(&"--dhcp-range=10.20.13.0,proxy,255.255.255.0".to_string()));
-    assert!(r.dnsmasq_args.iter().any(|a| a.starts_with("--pxe-service=tag:efi-arm64,tag:!ipxe,ARM64_EFI,")));
+    assert!(r
+        .dnsmasq_args
+        .contains(&"--dhcp-range=10.20.13.0,proxy,255.255.255.0".to_string()));
+    assert!(r
+        .dnsmasq_args
+        .iter()
+        .any(|a| a.starts_with("--pxe-service=tag:efi-arm64,tag:!ipxe,ARM64_EFI,")));
 }
 
 #[test]
@@ -93,7 +95,10 @@ fn arm64_and_amd64() {
         .groups
         .iter()
         .any(|g| g.selector.get("arch").map(String::as_str) == Some("i386")));
-    assert!(r.dnsmasq_args.iter().any(|a| a.contains("tag:!rpi-eeprom") && a.contains("undionly.kpxe")));
+    assert!(r
+        .dnsmasq_args
+        .iter()
+        .any(|a| a.contains("tag:!rpi-eeprom") && a.contains("undionly.kpxe")));
 }
 
 #[test]
@@ -113,7 +118,12 @@ fn per_node_talos_configs() {
         .expect("a group for node a");
     assert_eq!(node.selector.get("arch").map(String::as_str), Some("arm64"));
     let profile = r.tree.profiles.iter().find(|p| p.id == node.profile).unwrap();
-    let config_arg = profile.boot.args.iter().find(|a| a.starts_with("talos.config=")).unwrap();
+    let config_arg = profile
+        .boot
+        .args
+        .iter()
+        .find(|a| a.starts_with("talos.config="))
+        .unwrap();
     // The config URL carries every label the node's group selects on.
     assert!(config_arg.contains("/generic?") && config_arg.contains("arch=") && config_arg.contains("mac="));
 }

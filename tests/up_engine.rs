@@ -79,7 +79,11 @@ impl Site {
         let s = self.subnet;
         vec![
             format!("--registry={}", images::registry_prefix()),
-            format!("--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}", images::REGISTRY, images::DNSMASQ_TAG),
+            format!(
+                "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
+                images::REGISTRY,
+                images::DNSMASQ_TAG
+            ),
             format!("--tag={tag}"),
             format!("--network={}", self.net),
             format!("--server-ip={}", self.server_ip()),
@@ -125,9 +129,19 @@ impl Site {
 
     fn http_get(&self, path: &str) -> (u16, Vec<u8>) {
         let url = format!("http://{}:8080{path}", self.server_ip());
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            let r = reqwest::Client::builder().no_proxy().build().unwrap().get(&url).send().await.unwrap();
+            let r = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(&url)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
         })
     }
@@ -156,7 +170,11 @@ fn pe(machine: u16) -> Vec<u8> {
 /// Makes `<repo>:<to>` in the local registry a copy of `<repo>:<from>` (test fixtures only).
 fn registry_alias(repo: &str, from: &str, to: &str) {
     let (src, dst) = (format!("{repo}:{from}"), format!("{repo}:{to}"));
-    for args in [vec!["pull", "-q", src.as_str()], vec!["tag", &src, &dst], vec!["push", "-q", &dst]] {
+    for args in [
+        vec!["pull", "-q", src.as_str()],
+        vec!["tag", &src, &dst],
+        vec!["push", "-q", &dst],
+    ] {
         let ok = Command::new("docker").args(&args).output().unwrap().status.success();
         assert!(ok, "docker {args:?}");
     }
@@ -177,21 +195,36 @@ fn actions(report: &Value, kind: &str) -> Vec<Value> {
 fn cold_up_then_a_warm_up_that_changes_nothing() {
     let Some(site) = Site::new() else { return };
     for component in ["talos", "matchbox"] {
-        docker(&["rmi", &format!("{}/talos/cozystack-spin-only/{component}:{TAG}", images::registry_prefix())]);
+        docker(&[
+            "rmi",
+            &format!(
+                "{}/talos/cozystack-spin-only/{component}:{TAG}",
+                images::registry_prefix()
+            ),
+        ]);
     }
 
     let cold = site.up_ok(TAG, &[]);
-    let pulled: Vec<String> = actions(&cold, "pull").iter().map(|a| a["image"].as_str().unwrap().to_string()).collect();
+    let pulled: Vec<String> = actions(&cold, "pull")
+        .iter()
+        .map(|a| a["image"].as_str().unwrap().to_string())
+        .collect();
     for component in ["talos", "matchbox"] {
-        let image = format!("{}/talos/cozystack-spin-only/{component}:{TAG}", images::registry_prefix());
+        let image = format!(
+            "{}/talos/cozystack-spin-only/{component}:{TAG}",
+            images::registry_prefix()
+        );
         assert!(pulled.contains(&image), "{image} pulled on a cold engine: {cold:#}");
     }
     assert_eq!(actions(&cold, "extract-assets").len(), 1);
     assert_eq!(actions(&cold, "create-container").len(), 2);
     let assets = site.data().join("assets");
     let vmlinuz = assets.join("talos/arm64/vmlinuz");
-    let (size, sha) = images::expected_file(&images::variant_image(images::SPIN_ONLY, TAG), "/assets/talos/arm64/vmlinuz")
-        .expect("the test image manifest lists the kernel");
+    let (size, sha) = images::expected_file(
+        &images::variant_image(images::SPIN_ONLY, TAG),
+        "/assets/talos/arm64/vmlinuz",
+    )
+    .expect("the test image manifest lists the kernel");
     assert_eq!(fs::metadata(&vmlinuz).unwrap().len(), size);
     use sha2::Digest;
     assert_eq!(hex::encode(sha2::Sha256::digest(fs::read(&vmlinuz).unwrap())), sha);
@@ -201,7 +234,10 @@ fn cold_up_then_a_warm_up_that_changes_nothing() {
     let (status, body) = site.http_get("/ipxe?arch=arm64&mac=dc-a6-32-00-00-01");
     let script = String::from_utf8(body).unwrap();
     assert_eq!(status, 200, "{script}");
-    assert!(script.contains("kernel /assets/talos/arm64/vmlinuz") && script.contains("initrd=initramfs.xz"), "{script}");
+    assert!(
+        script.contains("kernel /assets/talos/arm64/vmlinuz") && script.contains("initrd=initramfs.xz"),
+        "{script}"
+    );
     let (status, body) = site.http_get("/assets/talos/arm64/vmlinuz");
     assert_eq!((status, body.len() as u64), (200, size));
     let cmd = docker(&["inspect", "-f", "{{json .Config.Cmd}}", &site.matchbox]);
@@ -209,10 +245,20 @@ fn cold_up_then_a_warm_up_that_changes_nothing() {
 
     let before = (site.container(&site.matchbox), site.container(&site.dnsmasq));
     let warm = site.up_ok(TAG, &[]);
-    assert!(actions(&warm, "pull").is_empty(), "pinned tags are not pulled again: {warm:#}");
-    assert!(actions(&warm, "extract-assets").is_empty(), "unchanged image, no extraction");
+    assert!(
+        actions(&warm, "pull").is_empty(),
+        "pinned tags are not pulled again: {warm:#}"
+    );
+    assert!(
+        actions(&warm, "extract-assets").is_empty(),
+        "unchanged image, no extraction"
+    );
     assert_eq!(actions(&warm, "keep").len(), 2);
-    assert_eq!((site.container(&site.matchbox), site.container(&site.dnsmasq)), before, "no container restarted");
+    assert_eq!(
+        (site.container(&site.matchbox), site.container(&site.dnsmasq)),
+        before,
+        "no container restarted"
+    );
 }
 
 #[test]
@@ -253,7 +299,11 @@ fn a_hostile_image_is_refused_and_nothing_is_written() {
         .collect();
     assert!(staging.is_empty(), "staging removed");
     assert!(!site.dir.path().join("escape").exists() && !Path::new("/escape").exists());
-    assert_eq!(docker(&["ps", "-aq", "--filter", "label=io.cozyboot.temporary"]), "", "temporary container removed");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", "label=io.cozyboot.temporary"]),
+        "",
+        "temporary container removed"
+    );
 }
 
 #[test]
@@ -266,9 +316,15 @@ fn a_failing_pull_and_a_crashing_image_leave_the_old_site_running() {
     let (code, json, _) = site.up("no-such-tag", &[]);
     assert_eq!(code, 1);
     let message = json["error"]["message"].as_str().unwrap();
-    assert!(message.contains("no-such-tag") && message.contains("nothing was changed"), "{message}");
+    assert!(
+        message.contains("no-such-tag") && message.contains("nothing was changed"),
+        "{message}"
+    );
     assert_eq!((site.container(&site.matchbox), site.container(&site.dnsmasq)), before);
-    assert_eq!(fs::read(site.data().join(".cozyboot/state.json")).unwrap(), state_before);
+    assert_eq!(
+        fs::read(site.data().join(".cozyboot/state.json")).unwrap(),
+        state_before
+    );
 
     // The talos image is unchanged; only the new matchbox image exits at start.
     let talos = format!("{}/talos/cozystack-spin-only/talos", images::registry_prefix());
@@ -276,7 +332,10 @@ fn a_failing_pull_and_a_crashing_image_leave_the_old_site_running() {
     let (code, json, stderr) = site.up("crashing", &[]);
     assert_eq!(code, 1, "{stderr}");
     let message = json["error"]["message"].as_str().unwrap();
-    assert!(message.contains("failed to start") && message.contains("started again"), "{message}");
+    assert!(
+        message.contains("failed to start") && message.contains("started again"),
+        "{message}"
+    );
     let (id, _, running) = site.container(&site.matchbox);
     assert_eq!(id, before.0 .0, "the old matchbox is back under its name");
     assert!(running, "the old matchbox runs again");
@@ -305,8 +364,15 @@ fn rpc_gets_certificates_a_client_can_use() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("Verification: OK") || text.contains("Verify return code: 0"), "{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Verification: OK") || text.contains("Verify return code: 0"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -316,7 +382,10 @@ fn dry_run_changes_nothing_and_docker_unreachable_exits_3() {
     assert_eq!(report["dry_run"], true);
     assert!(!actions(&report, "create-container").is_empty());
     assert!(!site.data().exists(), "dry run wrote nothing");
-    assert_eq!(docker(&["ps", "-aq", "--filter", &format!("name={}", site.matchbox)]), "");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &format!("name={}", site.matchbox)]),
+        ""
+    );
 
     let out = Bin::cargo_bin("cozyboot")
         .unwrap()
@@ -327,7 +396,10 @@ fn dry_run_changes_nothing_and_docker_unreachable_exits_3() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/nonexistent/docker.sock") && stderr.contains("DOCKER_HOST"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/docker.sock") && stderr.contains("DOCKER_HOST"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -335,11 +407,19 @@ fn a_second_up_on_the_same_data_dir_fails_clearly() {
     let Some(site) = Site::new() else { return };
     let lock_dir = site.data().join(".cozyboot");
     fs::create_dir_all(&lock_dir).unwrap();
-    let held = fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_dir.join("lock")).unwrap();
+    let held = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_dir.join("lock"))
+        .unwrap();
     held.lock().unwrap();
     let (code, json, _) = site.up(TAG, &[]);
     assert_eq!(code, 1);
-    assert!(json["error"]["message"].as_str().unwrap().contains("another `cozyboot up`"));
+    assert!(json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("another `cozyboot up`"));
 }
 
 #[test]
@@ -347,16 +427,40 @@ fn status_and_down_find_the_containers_by_label() {
     let Some(site) = Site::new() else { return };
     site.up_ok(TAG, &[]);
     let site_arg = format!("--data-dir={}", site.data().display());
-    let out = Bin::cargo_bin("cozyboot").unwrap().args(["status", "--json", &site_arg]).output().unwrap();
+    let out = Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .args(["status", "--json", &site_arg])
+        .output()
+        .unwrap();
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = status["containers"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
-    assert!(names.contains(&site.matchbox.as_str()) && names.contains(&site.dnsmasq.as_str()), "{status:#}");
-    assert!(status["assets"].as_array().unwrap().iter().any(|a| a["arch"] == "arm64"));
+    let names: Vec<&str> = status["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&site.matchbox.as_str()) && names.contains(&site.dnsmasq.as_str()),
+        "{status:#}"
+    );
+    assert!(status["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["arch"] == "arm64"));
 
-    let out = Bin::cargo_bin("cozyboot").unwrap().args(["logs", "dnsmasq", "--tail", "50", &site_arg]).output().unwrap();
+    let out = Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .args(["logs", "dnsmasq", "--tail", "50", &site_arg])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("started, version"));
 
-    let out = Bin::cargo_bin("cozyboot").unwrap().args(["down", "--purge", "--json", &site_arg]).output().unwrap();
+    let out = Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .args(["down", "--purge", "--json", &site_arg])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let label = format!("label=io.cozyboot.data-dir={}", site.data().display());
     assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "");
@@ -374,7 +478,12 @@ fn serving_amd64_copies_the_x86_bootloaders_and_old_layouts_still_work() {
     let report = site.up_ok("usr-install", &["--arch=arm64,amd64"]);
     let assets = site.data().join("assets");
     for arch in ["arm64", "amd64"] {
-        assert!(fs::metadata(assets.join("talos").join(arch).join("initramfs.xz")).unwrap().len() > 0);
+        assert!(
+            fs::metadata(assets.join("talos").join(arch).join("initramfs.xz"))
+                .unwrap()
+                .len()
+                > 0
+        );
     }
     let record: Value = serde_json::from_slice(&fs::read(site.data().join(".cozyboot/state.json")).unwrap()).unwrap();
     assert_eq!(record["assets"]["arm64"]["source"], "/usr/install/arm64", "{record:#}");

@@ -45,49 +45,85 @@ fn statuses(json: &Value) -> Vec<String> {
 /// everything `validate` looks at is in use, and all of it is right.
 #[test]
 fn healthy_full_mode_passes_every_check_and_the_probe_boots_each_arch() {
-    let Some(mut lab) = Lab::new(Setup { arches: "arm64,amd64", ..Setup::default() }) else { return };
+    let Some(mut lab) = Lab::new(Setup {
+        arches: "arm64,amd64",
+        ..Setup::default()
+    }) else {
+        return;
+    };
     let all = lab.write("all.yaml", &talos_config(&lab.talos_image()));
-    let node = lab.write("node.yaml", &talos_config(&lab.talos_image()).replace("worker", "controlplane"));
-    lab.setup.extra =
-        vec![format!("--talos-config={}", all.display()), format!("--talos-nodes={NODE_MAC}@arm64={}", node.display())];
+    let node = lab.write(
+        "node.yaml",
+        &talos_config(&lab.talos_image()).replace("worker", "controlplane"),
+    );
+    lab.setup.extra = vec![
+        format!("--talos-config={}", all.display()),
+        format!("--talos-nodes={NODE_MAC}@arm64={}", node.display()),
+    ];
     lab.up();
 
     let out = lab.validate_probing(&["--strict"]);
     assert_eq!(out.code, 0, "{}", out.table());
-    let not_passing: Vec<String> = statuses(&out.json).into_iter().filter(|s| !s.starts_with("pass ")).collect();
+    let not_passing: Vec<String> = statuses(&out.json)
+        .into_iter()
+        .filter(|s| !s.starts_with("pass "))
+        .collect();
     assert!(not_passing.is_empty(), "{}", out.table());
     assert_eq!(out.json["ok"], true);
 
     // The probe: each firmware got its bootloader's exact bytes, iPXE the script URL.
-    for (id, file) in
-        [("probe.arch-11", "bootaa64.efi"), ("probe.arch-0", "undionly.kpxe"), ("probe.arch-7", "ipxe.efi")]
-    {
+    for (id, file) in [
+        ("probe.arch-11", "bootaa64.efi"),
+        ("probe.arch-0", "undionly.kpxe"),
+        ("probe.arch-7", "ipxe.efi"),
+    ] {
         let text = out.expect(id, "pass");
-        assert!(text.contains(&format!("is offered {file}")) && text.contains("identical to"), "{id}: {text}");
+        assert!(
+            text.contains(&format!("is offered {file}")) && text.contains("identical to"),
+            "{id}: {text}"
+        );
     }
     let url = format!("http://{}:8080/boot.ipxe", lab.server_ip());
     assert!(out.expect("probe.ipxe", "pass").contains(&url));
-    assert!(out.expect(&format!("matchbox.node.{NODE_MAC}"), "pass").contains("talos.config"));
+    assert!(out
+        .expect(&format!("matchbox.node.{NODE_MAC}"), "pass")
+        .contains("talos.config"));
 
     insta::assert_json_snapshot!("healthy-json-shape", shape(&out.json));
     insta::assert_yaml_snapshot!("healthy-full-mode-checks", statuses(&out.json));
 
     let (code, text) = lab.validate_text();
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("PASS  config.arch-11") && text.contains("— machines should boot"), "{text}");
+    assert!(
+        text.contains("PASS  config.arch-11") && text.contains("— machines should boot"),
+        "{text}"
+    );
 }
 
 #[test]
 fn healthy_proxy_mode_passes_and_arm64_is_answered_on_port_4011() {
-    let Some(lab) = Lab::new(Setup { proxy: true, arches: "arm64,amd64", ..Setup::default() }) else { return };
+    let Some(lab) = Lab::new(Setup {
+        proxy: true,
+        arches: "arm64,amd64",
+        ..Setup::default()
+    }) else {
+        return;
+    };
     lab.up();
     let out = lab.validate_probing(&[]);
     assert_eq!(out.code, 0, "{}", out.table());
     for line in statuses(&out.json) {
-        assert!(line.starts_with("pass ") || line == "skip config.talos-install-image", "{line}\n{}", out.table());
+        assert!(
+            line.starts_with("pass ") || line == "skip config.talos-install-image",
+            "{line}\n{}",
+            out.table()
+        );
     }
     let arm64 = out.expect("probe.arch-11", "pass");
-    assert!(arm64.contains("UDP 4011") && arm64.contains("no address (proxy DHCP)"), "{arm64}");
+    assert!(
+        arm64.contains("UDP 4011") && arm64.contains("no address (proxy DHCP)"),
+        "{arm64}"
+    );
     assert!(out.expect("probe.arch-0", "pass").contains("undionly.kpxe"));
     assert!(out.expect("probe.ipxe", "pass").contains("/boot.ipxe"));
 }
@@ -103,7 +139,10 @@ fn an_x86_binary_in_place_of_the_arm64_bootloader_fails_its_check() {
     let out = lab.validate(&[]);
     assert_eq!(out.code, 1, "{}", out.table());
     let text = out.expect("assets.bootloader.arm64-efi", "fail");
-    assert!(text.contains("EFI binary for x86_64") && text.contains("arm64 clients"), "{text}");
+    assert!(
+        text.contains("EFI binary for x86_64") && text.contains("arm64 clients"),
+        "{text}"
+    );
     assert_eq!(out.json["ok"], false);
 }
 
@@ -113,12 +152,20 @@ fn a_truncated_initramfs_fails_its_check() {
     lab.up();
     let initramfs = lab.path("assets/talos/arm64/initramfs.xz");
     let len = fs::metadata(&initramfs).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&initramfs).unwrap().set_len(len / 2).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&initramfs)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
 
     let out = lab.validate(&[]);
     assert_eq!(out.code, 1, "{}", out.table());
     let text = out.expect("assets.talos.arm64", "fail");
-    assert!(text.contains("truncated") && text.contains(&format!("{len} were recorded")), "{text}");
+    assert!(
+        text.contains("truncated") && text.contains(&format!("{len} were recorded")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -177,12 +224,22 @@ fn dnsmasq_started_by_hand_with_the_guides_arch_12_rule_is_drift_and_arm64_gets_
     let out = lab.validate_probing(&[]);
     assert_eq!(out.code, 1, "{}", out.table());
     let drift = out.expect("config.dnsmasq-args", "warn");
-    assert!(drift.contains("- --dhcp-match=set:efiarm64,option:client-arch,12"), "{drift}");
-    assert!(drift.contains("+ --dhcp-match=set:efi-arm64,option:client-arch,11"), "{drift}");
-    assert!(out.expect("config.arch-11", "fail").contains("no rule maps client-arch 11"));
+    assert!(
+        drift.contains("- --dhcp-match=set:efiarm64,option:client-arch,12"),
+        "{drift}"
+    );
+    assert!(
+        drift.contains("+ --dhcp-match=set:efi-arm64,option:client-arch,11"),
+        "{drift}"
+    );
+    assert!(out
+        .expect("config.arch-11", "fail")
+        .contains("no rule maps client-arch 11"));
     assert!(out.expect("config.no-arch-12", "fail").contains("PowerPC"));
     // The line order happens to save the guide from an iPXE chainload loop; only just.
-    assert!(out.expect("config.ipxe-guard", "warn").contains("depends on line order"));
+    assert!(out
+        .expect("config.ipxe-guard", "warn")
+        .contains("depends on line order"));
     // And the real dnsmasq agrees: the ARM64 firmware gets an address and no boot file.
     let probe = out.expect("probe.arch-11", "fail");
     assert!(probe.contains("got an address but no boot file"), "{probe}");
@@ -198,14 +255,18 @@ fn a_stopped_matchbox_fails_the_container_and_http_checks() {
 
     let out = lab.validate(&[]);
     assert_eq!(out.code, 1, "{}", out.table());
-    assert!(out.expect("containers.matchbox.running", "fail").contains("is not running (status exited"));
+    assert!(out
+        .expect("containers.matchbox.running", "fail")
+        .contains("is not running (status exited"));
     assert!(out.expect("matchbox.health", "fail").contains("does not answer"));
     out.expect("matchbox.boot-ipxe", "skip");
 }
 
 #[test]
 fn a_served_talos_config_with_another_install_image_fails_its_check() {
-    let Some(mut lab) = Lab::new(Setup::default()) else { return };
+    let Some(mut lab) = Lab::new(Setup::default()) else {
+        return;
+    };
     let config = lab.write("worker.yaml", &talos_config(&lab.talos_image()));
     lab.setup.extra = vec![format!("--talos-config={}", config.display())];
     lab.up();

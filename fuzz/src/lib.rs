@@ -28,13 +28,25 @@ use cozyboot::settings::{self, Purpose, Raw};
 /// The first byte picks the prefix to strip and the limits (so the limit paths are fuzzed
 /// too); the rest is the archive.
 pub fn check_extract(data: &[u8]) {
-    let Some((&mode, archive)) = data.split_first() else { return };
+    let Some((&mode, archive)) = data.split_first() else {
+        return;
+    };
     let prefix = ["", "arm64", "assets", "a/b"][usize::from(mode & 3)];
     let limits = match (mode >> 2) & 3 {
         0 => Limits::default(),
-        1 => Limits { max_entries: 4, ..Limits::default() },
-        2 => Limits { max_file_bytes: 100, ..Limits::default() },
-        _ => Limits { max_total_bytes: 1000, max_entries: 64, max_file_bytes: 1000 },
+        1 => Limits {
+            max_entries: 4,
+            ..Limits::default()
+        },
+        2 => Limits {
+            max_file_bytes: 100,
+            ..Limits::default()
+        },
+        _ => Limits {
+            max_total_bytes: 1000,
+            max_entries: 64,
+            max_file_bytes: 1000,
+        },
     };
     let root_before = root_listing();
 
@@ -50,7 +62,11 @@ pub fn check_extract(data: &[u8]) {
         let allowed = ["a", "a/b", "a/b/c"].iter().any(|p| rel == Path::new(p)) || path.starts_with(&dest);
         assert!(allowed, "wrote outside the destination: {}", rel.display());
         let kind = path.symlink_metadata().unwrap().file_type();
-        assert!(kind.is_file() || kind.is_dir(), "materialised a {kind:?} at {}", rel.display());
+        assert!(
+            kind.is_file() || kind.is_dir(),
+            "materialised a {kind:?} at {}",
+            rel.display()
+        );
     }
     assert_eq!(root_listing(), root_before, "the root directory changed");
 
@@ -58,10 +74,22 @@ pub fn check_extract(data: &[u8]) {
         Ok(report) => {
             let mut reported = BTreeSet::new();
             for file in &report.files {
-                assert!(is_plain_relative(&file.path), "reported path {} is not plain", file.path.display());
+                assert!(
+                    is_plain_relative(&file.path),
+                    "reported path {} is not plain",
+                    file.path.display()
+                );
                 let meta = fs::symlink_metadata(dest.join(&file.path)).expect("a reported file exists");
-                assert!(meta.is_file() && meta.len() == file.size, "{} differs from its report", file.path.display());
-                assert!(file.size <= limits.max_file_bytes, "{} is over the file limit", file.path.display());
+                assert!(
+                    meta.is_file() && meta.len() == file.size,
+                    "{} differs from its report",
+                    file.path.display()
+                );
+                assert!(
+                    file.size <= limits.max_file_bytes,
+                    "{} is over the file limit",
+                    file.path.display()
+                );
                 reported.insert(file.path.clone());
             }
             assert!(report.total_bytes <= limits.max_total_bytes, "over the total limit");
@@ -70,7 +98,11 @@ pub fn check_extract(data: &[u8]) {
             for path in walk(&dest) {
                 if path.symlink_metadata().unwrap().is_file() {
                     let rel = path.strip_prefix(&dest).unwrap().to_path_buf();
-                    assert!(reported.contains(&rel), "{} was written but not reported", rel.display());
+                    assert!(
+                        reported.contains(&rel),
+                        "{} was written but not reported",
+                        rel.display()
+                    );
                 }
             }
         }
@@ -91,7 +123,11 @@ fn is_plain_relative(path: &Path) -> bool {
 /// Names in `/`: an absolute path that slipped through would most likely create one.
 fn root_listing() -> BTreeSet<String> {
     fs::read_dir("/")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -141,11 +177,23 @@ fn sandbox() -> &'static Sandbox {
         fs::create_dir_all(&dir).expect("sandbox directory");
         let image = "ghcr.io/urmanac/cozystack-assets/talos/cozystack-spin-only/talos:latest";
         let files = [
-            ("cp.yaml", format!("version: v1alpha1\nmachine:\n  type: controlplane\n  install:\n    image: {image}\n")),
-            ("w.yaml", format!("machine:\n  install:\n    disk: /dev/sda\n    image: {image}\n")),
-            ("other.yaml", "machine:\n  install:\n    image: ghcr.io/x/y:v1\n".to_string()),
+            (
+                "cp.yaml",
+                format!("version: v1alpha1\nmachine:\n  type: controlplane\n  install:\n    image: {image}\n"),
+            ),
+            (
+                "w.yaml",
+                format!("machine:\n  install:\n    disk: /dev/sda\n    image: {image}\n"),
+            ),
+            (
+                "other.yaml",
+                "machine:\n  install:\n    image: ghcr.io/x/y:v1\n".to_string(),
+            ),
             ("noimage.yaml", "machine:\n  type: worker\n".to_string()),
-            ("braces.yaml", "machine:\n  install:\n    image: '{{ .Image }}'\n".to_string()),
+            (
+                "braces.yaml",
+                "machine:\n  install:\n    image: '{{ .Image }}'\n".to_string(),
+            ),
             ("bad.yaml", "machine: [\n".to_string()),
             ("empty.yaml", String::new()),
         ];
@@ -153,7 +201,10 @@ fn sandbox() -> &'static Sandbox {
             fs::write(dir.join(name), text).unwrap();
         }
         fs::create_dir_all(dir.join("sub")).unwrap();
-        Sandbox { empty_config: dir.join("empty.yaml"), dir }
+        Sandbox {
+            empty_config: dir.join("empty.yaml"),
+            dir,
+        }
     })
 }
 
@@ -162,7 +213,10 @@ fn host() -> FixedNet {
     FixedNet(vec![
         ("eth0".into(), vec!["10.20.13.140/24".parse().unwrap()]),
         ("bare0".into(), vec![]),
-        ("br0".into(), vec!["192.168.1.2/24".parse().unwrap(), "172.16.0.1/12".parse().unwrap()]),
+        (
+            "br0".into(),
+            vec!["192.168.1.2/24".parse().unwrap(), "172.16.0.1/12".parse().unwrap()],
+        ),
     ])
 }
 
@@ -211,12 +265,18 @@ fn check_clean_error(e: &Error) {
         Error::Config(problems) => {
             assert!(!problems.is_empty(), "a config error without problems");
             for p in problems {
-                assert!(!p.field.is_empty() && !p.problem.is_empty() && !p.fix.is_empty(), "incomplete problem: {p:?}");
+                assert!(
+                    !p.field.is_empty() && !p.problem.is_empty() && !p.fix.is_empty(),
+                    "incomplete problem: {p:?}"
+                );
             }
             assert!(message.contains("fix:"), "no fix in: {message}");
             assert_eq!(e.exit_code(), cozyboot::error::exit::CONFIG);
         }
-        other => panic!("settings resolution failed with a non-config error ({}): {message}", other.kind()),
+        other => panic!(
+            "settings resolution failed with a non-config error ({}): {message}",
+            other.kind()
+        ),
     }
 }
 
@@ -272,7 +332,10 @@ pub fn check_settings_cli(data: &[u8]) {
     for line in text.lines().take(64) {
         match line.split_once('=') {
             Some((key, value)) if key.starts_with("COZYBOOT_") => {
-                if !matches!(key, "COZYBOOT_TALOS_CONFIG" | "COZYBOOT_TALOS_NODES" | "COZYBOOT_CONFIG") {
+                if !matches!(
+                    key,
+                    "COZYBOOT_TALOS_CONFIG" | "COZYBOOT_TALOS_NODES" | "COZYBOOT_CONFIG"
+                ) {
                     env.push((key.to_string(), value.to_string()));
                 }
             }

@@ -12,13 +12,22 @@ use std::path::{Path, PathBuf};
 
 /// Extracts into a staging dir beside the target, checks it, then swaps it in; the previous
 /// assets stay in place until the new ones are complete.
-pub(super) async fn extract_assets(cx: &Context<'_>, arch: Arch, image: &str, image_id: &str) -> Result<AssetRecord, Error> {
+pub(super) async fn extract_assets(
+    cx: &Context<'_>,
+    arch: Arch,
+    image: &str,
+    image_id: &str,
+) -> Result<AssetRecord, Error> {
     let talos_dir = cx.s.assets_dir().join("talos");
     fs::create_dir_all(&talos_dir)?;
     let staging = staging_dir(cx.s, &format!("assets-{arch}"))?;
     let candidates = [format!("/assets/talos/{arch}"), format!("/usr/install/{arch}")];
     let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
-    let report = match cx.engine.export_dir(image, &candidates, &staging, &Limits::default()).await {
+    let report = match cx
+        .engine
+        .export_dir(image, &candidates, &staging, &Limits::default())
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
@@ -80,7 +89,15 @@ fn swap_in(new: &Path, target: &Path) -> Result<(), Error> {
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| Error::Failed(e.to_string()));
     let (a, b) = (c(new)?, c(target)?);
     // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them like rename(2).
-    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
     if rc != 0 {
         return Err(Error::Failed(format!(
             "swapping {} into place: {}",

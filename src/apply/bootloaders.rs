@@ -122,7 +122,9 @@ pub(super) async fn install_arm64_bootloader(s: &Settings, source: &str) -> Resu
             download(source, &tmp).await?;
         } else {
             fs::copy(source, &tmp).map_err(|e| {
-                Error::Failed(format!("cannot read the arm64 iPXE binary {source}: {e}\n  fix: check the path given to --ipxe-arm64"))
+                Error::Failed(format!(
+                    "cannot read the arm64 iPXE binary {source}: {e}\n  fix: check the path given to --ipxe-arm64"
+                ))
             })?;
         }
         fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
@@ -146,12 +148,17 @@ pub(super) async fn install_arm64_bootloader(s: &Settings, source: &str) -> Resu
 async fn download(url: &str, dest: &Path) -> Result<(), Error> {
     use futures_util::StreamExt;
     use std::io::Write;
-    let fail = |e: String| Error::Failed(format!("downloading {url}: {e}\n  fix: check the URL, or download it yourself and pass the path"));
+    let fail = |e: String| {
+        Error::Failed(format!(
+            "downloading {url}: {e}\n  fix: check the URL, or download it yourself and pass the path"
+        ))
+    };
     let response = reqwest::get(url).await.map_err(|e| fail(e.to_string()))?;
     if !response.status().is_success() {
         return Err(fail(format!("HTTP {}", response.status())));
     }
-    let bar = indicatif::ProgressBar::with_draw_target(response.content_length(), indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(response.content_length(), indicatif::ProgressDrawTarget::stderr());
     let mut file = fs::File::create(dest)?;
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {

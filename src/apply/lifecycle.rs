@@ -37,7 +37,12 @@ pub(super) async fn start_and_wait(cx: &Context<'_>, role: Role, name: &str) -> 
         };
         if tokio::time::Instant::now() >= deadline {
             let secs = START_TIMEOUT.as_secs();
-            return Err(with_logs(cx, name, format!("{name} did not become healthy within {secs} s: {waiting_for}")).await);
+            return Err(with_logs(
+                cx,
+                name,
+                format!("{name} did not become healthy within {secs} s: {waiting_for}"),
+            )
+            .await);
         }
         tokio::time::sleep(POLL).await;
     }
@@ -73,8 +78,17 @@ async fn still_running(cx: &Context<'_>, name: &str) -> Result<(), Error> {
         Some(c) if c.running && c.status != "restarting" && c.restart_count == 0 => Ok(()),
         Some(c) => {
             let exit = c.exit_code.map(|e| format!(", exit code {e}")).unwrap_or_default();
-            let restarts = if c.restart_count > 0 { format!(", restarted {} time(s)", c.restart_count) } else { String::new() };
-            Err(with_logs(cx, name, format!("{name} crashed (status {}{exit}{restarts})", c.status)).await)
+            let restarts = if c.restart_count > 0 {
+                format!(", restarted {} time(s)", c.restart_count)
+            } else {
+                String::new()
+            };
+            Err(with_logs(
+                cx,
+                name,
+                format!("{name} crashed (status {}{exit}{restarts})", c.status),
+            )
+            .await)
         }
         None => Err(Error::Failed(format!("{name} disappeared while starting"))),
     }
@@ -129,7 +143,9 @@ pub(super) async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -
             } else {
                 "the previous container was put back (it was not running)".to_string()
             };
-            Err(Error::Failed(format!("the new {name} failed to start: {e}\n  {restored}")))
+            Err(Error::Failed(format!(
+                "the new {name} failed to start: {e}\n  {restored}"
+            )))
         }
     }
 }

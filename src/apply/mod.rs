@@ -1,7 +1,7 @@
 //! `up`: observe, plan, then carry the plan out — new before old, old back on failure.
 
 use crate::arch::Arch;
-use crate::engine::docker::{ContainerInfo, Engine, EngineError};
+use crate::engine::docker::{ContainerInfo, Engine, EngineError, TEMPORARY_LABEL};
 use crate::engine::spec::{ContainerSpec, NetworkMode};
 use crate::error::Error;
 use crate::plan::{self, Action, Desired, Observed, ObservedContainer};
@@ -57,6 +57,10 @@ struct Context<'a> {
 }
 
 pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: ProgressMode) -> Result<UpReport, Error> {
+    // Temporary extraction containers carry the data dir, so a killed run's leftovers can be
+    // told from another site's work in progress.
+    let site = BTreeMap::from([(containers::LABEL_DATA_DIR.to_string(), s.data_dir.display().to_string())]);
+    let engine = &engine.clone().with_extra_labels(site);
     let arch = engine.arch().await?;
     let dnsmasq_image = s.dnsmasq_image_for(arch);
     let rendered = render::render(s);
@@ -97,10 +101,13 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
         ))
     })?;
     let _lock = lock(&s.data_dir)?;
+    remove_leftovers(engine, s).await?;
 
     let mut pull_progress = PullProgress::new(progress);
     for action in &pulls {
-        let Action::Pull { image, reason } = action else { continue };
+        let Action::Pull { image, reason } = action else {
+            continue;
+        };
         let result = engine
             .pull(image, &mut |event| pull_progress.on_event(image, event))
             .await;
@@ -115,9 +122,9 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
                 });
             }
             // A moving tag that cannot be re-checked still has a usable local copy.
-            Err(e) if observed.images.get(image).is_some_and(Option::is_some) => report
-                .warnings
-                .push(format!("could not re-check {image} ({reason}); using the local image: {e}")),
+            Err(e) if observed.images.get(image).is_some_and(Option::is_some) => report.warnings.push(format!(
+                "could not re-check {image} ({reason}); using the local image: {e}"
+            )),
             Err(e) => {
                 pull_progress.finish();
                 return Err(Error::Failed(format!(
@@ -130,7 +137,11 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
     report.actions = pulls;
 
     // Pulling may have brought new image content: plan the rest against what is there now.
-    let observed = if report.actions.is_empty() { observed } else { observe(&cx).await? };
+    let observed = if report.actions.is_empty() {
+        observed
+    } else {
+        observe(&cx).await?
+    };
     let actions = plan::plan(&desired, &observed);
     preflight_ports(&cx, &actions)?;
     let mut st = observed.state.clone();
@@ -192,10 +203,7 @@ async fn observe(cx: &Context<'_>) -> Result<Observed, Error> {
         .x86_bootloaders
         .as_ref()
         .is_some_and(|r| r.files.iter().all(|f| f.present_in(&assets)));
-    let arm64_bootloader_present = st
-        .arm64_bootloader
-        .as_ref()
-        .is_some_and(|f| f.present_in(&assets));
+    let arm64_bootloader_present = st.arm64_bootloader.as_ref().is_some_and(|f| f.present_in(&assets));
     let mut containers = BTreeMap::new();
     for spec in &cx.specs {
         if let Some(c) = cx.engine.container(&spec.name).await? {
@@ -244,6 +252,18 @@ fn lock(data_dir: &Path) -> Result<fs::File, Error> {
     }
 }
 
+/// A run killed while extracting leaves its temporary container; holding the lock, every
+/// temporary container of this data dir is such a leftover.
+async fn remove_leftovers(engine: &Engine, s: &Settings) -> Result<(), Error> {
+    let label = format!("{}={}", containers::LABEL_DATA_DIR, s.data_dir.display());
+    for c in engine.list_labelled(&label).await? {
+        if c.labels.contains_key(TEMPORARY_LABEL) {
+            engine.remove(&c.id, true).await?;
+        }
+    }
+    Ok(())
+}
+
 /// On the host network, a port held by something else makes the new container crash-loop;
 /// say who holds it before touching anything. Ports held by the container being replaced
 /// are fine: it is stopped first.
@@ -253,7 +273,9 @@ fn preflight_ports(cx: &Context<'_>, actions: &[Action]) -> Result<(), Error> {
     }
     let mut clashes = Vec::new();
     for action in actions {
-        let Action::CreateContainer { role, .. } = action else { continue };
+        let Action::CreateContainer { role, .. } = action else {
+            continue;
+        };
         let wanted: Vec<(Proto, u16)> = match role {
             Role::Matchbox => std::iter::once((Proto::Tcp, cx.s.http_port))
                 .chain(cx.s.rpc_port.map(|p| (Proto::Tcp, p)))
@@ -281,7 +303,12 @@ fn preflight_ports(cx: &Context<'_>, actions: &[Action]) -> Result<(), Error> {
     )))
 }
 
-async fn execute(cx: &Context<'_>, action: &Action, observed: &Observed, st: &mut State) -> Result<Option<String>, Error> {
+async fn execute(
+    cx: &Context<'_>,
+    action: &Action,
+    observed: &Observed,
+    st: &mut State,
+) -> Result<Option<String>, Error> {
     let s = cx.s;
     Ok(match action {
         Action::Pull { .. } => None,
@@ -316,12 +343,14 @@ async fn execute(cx: &Context<'_>, action: &Action, observed: &Observed, st: &mu
         }
         Action::GenerateCertificates => {
             crate::tls::generate(&containers::tls_dir(s), s.server_ip).map_err(Error::Failed)?;
-            Some(format!("generated gRPC TLS certificates in {}", containers::tls_dir(s).display()))
+            Some(format!(
+                "generated gRPC TLS certificates in {}",
+                containers::tls_dir(s).display()
+            ))
         }
         Action::WriteConfig { .. } => {
-            let (written, removed) = render::write_tree(&s.data_dir, &cx.files).map_err(|e| {
-                Error::Failed(format!("writing the matchbox config to {}: {e}", s.data_dir.display()))
-            })?;
+            let (written, removed) = render::write_tree(&s.data_dir, &cx.files)
+                .map_err(|e| Error::Failed(format!("writing the matchbox config to {}: {e}", s.data_dir.display())))?;
             let changed = written.iter().filter(|w| w.changed).count();
             Some(format!("wrote {changed} matchbox file(s), removed {}", removed.len()))
         }

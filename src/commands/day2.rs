@@ -13,12 +13,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 async fn managed(engine: &Engine, site: &SiteArgs) -> Result<Vec<(Role, ContainerInfo)>> {
-    let dir = site.data_dir.as_ref().map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
+    let dir = site
+        .data_dir
+        .as_ref()
+        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
     let mut found: Vec<(Role, ContainerInfo)> = engine
         .list_labelled(&format!("{LABEL_MANAGED}=true"))
         .await?
         .into_iter()
-        .filter(|c| dir.as_ref().is_none_or(|d| c.labels.get(LABEL_DATA_DIR).map(PathBuf::from).as_ref() == Some(d)))
+        .filter(|c| {
+            dir.as_ref()
+                .is_none_or(|d| c.labels.get(LABEL_DATA_DIR).map(PathBuf::from).as_ref() == Some(d))
+        })
         .filter_map(|c| {
             let role = c.labels.get(LABEL_ROLE).and_then(|r| Role::from_label(r))?;
             Some((role, c))
@@ -49,7 +55,11 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
         let mut data_dirs = BTreeSet::new();
         for (role, c) in &found {
             let image = engine.image(&c.image).await?;
-            let mode = if c.cmd.iter().any(|a| a.contains(",proxy")) { "proxy" } else { "full" };
+            let mode = if c.cmd.iter().any(|a| a.contains(",proxy")) {
+                "proxy"
+            } else {
+                "full"
+            };
             let digest = image.as_ref().and_then(|i| i.repo_digests.first().cloned());
             human.push_str(&format!(
                 "{:<9} {:<10} {} restarts={} image={} ({}){}\n",
@@ -59,7 +69,11 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
                 c.restart_count,
                 c.image,
                 short(&c.image_id),
-                if *role == Role::Dnsmasq { format!(" dhcp={mode}") } else { String::new() },
+                if *role == Role::Dnsmasq {
+                    format!(" dhcp={mode}")
+                } else {
+                    String::new()
+                },
             ));
             data_dirs.extend(c.labels.get(LABEL_DATA_DIR).cloned());
             containers.push(json!({
@@ -89,15 +103,21 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
                 assets.push(json!({ "data_dir": dir, "arch": arch, "record": rec, "age_seconds": age }));
             }
         }
-        Ok(Output { human, json: json!({ "containers": containers, "assets": assets }) })
+        Ok(Output {
+            human,
+            json: json!({ "containers": containers, "assets": assets }),
+        })
     })
 }
 
 pub fn logs(args: &LogsArgs) -> Result<Output> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let found: Vec<(Role, ContainerInfo)> =
-            managed(&engine, &args.site).await?.into_iter().filter(|(r, _)| wanted(args.role)(r)).collect();
+        let found: Vec<(Role, ContainerInfo)> = managed(&engine, &args.site)
+            .await?
+            .into_iter()
+            .filter(|(r, _)| wanted(args.role)(r))
+            .collect();
         if found.is_empty() {
             return Err(none_found());
         }
@@ -110,7 +130,10 @@ pub fn logs(args: &LogsArgs) -> Result<Output> {
                 )]));
             };
             engine.follow_logs(&c.name, args.tail, &mut tokio::io::stdout()).await?;
-            return Ok(Output { human: String::new(), json: json!(null) });
+            return Ok(Output {
+                human: String::new(),
+                json: json!(null),
+            });
         }
         let mut human = String::new();
         let mut doc = serde_json::Map::new();
@@ -122,24 +145,31 @@ pub fn logs(args: &LogsArgs) -> Result<Output> {
             human.push_str(&text);
             doc.insert(role.name().to_string(), json!(text));
         }
-        Ok(Output { human, json: serde_json::Value::Object(doc) })
+        Ok(Output {
+            human,
+            json: serde_json::Value::Object(doc),
+        })
     })
 }
 
 pub fn restart(args: &RestartArgs) -> Result<Output> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let found: Vec<(Role, ContainerInfo)> =
-            managed(&engine, &args.site).await?.into_iter().filter(|(r, _)| wanted(args.role)(r)).collect();
+        let found: Vec<(Role, ContainerInfo)> = managed(&engine, &args.site)
+            .await?
+            .into_iter()
+            .filter(|(r, _)| wanted(args.role)(r))
+            .collect();
         if found.is_empty() {
             return Err(none_found());
         }
         let mut found = found;
         // A dnsmasq in matchbox's network namespace loses its network when matchbox restarts.
         if found.iter().any(|(r, _)| *r == Role::Matchbox) && !found.iter().any(|(r, _)| *r == Role::Dnsmasq) {
-            let followers = managed(&engine, &args.site).await?.into_iter().filter(|(r, c)| {
-                *r == Role::Dnsmasq && c.network_mode.starts_with("container:")
-            });
+            let followers = managed(&engine, &args.site)
+                .await?
+                .into_iter()
+                .filter(|(r, c)| *r == Role::Dnsmasq && c.network_mode.starts_with("container:"));
             found.extend(followers);
         }
         let mut done = Vec::new();
@@ -150,7 +180,10 @@ pub fn restart(args: &RestartArgs) -> Result<Output> {
             engine.wait_running(&c.name, Duration::from_secs(20)).await?;
             done.push(c.name.clone());
         }
-        Ok(Output { human: format!("restarted {}", done.join(", ")), json: json!({ "restarted": done }) })
+        Ok(Output {
+            human: format!("restarted {}", done.join(", ")),
+            json: json!({ "restarted": done }),
+        })
     })
 }
 
@@ -182,7 +215,10 @@ pub fn down(args: &DownArgs) -> Result<Output> {
         } else if !data_dirs.is_empty() {
             human.push_str("\nthe data dir was kept (use --purge to remove what cozyboot wrote)");
         }
-        Ok(Output { human, json: json!({ "removed": removed, "purged": purged }) })
+        Ok(Output {
+            human,
+            json: json!({ "removed": removed, "purged": purged }),
+        })
     })
 }
 
@@ -192,7 +228,12 @@ fn purge(dir: &Path) -> Result<Vec<String>> {
     let st = state::load(dir);
     let assets = dir.join("assets");
     let mut paths: Vec<PathBuf> = st.assets.keys().map(|arch| assets.join("talos").join(arch)).collect();
-    for f in st.x86_bootloaders.iter().flat_map(|r| &r.files).chain(&st.arm64_bootloader) {
+    for f in st
+        .x86_bootloaders
+        .iter()
+        .flat_map(|r| &r.files)
+        .chain(&st.arm64_bootloader)
+    {
         paths.push(assets.join(&f.name));
     }
     paths.extend(crate::render::rendered_paths(dir).into_iter().map(|p| dir.join(p)));
@@ -201,7 +242,11 @@ fn purge(dir: &Path) -> Result<Vec<String>> {
     paths.push(state::dir(dir));
     let mut gone = Vec::new();
     for p in paths {
-        let result = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        let result = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
         if result.is_ok() {
             gone.push(p.display().to_string());
         }

@@ -63,9 +63,7 @@ fn mode_line(s: &Settings) -> String {
     match &s.dhcp {
         crate::settings::DhcpMode::Proxy => "proxy DHCP".to_string(),
         crate::settings::DhcpMode::Full {
-            range_start,
-            range_end,
-            ..
+            range_start, range_end, ..
         } => format!("full DHCP {range_start}-{range_end}"),
     }
 }

@@ -11,7 +11,10 @@ use std::path::PathBuf;
 pub fn run(args: &ValidateArgs, config: Option<PathBuf>, json: bool) -> Result<Output> {
     let resolved = resolve(&args.settings, config, Purpose::Serve)?;
     let s = &resolved.settings;
-    let options = Options { strict: args.strict, probe: probe_options(args, s)? };
+    let options = Options {
+        strict: args.strict,
+        probe: probe_options(args, s)?,
+    };
     let report = runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         validate::run(s, &engine, &options).await
@@ -22,12 +25,18 @@ pub fn run(args: &ValidateArgs, config: Option<PathBuf>, json: bool) -> Result<O
 /// A failing report still goes to stdout (main prints a `ChecksFailed` error's text there):
 /// CI needs the document most when something failed.
 fn finish(report: Report, json: bool) -> Result<Output> {
-    let output = Output { human: report.to_human(), json: report.to_json() };
+    let output = Output {
+        human: report.to_human(),
+        json: report.to_json(),
+    };
     if !report.failed() {
         return Ok(output);
     }
-    let text =
-        if json { serde_json::to_string_pretty(&output.json).expect("the report serializes") } else { output.human };
+    let text = if json {
+        serde_json::to_string_pretty(&output.json).expect("the report serializes")
+    } else {
+        output.human
+    };
     Err(Error::ChecksFailed(text))
 }
 
@@ -48,5 +57,8 @@ fn probe_options(args: &ValidateArgs, s: &Settings) -> Result<Option<ProbeOption
             )))
         }
     };
-    Ok(Some(ProbeOptions { iface, wait: validate::probe::WAIT }))
+    Ok(Some(ProbeOptions {
+        iface,
+        wait: validate::probe::WAIT,
+    }))
 }

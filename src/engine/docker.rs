@@ -74,7 +74,12 @@ pub enum EngineError {
     },
     #[error("container {name} is not running (status {status}{}); last log lines:\n{logs}",
         exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default())]
-    NotRunning { name: String, status: String, exit_code: Option<i64>, logs: String },
+    NotRunning {
+        name: String,
+        status: String,
+        exit_code: Option<i64>,
+        logs: String,
+    },
     #[error("the Docker Engine runs on `{0}`; cozyboot supports amd64 and arm64 hosts")]
     UnsupportedArch(String),
     #[error("{action}: {detail}")]
@@ -119,7 +124,12 @@ impl From<CreateImageInfo> for PullEvent {
         let layer = info.id.filter(|_| !status.starts_with("Pulling from"));
         let progress = info.progress_detail.unwrap_or_default();
         let non_negative = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        PullEvent { layer, status, current: non_negative(progress.current), total: non_negative(progress.total) }
+        PullEvent {
+            layer,
+            status,
+            current: non_negative(progress.current),
+            total: non_negative(progress.total),
+        }
     }
 }
 
@@ -194,13 +204,22 @@ impl Engine {
     /// `DOCKER_HOST` and then the local socket, and checks that an engine answers.
     pub async fn connect_to(host: Option<&str>) -> Result<Engine, EngineError> {
         let host = resolve_host(host);
-        let unreachable = |detail: String| EngineError::Unreachable { host: host.clone(), detail };
+        let unreachable = |detail: String| EngineError::Unreachable {
+            host: host.clone(),
+            detail,
+        };
         let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(detail(&e)))?;
         // bollard speaks a newer API than older engines accept (Docker 20.10 stops at 1.41);
         // negotiating settles on the lower of the two.
-        let docker = within(CONNECT_TIMEOUT, docker.negotiate_version()).await.map_err(unreachable)?;
+        let docker = within(CONNECT_TIMEOUT, docker.negotiate_version())
+            .await
+            .map_err(unreachable)?;
         within(CONNECT_TIMEOUT, docker.ping()).await.map_err(unreachable)?;
-        Ok(Engine { docker, host, extra_labels: BTreeMap::new() })
+        Ok(Engine {
+            docker,
+            host,
+            extra_labels: BTreeMap::new(),
+        })
     }
 
     /// Labels added to the temporary containers the engine creates on its own (tests use
@@ -221,7 +240,11 @@ impl Engine {
 
     /// The engine's CPU architecture as an image platform name: `amd64` or `arm64`.
     pub async fn arch(&self) -> Result<&'static str, EngineError> {
-        let version = self.docker.version().await.map_err(|e| api("reading the engine version", e))?;
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| api("reading the engine version", e))?;
         let raw = version.arch.unwrap_or_default();
         normalize_arch(&raw).ok_or(EngineError::UnsupportedArch(raw))
     }
@@ -248,7 +271,10 @@ impl Engine {
         if let Some(tag) = &tag {
             options = options.tag(tag);
         }
-        let pull_error = |detail: String| EngineError::Pull { image: reference.to_owned(), detail };
+        let pull_error = |detail: String| EngineError::Pull {
+            image: reference.to_owned(),
+            detail,
+        };
         let mut progress = self.docker.create_image(Some(options.build()), None, None);
         while let Some(message) = progress.next().await {
             on_event(PullEvent::from(message.map_err(|e| pull_error(detail(&e)))?));
@@ -273,7 +299,11 @@ impl Engine {
     // ---- containers ---------------------------------------------------------------------
 
     pub async fn container(&self, name: &str) -> Result<Option<ContainerInfo>, EngineError> {
-        match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+        match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
             Ok(c) => Ok(Some(c.into())),
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(api(format!("inspecting container {name}"), e)),
@@ -341,10 +371,16 @@ impl Engine {
 
     pub async fn rename(&self, name: &str, new_name: &str) -> Result<(), EngineError> {
         let options = RenameContainerOptionsBuilder::new().name(new_name).build();
-        self.docker.rename_container(name, options).await.map_err(|e| match status(&e) {
-            Some(409) => EngineError::Conflict { name: new_name.to_owned(), detail: detail(&e) },
-            _ => container_error(name, format!("renaming container {name} to {new_name}"), e),
-        })
+        self.docker
+            .rename_container(name, options)
+            .await
+            .map_err(|e| match status(&e) {
+                Some(409) => EngineError::Conflict {
+                    name: new_name.to_owned(),
+                    detail: detail(&e),
+                },
+                _ => container_error(name, format!("renaming container {name} to {new_name}"), e),
+            })
     }
 
     /// The container's stdout and stderr, interleaved as Docker stored them.
@@ -409,8 +445,10 @@ impl Engine {
         let mut up_since: Option<(Option<String>, u64, Instant)> = None;
         let mut initial_restarts: Option<u64> = None;
         loop {
-            let info =
-                self.container(name).await?.ok_or_else(|| EngineError::NoSuchContainer { name: name.to_owned() })?;
+            let info = self
+                .container(name)
+                .await?
+                .ok_or_else(|| EngineError::NoSuchContainer { name: name.to_owned() })?;
             let now = Instant::now();
             if info.status == "running" {
                 let run = (info.started_at.clone(), info.restart_count);
@@ -443,7 +481,12 @@ impl Engine {
             Ok(logs) => logs.trim_end().to_owned(),
             Err(e) => format!("(logs unavailable: {e})"),
         };
-        EngineError::NotRunning { name: info.name, status: info.status, exit_code: info.exit_code, logs }
+        EngineError::NotRunning {
+            name: info.name,
+            status: info.status,
+            exit_code: info.exit_code,
+            logs,
+        }
     }
 
     // ---- asset extraction ---------------------------------------------------------------
@@ -463,12 +506,17 @@ impl Engine {
         // Armed before the create request so that a cancellation while Docker is still
         // creating the container removes it too; it is found by its name.
         let name = temporary_name();
-        let mut guard = RemoveOnDrop { docker: Some(self.docker.clone()), name: name.clone() };
+        let mut guard = RemoveOnDrop {
+            docker: Some(self.docker.clone()),
+            name: name.clone(),
+        };
         if let Err(e) = self.create_temporary(image, &name).await {
             guard.docker = None;
             return Err(e);
         }
-        let outcome = self.export_first(&name, image, candidate_paths, dest_staging, limits).await;
+        let outcome = self
+            .export_first(&name, image, candidate_paths, dest_staging, limits)
+            .await;
         let removed = self.remove(&name, true).await;
         if removed.is_ok() {
             guard.docker = None;
@@ -486,7 +534,10 @@ impl Engine {
             cmd: Some(vec![NEVER_STARTED_CMD.to_owned()]),
             labels: Some(labels),
             network_disabled: Some(true),
-            host_config: Some(HostConfig { network_mode: Some("none".to_owned()), ..Default::default() }),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".to_owned()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let options = CreateContainerOptionsBuilder::new().name(name).build();
@@ -579,7 +630,11 @@ struct ChannelReader<B> {
 
 impl<B> ChannelReader<B> {
     fn new(rx: mpsc::Receiver<io::Result<B>>) -> Self {
-        ChannelReader { rx, current: None, offset: 0 }
+        ChannelReader {
+            rx,
+            current: None,
+            offset: 0,
+        }
     }
 }
 
@@ -665,8 +720,10 @@ fn normalize_arch(raw: &str) -> Option<&'static str> {
 /// Splits a reference into the `fromImage` and `tag` query parameters of `/images/create`.
 /// A registry port (`127.0.0.1:5000/a/b:tag`) is not a tag; a digest pins the image itself.
 fn split_reference(reference: &str) -> Result<(String, Option<String>), EngineError> {
-    let invalid =
-        |reason: &str| EngineError::InvalidReference { reference: reference.to_owned(), reason: reason.to_owned() };
+    let invalid = |reason: &str| EngineError::InvalidReference {
+        reference: reference.to_owned(),
+        reason: reason.to_owned(),
+    };
     if reference.is_empty() || reference.chars().any(char::is_whitespace) {
         return Err(invalid("it is empty or contains whitespace"));
     }
@@ -692,17 +749,31 @@ fn split_reference(reference: &str) -> Result<(String, Option<String>), EngineEr
 
 /// The name Docker puts first in the tar of a directory: its last path component.
 fn archive_prefix(path: &str) -> String {
-    path.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned()
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn temporary_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("cozyboot-extract-{}-{}-{nanos:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "cozyboot-extract-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn validate_spec(spec: &ContainerSpec) -> Result<(), EngineError> {
-    let invalid = |reason: String| EngineError::InvalidSpec { name: spec.name.clone(), reason };
+    let invalid = |reason: String| EngineError::InvalidSpec {
+        name: spec.name.clone(),
+        reason,
+    };
     if spec.name.is_empty() || spec.image.is_empty() {
         return Err(invalid("name and image must not be empty".into()));
     }
@@ -737,13 +808,19 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
             ..Default::default()
         })
         .collect();
-    let restart =
-        if spec.restart_unless_stopped { RestartPolicyNameEnum::UNLESS_STOPPED } else { RestartPolicyNameEnum::NO };
+    let restart = if spec.restart_unless_stopped {
+        RestartPolicyNameEnum::UNLESS_STOPPED
+    } else {
+        RestartPolicyNameEnum::NO
+    };
     let host_config = HostConfig {
         mounts: Some(mounts),
         network_mode: Some(spec.network.docker_value()),
         cap_add: Some(spec.cap_add.clone()).filter(|caps| !caps.is_empty()),
-        restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
+        restart_policy: Some(RestartPolicy {
+            name: Some(restart),
+            maximum_retry_count: None,
+        }),
         ..Default::default()
     };
     let networking_config = match &spec.network {
@@ -751,7 +828,10 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
             endpoints_config: Some(HashMap::from([(
                 name.clone(),
                 EndpointSettings {
-                    ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(ip.to_string()), ..Default::default() }),
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(ip.to_string()),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             )])),
@@ -771,7 +851,12 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
 
 fn logs_options(tail: Option<usize>, follow: bool) -> bollard::query_parameters::LogsOptions {
     let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
-    LogsOptionsBuilder::new().stdout(true).stderr(true).follow(follow).tail(&tail).build()
+    LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .follow(follow)
+        .tail(&tail)
+        .build()
 }
 
 fn status(err: &ApiError) -> Option<u16> {
@@ -787,7 +872,10 @@ fn is_missing_path(err: &ApiError) -> bool {
 }
 
 fn api(action: impl Into<String>, err: ApiError) -> EngineError {
-    EngineError::Api { action: action.into(), detail: detail(&err) }
+    EngineError::Api {
+        action: action.into(),
+        detail: detail(&err),
+    }
 }
 
 fn container_error(name: &str, action: String, err: ApiError) -> EngineError {
@@ -801,8 +889,13 @@ fn container_error(name: &str, action: String, err: ApiError) -> EngineError {
 
 fn create_error(name: &str, image: &str, err: ApiError) -> EngineError {
     match status(&err) {
-        Some(409) => EngineError::Conflict { name: name.to_owned(), detail: detail(&err) },
-        Some(404) if detail(&err).contains("No such image") => EngineError::NoSuchImage { image: image.to_owned() },
+        Some(409) => EngineError::Conflict {
+            name: name.to_owned(),
+            detail: detail(&err),
+        },
+        Some(404) if detail(&err).contains("No such image") => EngineError::NoSuchImage {
+            image: image.to_owned(),
+        },
         _ => api(format!("creating container {name} from {image}"), err),
     }
 }
@@ -844,7 +937,11 @@ mod tests {
         let cases = [
             ("alpine", "alpine", Some("latest")),
             ("alpine:3.20", "alpine", Some("3.20")),
-            ("ghcr.io/cozystack/cozystack/talos:v1.10.5", "ghcr.io/cozystack/cozystack/talos", Some("v1.10.5")),
+            (
+                "ghcr.io/cozystack/cozystack/talos:v1.10.5",
+                "ghcr.io/cozystack/cozystack/talos",
+                Some("v1.10.5"),
+            ),
             ("127.0.0.1:5000/a/b:tag", "127.0.0.1:5000/a/b", Some("tag")),
             ("127.0.0.1:5000/a/b", "127.0.0.1:5000/a/b", Some("latest")),
             ("localhost:5000/x", "localhost:5000/x", Some("latest")),
@@ -904,11 +1001,17 @@ mod tests {
             status: Some(status.into()),
             ..Default::default()
         };
-        assert_eq!(PullEvent::from(info("v1.10", "Pulling from cozystack/talos")).layer, None);
+        assert_eq!(
+            PullEvent::from(info("v1.10", "Pulling from cozystack/talos")).layer,
+            None
+        );
         let done = PullEvent::from(info("abc123", "Pull complete"));
         assert!(done.layer_done());
         let mut downloading = info("abc123", "Downloading");
-        downloading.progress_detail = Some(bollard::models::ProgressDetail { current: Some(10), total: Some(-1) });
+        downloading.progress_detail = Some(bollard::models::ProgressDetail {
+            current: Some(10),
+            total: Some(-1),
+        });
         let event = PullEvent::from(downloading);
         assert_eq!((event.current, event.total), (Some(10), None));
         assert!(!event.layer_done());
@@ -925,7 +1028,10 @@ mod tests {
                 container: "/var/lib/matchbox".into(),
                 read_only: true,
             }],
-            network: NetworkMode::Named { name: "lan".into(), ipv4: Some(Ipv4Addr::new(10, 9, 8, 7)) },
+            network: NetworkMode::Named {
+                name: "lan".into(),
+                ipv4: Some(Ipv4Addr::new(10, 9, 8, 7)),
+            },
             cap_add: vec!["NET_ADMIN".into()],
             restart_unless_stopped: true,
         }
@@ -940,14 +1046,20 @@ mod tests {
         let host = body.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("lan"));
         assert_eq!(host.cap_add, Some(vec!["NET_ADMIN".to_owned()]));
-        assert_eq!(host.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::UNLESS_STOPPED));
+        assert_eq!(
+            host.restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
+        );
         let mount = &host.mounts.unwrap()[0];
         assert_eq!(mount.typ, Some(MountType::BIND));
         assert_eq!(mount.source.as_deref(), Some("/var/lib/cozyboot/matchbox"));
         assert_eq!(mount.target.as_deref(), Some("/var/lib/matchbox"));
         assert_eq!(mount.read_only, Some(true));
         let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
-        assert_eq!(endpoints["lan"].ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("10.9.8.7"));
+        assert_eq!(
+            endpoints["lan"].ipam_config.as_ref().unwrap().ipv4_address.as_deref(),
+            Some("10.9.8.7")
+        );
     }
 
     #[test]
@@ -964,7 +1076,10 @@ mod tests {
         assert_eq!(host.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::NO));
 
         s.network = NetworkMode::Container("cozyboot-dnsmasq".into());
-        assert_eq!(container_body(&s).host_config.unwrap().network_mode.as_deref(), Some("container:cozyboot-dnsmasq"));
+        assert_eq!(
+            container_body(&s).host_config.unwrap().network_mode.as_deref(),
+            Some("container:cozyboot-dnsmasq")
+        );
     }
 
     #[test]

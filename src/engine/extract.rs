@@ -30,7 +30,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         const GIB: u64 = 1024 * 1024 * 1024;
-        Limits { max_entries: 10_000, max_file_bytes: 2 * GIB, max_total_bytes: 4 * GIB }
+        Limits {
+            max_entries: 10_000,
+            max_file_bytes: 2 * GIB,
+            max_total_bytes: 4 * GIB,
+        }
     }
 }
 
@@ -91,7 +95,11 @@ impl fmt::Display for Rule {
             Rule::Device => write!(f, "device files are not allowed"),
             Rule::Fifo => write!(f, "fifos are not allowed"),
             Rule::UnsupportedType(t) => {
-                write!(f, "only regular files and directories are allowed (tar type {:?})", char::from(*t))
+                write!(
+                    f,
+                    "only regular files and directories are allowed (tar type {:?})",
+                    char::from(*t)
+                )
             }
             Rule::OutsidePrefix { prefix } => write!(f, "entry is not inside `{prefix}/`"),
             Rule::TooManyEntries { limit } => write!(f, "the archive has more than {limit} entries"),
@@ -101,7 +109,10 @@ impl fmt::Display for Rule {
             Rule::TotalTooLarge { limit } => write!(f, "the files add up to more than {limit} bytes"),
             Rule::Duplicate => write!(f, "the path was already extracted (duplicate entry)"),
             Rule::UnsafeExistingPath => {
-                write!(f, "a parent of this path exists in the destination and is not a plain directory")
+                write!(
+                    f,
+                    "a parent of this path exists in the destination and is not a plain directory"
+                )
             }
         }
     }
@@ -148,7 +159,10 @@ pub fn extract(
     strip_prefix: &str,
     limits: &Limits,
 ) -> Result<ExtractReport, ExtractError> {
-    create_dir(dest).map_err(|source| ExtractError::Write { path: dest.to_owned(), source })?;
+    create_dir(dest).map_err(|source| ExtractError::Write {
+        path: dest.to_owned(),
+        source,
+    })?;
     let mut archive = tar::Archive::new(reader);
     let mut report = ExtractReport::default();
     let mut entries_seen: u64 = 0;
@@ -157,7 +171,12 @@ pub fn extract(
         entries_seen += 1;
         let name = entry_name(&entry);
         if entries_seen > limits.max_entries {
-            return Err(refused(&name, Rule::TooManyEntries { limit: limits.max_entries }));
+            return Err(refused(
+                &name,
+                Rule::TooManyEntries {
+                    limit: limits.max_entries,
+                },
+            ));
         }
         match plan_entry(&entry, &name, strip_prefix)? {
             Plan::Skip => {}
@@ -182,7 +201,10 @@ pub fn extract(
 }
 
 fn refused(entry: &str, rule: Rule) -> ExtractError {
-    ExtractError::Refused { entry: entry.to_owned(), rule }
+    ExtractError::Refused {
+        entry: entry.to_owned(),
+        rule,
+    }
 }
 
 fn entry_name<R: Read>(entry: &tar::Entry<'_, R>) -> String {
@@ -197,8 +219,22 @@ fn plan_entry<R: Read>(entry: &tar::Entry<'_, R>, name: &str, strip_prefix: &str
         EntryType::Directory => true,
         // Metadata-only records (tar crate folds PAX/GNU name records into the next entry).
         EntryType::XGlobalHeader => return Ok(Plan::Skip),
-        EntryType::Symlink => return Err(refused(name, Rule::Symlink { target: link_target(entry) })),
-        EntryType::Link => return Err(refused(name, Rule::HardLink { target: link_target(entry) })),
+        EntryType::Symlink => {
+            return Err(refused(
+                name,
+                Rule::Symlink {
+                    target: link_target(entry),
+                },
+            ))
+        }
+        EntryType::Link => {
+            return Err(refused(
+                name,
+                Rule::HardLink {
+                    target: link_target(entry),
+                },
+            ))
+        }
         EntryType::Char | EntryType::Block => return Err(refused(name, Rule::Device)),
         EntryType::Fifo => return Err(refused(name, Rule::Fifo)),
         other => return Err(refused(name, Rule::UnsupportedType(other.as_byte()))),
@@ -206,8 +242,14 @@ fn plan_entry<R: Read>(entry: &tar::Entry<'_, R>, name: &str, strip_prefix: &str
     let raw = entry.path_bytes();
     let path = std::str::from_utf8(&raw).map_err(|_| refused(name, Rule::NotUtf8))?;
     let rel = safe_relative(path).map_err(|rule| refused(name, rule))?;
-    let rel = strip(&rel, strip_prefix)
-        .ok_or_else(|| refused(name, Rule::OutsidePrefix { prefix: strip_prefix.to_owned() }))?;
+    let rel = strip(&rel, strip_prefix).ok_or_else(|| {
+        refused(
+            name,
+            Rule::OutsidePrefix {
+                prefix: strip_prefix.to_owned(),
+            },
+        )
+    })?;
     Ok(match (rel.as_os_str().is_empty(), is_dir) {
         // The archived directory itself is `dest`.
         (true, true) => Plan::Skip,
@@ -219,7 +261,10 @@ fn plan_entry<R: Read>(entry: &tar::Entry<'_, R>, name: &str, strip_prefix: &str
 }
 
 fn link_target<R: Read>(entry: &tar::Entry<'_, R>) -> String {
-    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    entry
+        .link_name_bytes()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Normalises `a/./b//c` and refuses anything that could leave the destination.
@@ -245,10 +290,21 @@ fn strip(rel: &Path, prefix: &str) -> Option<PathBuf> {
 
 fn check_size(name: &str, size: u64, total: u64, limits: &Limits) -> Result<(), ExtractError> {
     if size > limits.max_file_bytes {
-        return Err(refused(name, Rule::FileTooLarge { size, limit: limits.max_file_bytes }));
+        return Err(refused(
+            name,
+            Rule::FileTooLarge {
+                size,
+                limit: limits.max_file_bytes,
+            },
+        ));
     }
     if total.saturating_add(size) > limits.max_total_bytes {
-        return Err(refused(name, Rule::TotalTooLarge { limit: limits.max_total_bytes }));
+        return Err(refused(
+            name,
+            Rule::TotalTooLarge {
+                limit: limits.max_total_bytes,
+            },
+        ));
     }
     Ok(())
 }
@@ -265,7 +321,10 @@ fn make_dirs(dest: &Path, rel: &Path, name: &str) -> Result<(), ExtractError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => return Err(ExtractError::Write { path: current, source }),
         }
-        create_dir(&current).map_err(|source| ExtractError::Write { path: current.clone(), source })?;
+        create_dir(&current).map_err(|source| ExtractError::Write {
+            path: current.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -283,9 +342,16 @@ fn create_dir(path: &Path) -> io::Result<()> {
 /// Streams one entry into a new file, hashing as it goes. `create_new` (O_EXCL) never opens
 /// an existing file and never follows a symlink at the final component.
 fn write_file(entry: &mut impl Read, path: &Path, name: &str, expected: u64) -> Result<ExtractedFile, ExtractError> {
-    let write_err = |source| ExtractError::Write { path: path.to_owned(), source };
-    let mut file =
-        OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path).map_err(|e| match e.kind() {
+    let write_err = |source| ExtractError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => refused(name, Rule::Duplicate),
             _ => write_err(e),
         })?;
@@ -307,10 +373,15 @@ fn write_file(entry: &mut impl Read, path: &Path, name: &str, expected: u64) -> 
             format!("entry `{name}` ended after {size} of {expected} bytes"),
         )));
     }
-    file.set_permissions(Permissions::from_mode(FILE_MODE)).map_err(write_err)?;
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(write_err)?;
     // Callers rename the staging directory into place; the bytes must be on disk first.
     file.sync_all().map_err(write_err)?;
-    Ok(ExtractedFile { path: PathBuf::new(), size, sha256: hex::encode(hasher.finalize()) })
+    Ok(ExtractedFile {
+        path: PathBuf::new(),
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    })
 }
 
 #[cfg(test)]
@@ -326,7 +397,9 @@ mod tests {
 
     impl TarBuilder {
         fn new() -> Self {
-            TarBuilder { builder: tar::Builder::new(Vec::new()) }
+            TarBuilder {
+                builder: tar::Builder::new(Vec::new()),
+            }
         }
 
         fn raw(mut self, name: &str, kind: EntryType, data: &[u8], link: Option<&str>) -> Self {
@@ -366,7 +439,9 @@ mod tests {
 
     impl Sandbox {
         fn new() -> Self {
-            Sandbox { root: tempfile::tempdir().unwrap() }
+            Sandbox {
+                root: tempfile::tempdir().unwrap(),
+            }
         }
 
         fn dest(&self) -> PathBuf {
@@ -395,7 +470,10 @@ mod tests {
 
         fn assert_nothing_outside_dest(&self) {
             for path in self.tree() {
-                assert!(path == "staging" || path.starts_with("staging/"), "wrote outside dest: {path}");
+                assert!(
+                    path == "staging" || path.starts_with("staging/"),
+                    "wrote outside dest: {path}"
+                );
             }
         }
     }
@@ -494,8 +572,14 @@ mod tests {
     #[test]
     fn refuses_links_devices_and_fifos() {
         let cases: Vec<(EntryType, RuleCheck)> = vec![
-            (EntryType::Symlink, |r| matches!(r, Rule::Symlink { target } if target == "/etc/passwd")),
-            (EntryType::Link, |r| matches!(r, Rule::HardLink { target } if target == "/etc/passwd")),
+            (
+                EntryType::Symlink,
+                |r| matches!(r, Rule::Symlink { target } if target == "/etc/passwd"),
+            ),
+            (
+                EntryType::Link,
+                |r| matches!(r, Rule::HardLink { target } if target == "/etc/passwd"),
+            ),
             (EntryType::Char, |r| *r == Rule::Device),
             (EntryType::Block, |r| *r == Rule::Device),
             (EntryType::Fifo, |r| *r == Rule::Fifo),
@@ -509,7 +593,10 @@ mod tests {
                 .finish();
             let sandbox = assert_refused(&tar, "arm64", &Limits::default(), "arm64/vmlinuz", expected);
             assert!(!sandbox.dest().join("vmlinuz").exists(), "{kind:?} was materialised");
-            assert!(!sandbox.dest().join("after").exists(), "extraction went on after {kind:?}");
+            assert!(
+                !sandbox.dest().join("after").exists(),
+                "extraction went on after {kind:?}"
+            );
         }
     }
 
@@ -518,23 +605,37 @@ mod tests {
         // The classic two-step attack: plant a link, then write through it.
         let outside = tempfile::tempdir().unwrap();
         let tar = TarBuilder::new()
-            .raw("arm64/link", EntryType::Symlink, b"", Some(outside.path().to_str().unwrap()))
+            .raw(
+                "arm64/link",
+                EntryType::Symlink,
+                b"",
+                Some(outside.path().to_str().unwrap()),
+            )
             .file("arm64/link/pwned", b"x")
             .finish();
-        assert_refused(&tar, "arm64", &Limits::default(), "arm64/link", |r| matches!(r, Rule::Symlink { .. }));
+        assert_refused(&tar, "arm64", &Limits::default(), "arm64/link", |r| {
+            matches!(r, Rule::Symlink { .. })
+        });
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn refuses_entries_outside_the_prefix() {
         let tar = TarBuilder::new().file("amd64/vmlinuz", b"k").finish();
-        assert_refused(&tar, "arm64", &Limits::default(), "amd64/vmlinuz", |r| matches!(r, Rule::OutsidePrefix { .. }));
+        assert_refused(&tar, "arm64", &Limits::default(), "amd64/vmlinuz", |r| {
+            matches!(r, Rule::OutsidePrefix { .. })
+        });
     }
 
     #[test]
     fn refuses_duplicates_instead_of_overwriting() {
-        let tar = TarBuilder::new().file("arm64/vmlinuz", b"first").file("arm64/vmlinuz", b"second").finish();
-        let sandbox = assert_refused(&tar, "arm64", &Limits::default(), "arm64/vmlinuz", |r| *r == Rule::Duplicate);
+        let tar = TarBuilder::new()
+            .file("arm64/vmlinuz", b"first")
+            .file("arm64/vmlinuz", b"second")
+            .finish();
+        let sandbox = assert_refused(&tar, "arm64", &Limits::default(), "arm64/vmlinuz", |r| {
+            *r == Rule::Duplicate
+        });
         assert_eq!(fs::read(sandbox.dest().join("vmlinuz")).unwrap(), b"first");
     }
 
@@ -553,16 +654,30 @@ mod tests {
     #[test]
     fn enforces_limits_before_writing() {
         let tar = talos_tar();
-        let few = Limits { max_entries: 2, ..Limits::default() };
-        assert_refused(&tar, "arm64", &few, "arm64/initramfs.xz", |r| *r == Rule::TooManyEntries { limit: 2 });
+        let few = Limits {
+            max_entries: 2,
+            ..Limits::default()
+        };
+        assert_refused(&tar, "arm64", &few, "arm64/initramfs.xz", |r| {
+            *r == Rule::TooManyEntries { limit: 2 }
+        });
 
-        let small_files = Limits { max_file_bytes: 1000, ..Limits::default() };
+        let small_files = Limits {
+            max_file_bytes: 1000,
+            ..Limits::default()
+        };
         let sandbox = assert_refused(&tar, "arm64", &small_files, "arm64/initramfs.xz", |r| {
-            *r == Rule::FileTooLarge { size: 100_000, limit: 1000 }
+            *r == Rule::FileTooLarge {
+                size: 100_000,
+                limit: 1000,
+            }
         });
         assert!(!sandbox.dest().join("initramfs.xz").exists());
 
-        let small_total = Limits { max_total_bytes: 50_000, ..Limits::default() };
+        let small_total = Limits {
+            max_total_bytes: 50_000,
+            ..Limits::default()
+        };
         assert_refused(&tar, "arm64", &small_total, "arm64/initramfs.xz", |r| {
             *r == Rule::TotalTooLarge { limit: 50_000 }
         });
@@ -578,7 +693,9 @@ mod tests {
         let mut builder = tar::Builder::new(Vec::new());
         builder.append(&header, &b""[..]).unwrap();
         let sandbox = Sandbox::new();
-        let err = sandbox.run(&builder.into_inner().unwrap(), "", &Limits::default()).unwrap_err();
+        let err = sandbox
+            .run(&builder.into_inner().unwrap(), "", &Limits::default())
+            .unwrap_err();
         assert_eq!(err.rule(), Some(&Rule::NotUtf8));
     }
 
@@ -602,9 +719,13 @@ mod tests {
         header.as_old_mut().name[..5].copy_from_slice(b"short");
         header.set_cksum();
         builder.append(&header, &b"x"[..]).unwrap();
-        assert_refused(&builder.into_inner().unwrap(), "arm64", &Limits::default(), &long, |r| {
-            *r == Rule::ParentComponent
-        });
+        assert_refused(
+            &builder.into_inner().unwrap(),
+            "arm64",
+            &Limits::default(),
+            &long,
+            |r| *r == Rule::ParentComponent,
+        );
     }
 
     #[test]

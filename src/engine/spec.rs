@@ -124,7 +124,10 @@ mod tests {
     #[test]
     fn spec_hash_is_pinned() {
         // A change here replaces every deployed container: only on purpose, with a version bump.
-        assert_eq!(sample().spec_hash(), "86d002451216e832c3588b00204e9305e3c47e3079d32ca8fafd3c2d62d6755e",);
+        assert_eq!(
+            sample().spec_hash(),
+            "86d002451216e832c3588b00204e9305e3c47e3079d32ca8fafd3c2d62d6755e",
+        );
     }
 
     #[test]
@@ -146,7 +149,12 @@ mod tests {
             |s| s.binds[0].read_only = false,
             |s| s.binds[0].host.push("x"),
             |s| s.network = NetworkMode::Container("other".into()),
-            |s| s.network = NetworkMode::Named { name: "lan".into(), ipv4: Some(Ipv4Addr::new(10, 0, 0, 2)) },
+            |s| {
+                s.network = NetworkMode::Named {
+                    name: "lan".into(),
+                    ipv4: Some(Ipv4Addr::new(10, 0, 0, 2)),
+                }
+            },
             |s| s.cap_add.push("SYS_ADMIN".into()),
             |s| s.restart_unless_stopped = false,
         ];
@@ -160,7 +168,10 @@ mod tests {
     #[test]
     fn spec_round_trips_through_json() {
         let mut spec = sample();
-        spec.network = NetworkMode::Named { name: "lan".into(), ipv4: Some(Ipv4Addr::new(10, 1, 2, 3)) };
+        spec.network = NetworkMode::Named {
+            name: "lan".into(),
+            ipv4: Some(Ipv4Addr::new(10, 1, 2, 3)),
+        };
         let json = serde_json::to_string(&spec).unwrap();
         let back: ContainerSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec);
@@ -170,7 +181,17 @@ mod tests {
     #[test]
     fn network_mode_docker_values() {
         assert_eq!(NetworkMode::Host.docker_value(), "host");
-        assert_eq!(NetworkMode::Named { name: "none".into(), ipv4: None }.docker_value(), "none");
-        assert_eq!(NetworkMode::Container("cozyboot-matchbox".into()).docker_value(), "container:cozyboot-matchbox");
+        assert_eq!(
+            NetworkMode::Named {
+                name: "none".into(),
+                ipv4: None
+            }
+            .docker_value(),
+            "none"
+        );
+        assert_eq!(
+            NetworkMode::Container("cozyboot-matchbox".into()).docker_value(),
+            "container:cozyboot-matchbox"
+        );
     }
 }

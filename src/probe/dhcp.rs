@@ -21,9 +21,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use dhcproto::v4::{
-    Architecture, DhcpOption, Flags, Message, MessageType, OptionCode, UnknownOption,
-};
+use dhcproto::v4::{Architecture, DhcpOption, Flags, Message, MessageType, OptionCode, UnknownOption};
 use dhcproto::Encodable;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -105,9 +103,7 @@ impl DiscoverSpec {
         Self {
             mac,
             client_arch: Some(arch_code),
-            vendor_class: Some(format!(
-                "PXEClient:Arch:{arch_code:05}:UNDI:{major:03}{minor:03}"
-            )),
+            vendor_class: Some(format!("PXEClient:Arch:{arch_code:05}:UNDI:{major:03}{minor:03}")),
             ipxe,
         }
     }
@@ -235,18 +231,10 @@ impl BootAnswer {
 ///
 /// It always waits the full `wait`: a second server answering later is exactly what a probe
 /// must report.
-pub fn discover(
-    iface: &str,
-    spec: &DiscoverSpec,
-    wait: Duration,
-) -> Result<Vec<Offer>, ProbeError> {
+pub fn discover(iface: &str, spec: &DiscoverSpec, wait: Duration) -> Result<Vec<Offer>, ProbeError> {
     let socket = client_socket(iface)?;
     let message = client_message(spec, MessageType::Discover, Ipv4Addr::UNSPECIFIED, None);
-    send(
-        &socket,
-        &message,
-        SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT),
-    )?;
+    send(&socket, &message, SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT))?;
     let filter = ReplyFilter::new(&message, DHCPOFFER);
     let offers = receive(&socket, &filter, Instant::now() + wait, false)?;
     if offers.is_empty() {
@@ -264,12 +252,7 @@ pub fn discover(
 /// With a boot menu in the offer the first network item is requested (a firmware with nobody
 /// at the keyboard does the same); without one the request names no item, which is how EDK2
 /// asks and what dnsmasq answers UEFI clients with.
-pub fn pxe_boot_request(
-    iface: &str,
-    spec: &DiscoverSpec,
-    offer: &Offer,
-    wait: Duration,
-) -> Result<Offer, ProbeError> {
+pub fn pxe_boot_request(iface: &str, spec: &DiscoverSpec, offer: &Offer, wait: Duration) -> Result<Offer, ProbeError> {
     let socket = client_socket(iface)?;
     let deadline = Instant::now() + wait;
     // dnsmasq answers a menu-item request only from a client whose ciaddr is in its subnet,
@@ -286,15 +269,7 @@ pub fn pxe_boot_request(
     }
     // Several services matched, so dnsmasq answered with a menu instead of a file.
     match first_network_item(&ack) {
-        Some(boot_type) => boot_server_exchange(
-            &socket,
-            iface,
-            spec,
-            ciaddr,
-            server,
-            Some(boot_type),
-            deadline,
-        ),
+        Some(boot_type) => boot_server_exchange(&socket, iface, spec, ciaddr, server, Some(boot_type), deadline),
         None => Ok(ack),
     }
 }
@@ -302,11 +277,7 @@ pub fn pxe_boot_request(
 /// Discovers, then follows a proxy offer to UDP 4011 when no offer names a boot file.
 ///
 /// `wait` bounds each of the two steps.
-pub fn boot_file_for(
-    iface: &str,
-    spec: &DiscoverSpec,
-    wait: Duration,
-) -> Result<BootAnswer, ProbeError> {
+pub fn boot_file_for(iface: &str, spec: &DiscoverSpec, wait: Duration) -> Result<BootAnswer, ProbeError> {
     let offers = discover(iface, spec, wait)?;
     if let Some(offer) = offers.iter().find(|offer| offer.boot_file.is_some()) {
         return Ok(BootAnswer {
@@ -422,12 +393,7 @@ fn interface_ipv4(iface: &str) -> Option<Ipv4Addr> {
 }
 
 /// A request carrying the options a PXE firmware (or iPXE) sends.
-fn client_message(
-    spec: &DiscoverSpec,
-    kind: MessageType,
-    ciaddr: Ipv4Addr,
-    boot_item: Option<u16>,
-) -> Message {
+fn client_message(spec: &DiscoverSpec, kind: MessageType, ciaddr: Ipv4Addr, boot_item: Option<u16>) -> Message {
     let unspecified = Ipv4Addr::UNSPECIFIED;
     let mut message = Message::new(ciaddr, unspecified, unspecified, unspecified, &spec.mac);
     if ciaddr.is_unspecified() {
@@ -440,9 +406,7 @@ fn client_message(
     opts.insert(DhcpOption::ParameterRequestList(requested_options(spec)));
     if let Some(arch) = spec.client_arch {
         let (major, minor) = undi_version(arch, spec.ipxe);
-        opts.insert(DhcpOption::ClientSystemArchitecture(Architecture::from(
-            arch,
-        )));
+        opts.insert(DhcpOption::ClientSystemArchitecture(Architecture::from(arch)));
         opts.insert(DhcpOption::ClientNetworkInterface(1, major, minor));
         opts.insert(DhcpOption::ClientMachineIdentifier(machine_guid(&spec.mac)));
     }
@@ -470,8 +434,8 @@ fn client_message(
 /// only send requested options answer us as they would answer a firmware.
 fn requested_options(spec: &DiscoverSpec) -> Vec<OptionCode> {
     let mut codes: Vec<u8> = vec![
-        1, 2, 3, 4, 5, 6, 12, 13, 15, 17, 18, 22, 23, 28, 40, 41, 42, 43, 50, 51, 54, 58, 59, 60,
-        66, 67, 97, 128, 129, 130, 131, 132, 133, 134, 135,
+        1, 2, 3, 4, 5, 6, 12, 13, 15, 17, 18, 22, 23, 28, 40, 41, 42, 43, 50, 51, 54, 58, 59, 60, 66, 67, 97, 128, 129,
+        130, 131, 132, 133, 134, 135,
     ];
     if spec.ipxe {
         codes.push(OPT_IPXE_ENCAP);
@@ -488,9 +452,7 @@ fn machine_guid(mac: &[u8; 6]) -> Vec<u8> {
 }
 
 fn send(socket: &UdpSocket, message: &Message, to: SocketAddrV4) -> Result<(), ProbeError> {
-    let mut packet = message
-        .to_vec()
-        .map_err(|err| ProbeError::Encode(err.to_string()))?;
+    let mut packet = message.to_vec().map_err(|err| ProbeError::Encode(err.to_string()))?;
     if packet.len() < MIN_BOOTP_LEN {
         packet.resize(MIN_BOOTP_LEN, OPT_PAD);
     }
@@ -550,10 +512,7 @@ fn receive(
 }
 
 fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 /// Decodes a reply by hand rather than with dhcproto: one odd option from some router must
@@ -588,11 +547,8 @@ fn parse_reply(packet: &[u8], from: SocketAddr, filter: &ReplyFilter) -> Option<
         from,
         yiaddr,
         siaddr: read_ipv4(packet, HDR_SIADDR),
-        boot_file: file_field
-            .or_else(|| options.get(&OPT_BOOTFILE).and_then(|v| nul_terminated(v))),
-        vendor_class: options
-            .get(&OPT_VENDOR_CLASS)
-            .and_then(|v| nul_terminated(v)),
+        boot_file: file_field.or_else(|| options.get(&OPT_BOOTFILE).and_then(|v| nul_terminated(v))),
+        vendor_class: options.get(&OPT_VENDOR_CLASS).and_then(|v| nul_terminated(v)),
         proxy: yiaddr.is_unspecified(),
         pxe_options: options.get(&OPT_VENDOR_ENCAP).cloned(),
     })
@@ -651,20 +607,11 @@ mod tests {
     #[test]
     fn firmware_vendor_class_matches_edk2_and_pxe_roms() {
         let arm = DiscoverSpec::firmware(11, MAC);
-        assert_eq!(
-            arm.vendor_class.as_deref(),
-            Some("PXEClient:Arch:00011:UNDI:003000")
-        );
+        assert_eq!(arm.vendor_class.as_deref(), Some("PXEClient:Arch:00011:UNDI:003000"));
         let bios = DiscoverSpec::firmware(0, MAC);
-        assert_eq!(
-            bios.vendor_class.as_deref(),
-            Some("PXEClient:Arch:00000:UNDI:002001")
-        );
+        assert_eq!(bios.vendor_class.as_deref(), Some("PXEClient:Arch:00000:UNDI:002001"));
         let ipxe = DiscoverSpec::ipxe(11, MAC);
-        assert_eq!(
-            ipxe.vendor_class.as_deref(),
-            Some("PXEClient:Arch:00011:UNDI:003010")
-        );
+        assert_eq!(ipxe.vendor_class.as_deref(), Some("PXEClient:Arch:00011:UNDI:003010"));
         assert!(ipxe.ipxe && !arm.ipxe);
     }
 
@@ -692,10 +639,7 @@ mod tests {
         let bytes = message.to_vec().unwrap();
         let options = parse_tlv(&bytes[HDR_OPTIONS + 4..]);
         assert_eq!(options[&53], vec![3]);
-        assert_eq!(
-            parse_tlv(&options[&43])[&PXE_BOOT_ITEM],
-            vec![0x80, 0x01, 0, 0]
-        );
+        assert_eq!(parse_tlv(&options[&43])[&PXE_BOOT_ITEM], vec![0x80, 0x01, 0, 0]);
         assert_eq!(message.ciaddr(), ciaddr);
         assert!(!message.flags().broadcast());
     }
@@ -765,10 +709,7 @@ mod tests {
             }]
         );
         assert_eq!(first_network_item(&offer), Some(0x8000));
-        assert_eq!(
-            offer.boot_server_for(0x8000),
-            Some(Ipv4Addr::new(10, 0, 0, 9))
-        );
+        assert_eq!(offer.boot_server_for(0x8000), Some(Ipv4Addr::new(10, 0, 0, 9)));
     }
 
     #[test]
@@ -778,12 +719,7 @@ mod tests {
         assert_eq!(offer.boot_file.as_deref(), Some("bootaa64.efi"));
         assert_eq!(offer.server_id, Ipv4Addr::new(10, 0, 0, 1));
 
-        let packet = reply(
-            1,
-            DHCPOFFER,
-            b"",
-            &[OPT_BOOTFILE, 6, b'a', b'.', b'e', b'f', b'i', 0],
-        );
+        let packet = reply(1, DHCPOFFER, b"", &[OPT_BOOTFILE, 6, b'a', b'.', b'e', b'f', b'i', 0]);
         let offer = parse_reply(&packet, from(), &filter(1, DHCPOFFER)).unwrap();
         assert_eq!(offer.boot_file.as_deref(), Some("a.efi"));
     }

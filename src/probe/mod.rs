@@ -16,9 +16,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-pub use dhcp::{
-    boot_file_for, discover, pxe_boot_request, BootAnswer, DiscoverSpec, Offer, PxeMenuItem,
-};
+pub use dhcp::{boot_file_for, discover, pxe_boot_request, BootAnswer, DiscoverSpec, Offer, PxeMenuItem};
 pub use tftp::fetch;
 
 /// Everything that can stop a probe, worded for the person running `cozyboot`.

@@ -118,9 +118,7 @@ impl Transfer<'_> {
                 }
                 // Our ACK of the OACK or of the previous block was lost: say it again.
                 Packet::OptionAck(_) if expected == 1 => self.send_ack(0)?,
-                Packet::Data { block, .. } if block == expected.wrapping_sub(1) => {
-                    self.send_ack(block)?
-                }
+                Packet::Data { block, .. } if block == expected.wrapping_sub(1) => self.send_ack(block)?,
                 Packet::Data { block, payload } if block == expected => {
                     self.store(payload)?;
                     self.send_ack(block)?;
@@ -191,9 +189,7 @@ impl Transfer<'_> {
                 .set_read_timeout(Some(remaining))
                 .map_err(|err| ProbeError::io("setting a TFTP receive timeout", err))?;
             match self.socket.recv_from(&mut buf) {
-                Ok((len, from)) if from.ip() == *self.server.ip() => {
-                    return Ok(Some((buf[..len].to_vec(), from)))
-                }
+                Ok((len, from)) if from.ip() == *self.server.ip() => return Ok(Some((buf[..len].to_vec(), from))),
                 Ok(_) => {}
                 Err(err) if is_timeout(&err) => return Ok(None),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -223,9 +219,7 @@ impl Transfer<'_> {
         for (name, value) in options {
             let parsed = value.parse::<usize>().ok();
             match (name.to_ascii_lowercase().as_str(), parsed) {
-                ("blksize", Some(size)) if (MIN_BLKSIZE..=REQUESTED_BLKSIZE).contains(&size) => {
-                    self.blksize = size
-                }
+                ("blksize", Some(size)) if (MIN_BLKSIZE..=REQUESTED_BLKSIZE).contains(&size) => self.blksize = size,
                 ("tsize", Some(size)) if size <= MAX_FILE_SIZE => self.tsize = Some(size),
                 _ => {
                     self.send_error(ERR_OPTION_REFUSED, "option not requested or out of range");
@@ -258,10 +252,9 @@ impl Transfer<'_> {
 
     fn finish(self) -> Result<Vec<u8>, ProbeError> {
         match self.tsize {
-            Some(size) if size != self.data.len() => Err(self.protocol_error(format!(
-                "announced {size} bytes (tsize) but sent {}",
-                self.data.len()
-            ))),
+            Some(size) if size != self.data.len() => {
+                Err(self.protocol_error(format!("announced {size} bytes (tsize) but sent {}", self.data.len())))
+            }
             _ => Ok(self.data),
         }
     }
@@ -324,10 +317,7 @@ fn error_packet(code: u16, message: &str) -> Vec<u8> {
 }
 
 fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 #[cfg(test)]
@@ -350,16 +340,12 @@ mod tests {
         };
         let handle = thread::spawn(move || {
             let mut buf = [0u8; 600];
-            listener
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
+            listener.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let (len, client) = listener.recv_from(&mut buf).unwrap();
             assert_eq!(&buf[..2], &RRQ.to_be_bytes());
             let fields = strings(&buf[2..len]);
             let transfer = UdpSocket::bind("127.0.0.1:0").unwrap();
-            transfer
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
+            transfer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             script(&transfer, client, fields);
         });
         (addr, handle)
@@ -375,10 +361,7 @@ mod tests {
     fn expect_ack(socket: &UdpSocket, block: u16) {
         let mut buf = [0u8; 16];
         let (len, _) = socket.recv_from(&mut buf).unwrap();
-        assert_eq!(
-            &buf[..len],
-            &[0, ACK as u8, (block >> 8) as u8, block as u8]
-        );
+        assert_eq!(&buf[..len], &[0, ACK as u8, (block >> 8) as u8, block as u8]);
     }
 
     fn send_blocks(socket: &UdpSocket, client: SocketAddr, content: &[u8], blksize: usize) {
@@ -402,10 +385,7 @@ mod tests {
         let file = content(1300);
         let expected = file.clone();
         let (addr, server) = serve(move |socket, client, fields| {
-            assert_eq!(
-                fields,
-                ["boot.efi", "octet", "blksize", "1468", "tsize", "0"]
-            );
+            assert_eq!(fields, ["boot.efi", "octet", "blksize", "1468", "tsize", "0"]);
             send_blocks(socket, client, &file, DEFAULT_BLKSIZE);
         });
         assert_eq!(fetch_from(addr, "boot.efi", WAIT).unwrap(), expected);
@@ -445,9 +425,7 @@ mod tests {
     #[test]
     fn server_error_carries_its_message() {
         let (addr, server) = serve(|socket, client, _| {
-            socket
-                .send_to(&error_packet(1, "file not found"), client)
-                .unwrap();
+            socket.send_to(&error_packet(1, "file not found"), client).unwrap();
         });
         let err = fetch_from(addr, "missing.efi", WAIT).unwrap_err();
         assert!(

@@ -62,7 +62,11 @@ pub fn args(s: &Settings) -> Vec<String> {
     ]);
     if s.serves(Arch::Amd64) {
         // By MAC block: the Pi EEPROM's vendor class is the same as an x86 PXE ROM's.
-        a.extend(RPI_OUIS.iter().map(|oui| format!("--dhcp-mac=set:{RPI_TAG},{oui}:*:*:*")));
+        a.extend(
+            RPI_OUIS
+                .iter()
+                .map(|oui| format!("--dhcp-mac=set:{RPI_TAG},{oui}:*:*:*")),
+        );
     }
     for fw in served_firmwares(s) {
         a.extend(firmware_lines(s, fw));

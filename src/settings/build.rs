@@ -3,8 +3,8 @@
 use super::net::HostNet;
 use super::raw::{NodeEntry, Raw, Text};
 use super::{
-    error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, Network,
-    NodeConfig, PullPolicy, Settings, Source, Variant,
+    error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, Network, NodeConfig, PullPolicy, Settings,
+    Source, Variant,
 };
 use crate::arch::Arch;
 use crate::error::{ConfigError, Error};
@@ -50,8 +50,7 @@ impl Checker<'_> {
     }
 
     fn derived<T>(&mut self, field: &str, how: impl Into<String>, value: T) -> T {
-        self.origins
-            .insert(field.to_string(), Source::Derived(how.into()));
+        self.origins.insert(field.to_string(), Source::Derived(how.into()));
         value
     }
 
@@ -101,7 +100,12 @@ pub(super) fn build(
         Some(v) => match Variant::ALL.into_iter().find(|x| x.name() == v.trim()) {
             Some(x) => Some(x),
             None => {
-                c.fail("variant", Some(v), "unknown variant", "use 'spin-only' or 'spin-tailscale'");
+                c.fail(
+                    "variant",
+                    Some(v),
+                    "unknown variant",
+                    "use 'spin-only' or 'spin-tailscale'",
+                );
                 None
             }
         },
@@ -111,7 +115,12 @@ pub(super) fn build(
         None => c.default("tag", "latest".to_string()),
         Some(t) => {
             if let Err(problem) = images::check_tag(t) {
-                c.fail("tag", Some(t), problem, "use a published tag such as 'latest' or 'v1.3.3'");
+                c.fail(
+                    "tag",
+                    Some(t),
+                    problem,
+                    "use a published tag such as 'latest' or 'v1.3.3'",
+                );
             }
             t.to_string()
         }
@@ -126,7 +135,9 @@ pub(super) fn build(
                     "registry",
                     Some(&r),
                     problem,
-                    format!("give a registry prefix such as '{DEFAULT_REGISTRY}' or 'mirror.lan:5000/cozystack-assets'"),
+                    format!(
+                        "give a registry prefix such as '{DEFAULT_REGISTRY}' or 'mirror.lan:5000/cozystack-assets'"
+                    ),
                 );
             }
             r
@@ -151,7 +162,12 @@ pub(super) fn build(
     let network = match text(&raw.network) {
         None | Some("host") => c.default("network", Network::Host),
         Some(n) if n.trim().is_empty() || n.contains(char::is_whitespace) => {
-            c.fail("network", Some(n), "not a Docker network name", "use 'host' or the name of a Docker network");
+            c.fail(
+                "network",
+                Some(n),
+                "not a Docker network name",
+                "use 'host' or the name of a Docker network",
+            );
             Network::Host
         }
         Some(n) => Network::Named(n.to_string()),
@@ -193,7 +209,12 @@ pub(super) fn build(
     let data_dir = match &raw.data_dir {
         None => c.default("data-dir", PathBuf::from(DEFAULT_DATA_DIR)),
         Some(p) if p.as_os_str().is_empty() => {
-            c.fail("data-dir", Some(""), "is empty", "give a directory such as /opt/matchbox");
+            c.fail(
+                "data-dir",
+                Some(""),
+                "is empty",
+                "give a directory such as /opt/matchbox",
+            );
             PathBuf::new()
         }
         Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
@@ -223,7 +244,12 @@ pub(super) fn build(
         Some("always") => PullPolicy::Always,
         Some("never") => PullPolicy::Never,
         Some(other) => {
-            c.fail("pull", Some(other), "unknown pull policy", "use missing, always or never");
+            c.fail(
+                "pull",
+                Some(other),
+                "unknown pull policy",
+                "use missing, always or never",
+            );
             PullPolicy::Missing
         }
     };
@@ -232,7 +258,12 @@ pub(super) fn build(
         None => c.default("log-level", "info".to_string()),
         Some(l) if MATCHBOX_LOG_LEVELS.contains(&l) => l.to_string(),
         Some(l) => {
-            c.fail("log-level", Some(l), "not a matchbox log level", format!("use one of {}", MATCHBOX_LOG_LEVELS.join(", ")));
+            c.fail(
+                "log-level",
+                Some(l),
+                "not a matchbox log level",
+                format!("use one of {}", MATCHBOX_LOG_LEVELS.join(", ")),
+            );
             l.to_string()
         }
     };
@@ -242,7 +273,12 @@ pub(super) fn build(
         dnsmasq: container_name(&mut c, "dnsmasq-name", &raw.dnsmasq_name, "dnsmasq"),
     };
     if names.matchbox == names.dnsmasq {
-        c.fail("dnsmasq-name", Some(&names.dnsmasq), "is the same as matchbox-name", "give the two containers different names");
+        c.fail(
+            "dnsmasq-name",
+            Some(&names.dnsmasq),
+            "is the same as matchbox-name",
+            "give the two containers different names",
+        );
     }
 
     // Talos configs are checked against the installer image, which needs a valid variant.
@@ -301,7 +337,12 @@ fn parse_arches(c: &mut Checker<'_>, raw: &Option<Vec<Text>>) -> Vec<Arch> {
         }
     }
     if list.is_empty() {
-        c.fail("arch", Some(""), "no architecture to serve", "use arm64, amd64, or both");
+        c.fail(
+            "arch",
+            Some(""),
+            "no architecture to serve",
+            "use arm64, amd64, or both",
+        );
     }
     // arm64 first: ordering is part of the rendered output and must not depend on input order.
     arches.sort();
@@ -320,7 +361,12 @@ fn interface_facts(
     let subnet = text(&raw.subnet).and_then(|t| match t.trim().parse::<Ipv4Net>() {
         Ok(n) => Some(n.trunc()),
         Err(_) => {
-            c.fail("subnet", Some(t), "not an IPv4 subnet in CIDR form", "write it like 10.20.13.0/24");
+            c.fail(
+                "subnet",
+                Some(t),
+                "not an IPv4 subnet in CIDR form",
+                "write it like 10.20.13.0/24",
+            );
             None
         }
     });
@@ -330,7 +376,11 @@ fn interface_facts(
     let iface = match (text(&raw.iface), network) {
         (Some(i), _) => Some(i.trim().to_string()),
         // In its own network namespace the container sees the Docker network as eth0.
-        (None, Network::Named(_)) => Some(c.derived("iface", "first interface of a container on a Docker network", "eth0".to_string())),
+        (None, Network::Named(_)) => Some(c.derived(
+            "iface",
+            "first interface of a container on a Docker network",
+            "eth0".to_string(),
+        )),
         (None, Network::Host) => None,
     };
 
@@ -341,19 +391,26 @@ fn interface_facts(
         _ => None,
     };
 
-    let must_exist_here = on_host && (purpose == Purpose::Serve || server_ip.is_none() || (subnet.is_none() && text(&raw.dhcp_range).is_none()));
+    let must_exist_here = on_host
+        && (purpose == Purpose::Serve || server_ip.is_none() || (subnet.is_none() && text(&raw.dhcp_range).is_none()));
     match (&iface, &host_addrs) {
         (None, _) if on_host => {
             let fix = match host.candidates() {
                 names if names.is_empty() => "pass --iface with the interface facing the machines to boot".to_string(),
-                names => format!("pass --iface with the interface facing the machines to boot; this host has: {}", names.join(", ")),
+                names => format!(
+                    "pass --iface with the interface facing the machines to boot; this host has: {}",
+                    names.join(", ")
+                ),
             };
             c.fail("iface", None, "no interface given", fix);
         }
         (Some(name), None) if must_exist_here => {
             let fix = match host.candidates() {
                 names if names.is_empty() => "check the name with `ip -br addr`".to_string(),
-                names => format!("use one of: {} (or, to render for another host, give --server-ip and --subnet)", names.join(", ")),
+                names => format!(
+                    "use one of: {} (or, to render for another host, give --server-ip and --subnet)",
+                    names.join(", ")
+                ),
             };
             c.fail("iface", Some(name), "no such network interface on this host", fix);
         }
@@ -368,7 +425,12 @@ fn interface_facts(
         Some(ip) => Some(ip),
         None if bad_server => None,
         None if !on_host => {
-            c.fail("server-ip", None, "required with a Docker network: matchbox gets this fixed address on it", "pass --server-ip with a free address of that network's subnet");
+            c.fail(
+                "server-ip",
+                None,
+                "required with a Docker network: matchbox gets this fixed address on it",
+                "pass --server-ip with a free address of that network's subnet",
+            );
             None
         }
         None => addrs.first().map(|net| {
@@ -393,11 +455,24 @@ fn interface_facts(
                 }
                 (None, Some(ip)) if on_host && !addrs.is_empty() => {
                     let name = iface.clone().unwrap_or_default();
-                    c.fail("server-ip", Some(&ip.to_string()), format!("not on any subnet of {name} ({})", join(&addrs)), format!("use an address of {name}, or omit --server-ip to use {}", addrs[0].addr()));
+                    c.fail(
+                        "server-ip",
+                        Some(&ip.to_string()),
+                        format!("not on any subnet of {name} ({})", join(&addrs)),
+                        format!(
+                            "use an address of {name}, or omit --server-ip to use {}",
+                            addrs[0].addr()
+                        ),
+                    );
                     None
                 }
                 (None, Some(_)) => {
-                    c.fail("subnet", None, "unknown: the interface is not on this host", "pass --subnet (e.g. 10.20.13.0/24) or --dhcp-range");
+                    c.fail(
+                        "subnet",
+                        None,
+                        "unknown: the interface is not on this host",
+                        "pass --subnet (e.g. 10.20.13.0/24) or --dhcp-range",
+                    );
                     None
                 }
                 (None, None) => None,
@@ -407,9 +482,19 @@ fn interface_facts(
 
     if let (Some(ip), Some(net)) = (server_ip, subnet) {
         if !net.contains(&ip) {
-            c.fail("server-ip", Some(&ip.to_string()), format!("outside the subnet {net}"), "use an address inside the subnet the machines boot on");
+            c.fail(
+                "server-ip",
+                Some(&ip.to_string()),
+                format!("outside the subnet {net}"),
+                "use an address inside the subnet the machines boot on",
+            );
         } else if ip == net.network() || ip == net.broadcast() {
-            c.fail("server-ip", Some(&ip.to_string()), format!("is the network or broadcast address of {net}"), "use a host address");
+            c.fail(
+                "server-ip",
+                Some(&ip.to_string()),
+                format!("is the network or broadcast address of {net}"),
+                "use a host address",
+            );
         }
     }
     (iface, server_ip, subnet)
@@ -421,18 +506,36 @@ fn join(nets: &[Ipv4Net]) -> String {
 
 fn dhcp_mode(c: &mut Checker<'_>, raw: &Raw, server_ip: Option<Ipv4Addr>, subnet: Option<Ipv4Net>) -> Option<DhcpMode> {
     let Some(range) = text(&raw.dhcp_range) else {
-        for (field, set) in [("gateway", raw.gateway.is_some()), ("dns", raw.dns.is_some()), ("lease-time", raw.lease_time.is_some())] {
+        for (field, set) in [
+            ("gateway", raw.gateway.is_some()),
+            ("dns", raw.dns.is_some()),
+            ("lease-time", raw.lease_time.is_some()),
+        ] {
             if set {
-                c.fail(field, None, "only applies to full DHCP mode, and no dhcp-range is given", "add --dhcp-range START,END for full mode, or drop this setting for proxy mode");
+                c.fail(
+                    field,
+                    None,
+                    "only applies to full DHCP mode, and no dhcp-range is given",
+                    "add --dhcp-range START,END for full mode, or drop this setting for proxy mode",
+                );
             }
         }
-        c.derived("dhcp-mode", "proxy: no dhcp-range given, an existing DHCP server hands out addresses", ());
+        c.derived(
+            "dhcp-mode",
+            "proxy: no dhcp-range given, an existing DHCP server hands out addresses",
+            (),
+        );
         return Some(DhcpMode::Proxy);
     };
     c.derived("dhcp-mode", "full: dhcp-range is given", ());
 
     let Some((start, end)) = range.split_once(',') else {
-        c.fail("dhcp-range", Some(range), "not a range", "write START,END, e.g. 10.20.13.150,10.20.13.200");
+        c.fail(
+            "dhcp-range",
+            Some(range),
+            "not a range",
+            "write START,END, e.g. 10.20.13.150,10.20.13.200",
+        );
         return None;
     };
     let start = c.ip("dhcp-range", start);
@@ -443,38 +546,74 @@ fn dhcp_mode(c: &mut Checker<'_>, raw: &Raw, server_ip: Option<Ipv4Addr>, subnet
         None => c.default("lease-time", DEFAULT_LEASE_TIME.to_string()),
         Some(l) => {
             if !valid_lease_time(l) {
-                c.fail("lease-time", Some(l), "not a dnsmasq lease time", "use seconds, or a number with m, h, d or w (e.g. 12h), or 'infinite'");
+                c.fail(
+                    "lease-time",
+                    Some(l),
+                    "not a dnsmasq lease time",
+                    "use seconds, or a number with m, h, d or w (e.g. 12h), or 'infinite'",
+                );
             }
             l.to_string()
         }
     };
     let (start, end) = (start?, end?);
     if u32::from(start) > u32::from(end) {
-        c.fail("dhcp-range", Some(range), "the start address is after the end address", format!("swap them: {end},{start}"));
+        c.fail(
+            "dhcp-range",
+            Some(range),
+            "the start address is after the end address",
+            format!("swap them: {end},{start}"),
+        );
     }
     if let Some(net) = subnet {
         for ip in [start, end] {
             if !net.contains(&ip) {
-                c.fail("dhcp-range", Some(range), format!("{ip} is outside the subnet {net}"), format!("pick addresses inside {net}"));
+                c.fail(
+                    "dhcp-range",
+                    Some(range),
+                    format!("{ip} is outside the subnet {net}"),
+                    format!("pick addresses inside {net}"),
+                );
             }
         }
         if let Some(gw) = gateway {
             if !net.contains(&gw) {
-                c.fail("gateway", Some(&gw.to_string()), format!("outside the subnet {net}"), format!("use the router's address on {net}"));
+                c.fail(
+                    "gateway",
+                    Some(&gw.to_string()),
+                    format!("outside the subnet {net}"),
+                    format!("use the router's address on {net}"),
+                );
             }
         }
     }
     if let Some(ip) = server_ip {
         if u32::from(start) <= u32::from(ip) && u32::from(ip) <= u32::from(end) {
-            c.fail("server-ip", Some(&ip.to_string()), format!("inside the DHCP range {range}, so it could be leased to a node"), "move the DHCP range so it does not include the server's address");
+            c.fail(
+                "server-ip",
+                Some(&ip.to_string()),
+                format!("inside the DHCP range {range}, so it could be leased to a node"),
+                "move the DHCP range so it does not include the server's address",
+            );
         }
     }
     if let Some(gw) = gateway {
         if u32::from(start) <= u32::from(gw) && u32::from(gw) <= u32::from(end) {
-            c.fail("gateway", Some(&gw.to_string()), format!("inside the DHCP range {range}"), "move the DHCP range so it does not include the gateway");
+            c.fail(
+                "gateway",
+                Some(&gw.to_string()),
+                format!("inside the DHCP range {range}"),
+                "move the DHCP range so it does not include the gateway",
+            );
         }
     }
-    Some(DhcpMode::Full { range_start: start, range_end: end, gateway, dns, lease_time })
+    Some(DhcpMode::Full {
+        range_start: start,
+        range_end: end,
+        gateway,
+        dns,
+        lease_time,
+    })
 }
 
 fn valid_lease_time(l: &str) -> bool {
@@ -493,9 +632,16 @@ fn bootloader_name(c: &mut Checker<'_>, field: &str, raw: &Option<Text>, default
             let ok = !name.is_empty()
                 && name != "."
                 && name != ".."
-                && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
             if !ok {
-                c.fail(field, Some(name), "not a plain file name", "use a name such as bootaa64.efi: letters, digits, '.', '_', '-', no directories");
+                c.fail(
+                    field,
+                    Some(name),
+                    "not a plain file name",
+                    "use a name such as bootaa64.efi: letters, digits, '.', '_', '-', no directories",
+                );
             }
             name.to_string()
         }
@@ -510,7 +656,12 @@ fn container_name(c: &mut Checker<'_>, field: &str, raw: &Option<Text>, default:
             let ok = chars.next().is_some_and(|ch| ch.is_ascii_alphanumeric())
                 && chars.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'));
             if !ok {
-                c.fail(field, Some(name), "not a valid container name", "use letters, digits, '_', '.', '-', starting with a letter or digit");
+                c.fail(
+                    field,
+                    Some(name),
+                    "not a valid container name",
+                    "use letters, digits, '_', '.', '-', starting with a letter or digit",
+                );
             }
             name.to_string()
         }
@@ -527,9 +678,19 @@ fn kernel_args(c: &mut Checker<'_>, raw: &Raw) -> Vec<String> {
     for arg in &args {
         if let Some(url) = arg.strip_prefix("talos.config=") {
             if url.contains("/ignition") {
-                c.fail("kernel-args", Some(arg), "matchbox's /ignition endpoint renders only Ignition/Butane: a Talos machine config there is a 404", "give the machine config with --talos-config; cozyboot serves it through /generic");
+                c.fail(
+                    "kernel-args",
+                    Some(arg),
+                    "matchbox's /ignition endpoint renders only Ignition/Butane: a Talos machine config there is a 404",
+                    "give the machine config with --talos-config; cozyboot serves it through /generic",
+                );
             } else if raw.talos_config.is_some() || raw.talos_nodes.as_ref().is_some_and(|n| !n.is_empty()) {
-                c.fail("kernel-args", Some(arg), "conflicts with talos-config/talos-nodes, which set talos.config themselves", "remove one of the two");
+                c.fail(
+                    "kernel-args",
+                    Some(arg),
+                    "conflicts with talos-config/talos-nodes, which set talos.config themselves",
+                    "remove one of the two",
+                );
             }
         }
     }
@@ -539,7 +700,12 @@ fn kernel_args(c: &mut Checker<'_>, raw: &Raw) -> Vec<String> {
     args
 }
 
-fn talos_configs(c: &mut Checker<'_>, raw: &Raw, arches: &[Arch], expected: &str) -> (Option<super::TalosConfig>, Vec<NodeConfig>) {
+fn talos_configs(
+    c: &mut Checker<'_>,
+    raw: &Raw,
+    arches: &[Arch],
+    expected: &str,
+) -> (Option<super::TalosConfig>, Vec<NodeConfig>) {
     let default = raw.talos_config.as_ref().and_then(|path| {
         talos::load("talos-config", path, expected)
             .map_err(|e| c.errors.push(e.from_source(c.origins.get("talos-config"))))
@@ -548,44 +714,77 @@ fn talos_configs(c: &mut Checker<'_>, raw: &Raw, arches: &[Arch], expected: &str
     let mut nodes: Vec<NodeConfig> = Vec::new();
     for entry in raw.talos_nodes.iter().flatten() {
         let (mac, arch, path) = match entry {
-            NodeEntry::Long { mac, config, arch } => (mac.0.clone(), arch.as_ref().map(|a| a.0.clone()), config.clone()),
-            NodeEntry::Short(s) => match s.split_once('=') {
-                Some((lhs, path)) => match lhs.split_once('@') {
-                    Some((mac, arch)) => (mac.to_string(), Some(arch.to_string()), PathBuf::from(path)),
-                    None => (lhs.to_string(), None, PathBuf::from(path)),
-                },
-                None => {
-                    c.fail("talos-nodes", Some(s), "not MAC=PATH", "write aa:bb:cc:dd:ee:ff=./node1.yaml (or MAC@ARCH=PATH when serving several architectures)");
-                    continue;
+            NodeEntry::Long { mac, config, arch } => {
+                (mac.0.clone(), arch.as_ref().map(|a| a.0.clone()), config.clone())
+            }
+            NodeEntry::Short(s) => {
+                match s.split_once('=') {
+                    Some((lhs, path)) => match lhs.split_once('@') {
+                        Some((mac, arch)) => (mac.to_string(), Some(arch.to_string()), PathBuf::from(path)),
+                        None => (lhs.to_string(), None, PathBuf::from(path)),
+                    },
+                    None => {
+                        c.fail("talos-nodes", Some(s), "not MAC=PATH", "write aa:bb:cc:dd:ee:ff=./node1.yaml (or MAC@ARCH=PATH when serving several architectures)");
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let Some(mac_norm) = normalise_mac(&mac) else {
-            c.fail("talos-nodes", Some(&mac), "not a MAC address", "write six hex pairs, e.g. dc:a6:32:01:02:03");
+            c.fail(
+                "talos-nodes",
+                Some(&mac),
+                "not a MAC address",
+                "write six hex pairs, e.g. dc:a6:32:01:02:03",
+            );
             continue;
         };
         let arch = match arch.map(|a| a.parse::<Arch>()) {
             Some(Ok(a)) => a,
             Some(Err(problem)) => {
-                c.fail("talos-nodes", Some(&mac), problem, "use MAC@arm64=PATH or MAC@amd64=PATH");
+                c.fail(
+                    "talos-nodes",
+                    Some(&mac),
+                    problem,
+                    "use MAC@arm64=PATH or MAC@amd64=PATH",
+                );
                 continue;
             }
             None if arches.len() == 1 => arches[0],
             None => {
-                c.fail("talos-nodes", Some(&mac), "several architectures are served and this node does not say which it is", "write MAC@arm64=PATH or MAC@amd64=PATH");
+                c.fail(
+                    "talos-nodes",
+                    Some(&mac),
+                    "several architectures are served and this node does not say which it is",
+                    "write MAC@arm64=PATH or MAC@amd64=PATH",
+                );
                 continue;
             }
         };
         if !arches.contains(&arch) {
-            c.fail("talos-nodes", Some(&mac), format!("the node is {arch} but {arch} is not served"), format!("add {arch} to --arch"));
+            c.fail(
+                "talos-nodes",
+                Some(&mac),
+                format!("the node is {arch} but {arch} is not served"),
+                format!("add {arch} to --arch"),
+            );
             continue;
         }
         if nodes.iter().any(|n| n.mac == mac_norm) {
-            c.fail("talos-nodes", Some(&mac), "the same MAC address is listed twice", "keep one entry per node");
+            c.fail(
+                "talos-nodes",
+                Some(&mac),
+                "the same MAC address is listed twice",
+                "keep one entry per node",
+            );
             continue;
         }
         match talos::load("talos-nodes", &path, expected) {
-            Ok(config) => nodes.push(NodeConfig { mac: mac_norm, arch, config }),
+            Ok(config) => nodes.push(NodeConfig {
+                mac: mac_norm,
+                arch,
+                config,
+            }),
             Err(e) => c.errors.push(e.from_source(c.origins.get("talos-nodes"))),
         }
     }
@@ -595,7 +794,10 @@ fn talos_configs(c: &mut Checker<'_>, raw: &Raw, arches: &[Arch], expected: &str
 /// `DC-A6-32-01-02-03` → `dc:a6:32:01:02:03`, as matchbox normalises the `mac` label.
 pub fn normalise_mac(mac: &str) -> Option<String> {
     let parts: Vec<&str> = mac.trim().split([':', '-']).collect();
-    let ok = parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|ch| ch.is_ascii_hexdigit()));
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|ch| ch.is_ascii_hexdigit()));
     ok.then(|| parts.join(":").to_ascii_lowercase())
 }
 

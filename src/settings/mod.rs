@@ -215,17 +215,26 @@ impl Settings {
             ("tag", self.tag.clone()),
             ("registry", self.registry.clone()),
             ("dnsmasq-image", self.dnsmasq_image.clone()),
-            ("network", match &self.network {
-                Network::Host => "host".to_string(),
-                Network::Named(n) => n.clone(),
-            }),
+            (
+                "network",
+                match &self.network {
+                    Network::Host => "host".to_string(),
+                    Network::Named(n) => n.clone(),
+                },
+            ),
             ("iface", self.iface.clone()),
             ("server-ip", self.server_ip.to_string()),
             ("subnet", self.subnet.to_string()),
         ];
         match &self.dhcp {
             DhcpMode::Proxy => rows.push(("dhcp-mode", "proxy".to_string())),
-            DhcpMode::Full { range_start, range_end, gateway, dns, lease_time } => {
+            DhcpMode::Full {
+                range_start,
+                range_end,
+                gateway,
+                dns,
+                lease_time,
+            } => {
                 rows.push(("dhcp-mode", "full".to_string()));
                 rows.push(("dhcp-range", format!("{range_start},{range_end}")));
                 rows.push(("gateway", opt(gateway.map(|g| g.to_string()))));
@@ -236,14 +245,29 @@ impl Settings {
         rows.extend([
             ("http-port", self.http_port.to_string()),
             ("data-dir", self.data_dir.display().to_string()),
-            ("arch", join(&self.arches.iter().map(|a| a.to_string()).collect::<Vec<_>>())),
+            (
+                "arch",
+                join(&self.arches.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+            ),
             ("bootloader-arm64", self.bootloaders.arm64.clone()),
             ("bootloader-x86-64", self.bootloaders.x86_64.clone()),
             ("bootloader-bios", self.bootloaders.bios.clone()),
             ("ipxe-arm64", opt(self.ipxe_arm64.clone())),
             ("kernel-args", join(&self.kernel_args)),
-            ("talos-config", opt(self.talos_config.as_ref().map(|c| c.path.display().to_string()))),
-            ("talos-nodes", join(&self.talos_nodes.iter().map(|n| format!("{}@{}={}", n.mac, n.arch, n.config.path.display())).collect::<Vec<_>>())),
+            (
+                "talos-config",
+                opt(self.talos_config.as_ref().map(|c| c.path.display().to_string())),
+            ),
+            (
+                "talos-nodes",
+                join(
+                    &self
+                        .talos_nodes
+                        .iter()
+                        .map(|n| format!("{}@{}={}", n.mac, n.arch, n.config.path.display()))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             ("rpc", self.rpc_port.is_some().to_string()),
             ("rpc-port", opt(self.rpc_port.map(|p| p.to_string()))),
             ("pull", format!("{:?}", self.pull).to_ascii_lowercase()),

@@ -246,10 +246,7 @@ mod tests {
             "COZYBOOT_HTTP_PORT" => Some("9090".into()),
             _ => None,
         });
-        assert_eq!(
-            raw.arch,
-            Some(vec![Text("arm64".into()), Text("amd64".into())])
-        );
+        assert_eq!(raw.arch, Some(vec![Text("arm64".into()), Text("amd64".into())]));
         assert_eq!(raw.http_port, Some(Text("9090".into())));
     }
 

@@ -14,7 +14,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 pub fn checks(s: &Settings, state: &State, talos_image_id: Option<&str>) -> Vec<Check> {
-    let mut checks: Vec<Check> = s.arches.iter().map(|&arch| talos_files(s, state, arch, talos_image_id)).collect();
+    let mut checks: Vec<Check> = s
+        .arches
+        .iter()
+        .map(|&arch| talos_files(s, state, arch, talos_image_id))
+        .collect();
     checks.extend(served_bootloaders(s).into_iter().map(|b| bootloader(s, state, b)));
     checks
 }
@@ -32,7 +36,10 @@ pub fn served_bootloaders(s: &Settings) -> Vec<Bootloader> {
 
 /// `arm64-efi`, `x86-64-efi`, `bios`: the names the JSON of other commands uses too.
 pub fn bootloader_key(b: Bootloader) -> String {
-    serde_json::to_value(b).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(b)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn talos_files(s: &Settings, state: &State, arch: Arch, image_id: Option<&str>) -> Check {
@@ -46,9 +53,11 @@ fn talos_files(s: &Settings, state: &State, arch: Arch, image_id: Option<&str>) 
     }
     match record {
         None => f.warn("no record of `cozyboot up` extracting these files: their sizes and digests cannot be checked"),
-        Some(r) if r.image != s.talos_image() => {
-            f.warn(format!("extracted from {}, but the settings boot {}", r.image, s.talos_image()))
-        }
+        Some(r) if r.image != s.talos_image() => f.warn(format!(
+            "extracted from {}, but the settings boot {}",
+            r.image,
+            s.talos_image()
+        )),
         Some(r) => match image_id {
             Some(current) if current != r.image_id => f.warn(format!(
                 "{} now points to another image ({}) than the one extracted ({})",
@@ -56,12 +65,22 @@ fn talos_files(s: &Settings, state: &State, arch: Arch, image_id: Option<&str>) 
                 short(current),
                 short(&r.image_id)
             )),
-            _ => f.note(format!("extracted from {} ({}) {}", r.image, short(&r.image_id), r.source)),
+            _ => f.note(format!(
+                "extracted from {} ({}) {}",
+                r.image,
+                short(&r.image_id),
+                r.source
+            )),
         },
     }
     let check = f.into_check(
         &id,
-        format!("{} and {} match what was extracted from {}", talos::KERNEL, talos::INITRAMFS, s.talos_image()),
+        format!(
+            "{} and {} match what was extracted from {}",
+            talos::KERNEL,
+            talos::INITRAMFS,
+            s.talos_image()
+        ),
     );
     with_fix(check, "run `cozyboot up` to extract the assets again")
 }
@@ -72,9 +91,10 @@ fn bootloader(s: &Settings, state: &State, b: Bootloader) -> Check {
     let path = s.assets_dir().join(name);
     let recorded = match b {
         Bootloader::Arm64Efi => state.arm64_bootloader.as_ref(),
-        Bootloader::X86_64Efi | Bootloader::Bios => {
-            state.x86_bootloaders.as_ref().and_then(|r| r.files.iter().find(|f| f.name == name))
-        }
+        Bootloader::X86_64Efi | Bootloader::Bios => state
+            .x86_bootloaders
+            .as_ref()
+            .and_then(|r| r.files.iter().find(|f| f.name == name)),
     };
     let mut f = Findings::default();
     if file(&path, recorded, true, &mut f) {
@@ -106,7 +126,10 @@ fn file(path: &Path, recorded: Option<&FileRecord>, tftp: bool, f: &mut Findings
         f.fail(format!("{} is empty", path.display()));
     }
     if mode & 0o004 == 0 && tftp {
-        f.fail(format!("{} is not world-readable (mode {mode:04o}): dnsmasq's TFTP server refuses it", path.display()));
+        f.fail(format!(
+            "{} is not world-readable (mode {mode:04o}): dnsmasq's TFTP server refuses it",
+            path.display()
+        ));
     }
     if let Some(r) = recorded {
         compare(path, meta.len(), r, f);
@@ -143,7 +166,10 @@ fn machine(path: &Path, b: Bootloader, f: &mut Findings) {
         Bootloader::X86_64Efi => PeMachine::X86_64,
         Bootloader::Bios => {
             if pe::machine_of_file(path).is_ok() {
-                f.fail(format!("{} is an EFI binary, but BIOS clients need undionly.kpxe", path.display()));
+                f.fail(format!(
+                    "{} is an EFI binary, but BIOS clients need undionly.kpxe",
+                    path.display()
+                ));
             }
             return;
         }
@@ -230,13 +256,20 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(check(&p, None, Bootloader::Arm64Efi).finding.contains("world-readable"));
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(check(&p, Some(&record(&good)), Bootloader::Arm64Efi).status, Status::Pass);
+        assert_eq!(
+            check(&p, Some(&record(&good)), Bootloader::Arm64Efi).status,
+            Status::Pass
+        );
         fs::write(&p, &good[..300]).unwrap();
-        assert!(check(&p, Some(&record(&good)), Bootloader::Arm64Efi).finding.contains("truncated"));
+        assert!(check(&p, Some(&record(&good)), Bootloader::Arm64Efi)
+            .finding
+            .contains("truncated"));
         let mut changed = good.clone();
         changed[400] = 1;
         fs::write(&p, &changed).unwrap();
-        assert!(check(&p, Some(&record(&good)), Bootloader::Arm64Efi).finding.contains("modified"));
+        assert!(check(&p, Some(&record(&good)), Bootloader::Arm64Efi)
+            .finding
+            .contains("modified"));
     }
 
     #[test]

@@ -49,14 +49,20 @@ fn drift(id: &str, what: &str, running: Option<&[String]>, rendered: &[String]) 
     if lines.is_empty() {
         return Check::pass(
             id,
-            format!("the running {what} has exactly the {} arguments the settings render", rendered.len()),
+            format!(
+                "the running {what} has exactly the {} arguments the settings render",
+                rendered.len()
+            ),
         );
     }
-    Check::warn(id, format!("the running {what} differs from what the settings render (drift)"))
-        .evidence_all(capped(lines, DIFF_LINES))
-        .fix(format!(
-            "run `cozyboot up` with these settings to recreate {what}; if it was started by hand, let cozyboot own it"
-        ))
+    Check::warn(
+        id,
+        format!("the running {what} differs from what the settings render (drift)"),
+    )
+    .evidence_all(capped(lines, DIFF_LINES))
+    .fix(format!(
+        "run `cozyboot up` with these settings to recreate {what}; if it was started by hand, let cozyboot own it"
+    ))
 }
 
 /// `- arg` only in the running container, `+ arg` only in what the settings render.
@@ -68,7 +74,10 @@ pub fn diff(running: &[String], rendered: &[String]) -> Vec<String> {
         .map(|a| format!("- {a}"))
         .collect();
     lines.extend(
-        rendered.iter().filter(|a| want[a.as_str()] > *have.get(a.as_str()).unwrap_or(&0)).map(|a| format!("+ {a}")),
+        rendered
+            .iter()
+            .filter(|a| want[a.as_str()] > *have.get(a.as_str()).unwrap_or(&0))
+            .map(|a| format!("+ {a}")),
     );
     lines.dedup();
     if lines.is_empty() && running != rendered {
@@ -99,12 +108,22 @@ fn matchbox_files(s: &Settings, rendered: &Rendered) -> Check {
     if stale.is_empty() {
         return Check::pass(
             id,
-            format!("the {} profile, group and generic files on disk are what the settings render", files.len()),
+            format!(
+                "the {} profile, group and generic files on disk are what the settings render",
+                files.len()
+            ),
         );
     }
-    Check::warn(id, format!("{} of {} matchbox files differ from what the settings render", stale.len(), files.len()))
-        .evidence_all(capped(stale, EVIDENCE_LINES))
-        .fix("run `cozyboot up` with these settings to write them again")
+    Check::warn(
+        id,
+        format!(
+            "{} of {} matchbox files differ from what the settings render",
+            stale.len(),
+            files.len()
+        ),
+    )
+    .evidence_all(capped(stale, EVIDENCE_LINES))
+    .fix("run `cozyboot up` with these settings to write them again")
 }
 
 // ---- what dnsmasq answers -------------------------------------------------------------------
@@ -122,11 +141,19 @@ pub struct Client {
 impl Client {
     pub fn firmware(code: u16) -> Client {
         let undi = if code == 0 { "002001" } else { "003000" };
-        Client { arch: Some(code), vendor_class: format!("PXEClient:Arch:{code:05}:UNDI:{undi}"), ipxe: false }
+        Client {
+            arch: Some(code),
+            vendor_class: format!("PXEClient:Arch:{code:05}:UNDI:{undi}"),
+            ipxe: false,
+        }
     }
 
     pub fn ipxe(code: u16) -> Client {
-        Client { ipxe: true, vendor_class: format!("PXEClient:Arch:{code:05}:UNDI:003010"), ..Client::firmware(code) }
+        Client {
+            ipxe: true,
+            vendor_class: format!("PXEClient:Arch:{code:05}:UNDI:003010"),
+            ..Client::firmware(code)
+        }
     }
 }
 
@@ -154,7 +181,9 @@ struct BootLine {
 
 impl BootLine {
     fn guards_ipxe(&self) -> bool {
-        self.reqs.iter().any(|(tag, wanted)| !wanted && tag == dnsmasq::IPXE_TAG)
+        self.reqs
+            .iter()
+            .any(|(tag, wanted)| !wanted && tag == dnsmasq::IPXE_TAG)
     }
 
     fn applies(&self, tags: &[String]) -> bool {
@@ -178,7 +207,9 @@ impl Rules {
     pub fn parse(argv: &[String]) -> Rules {
         let mut rules = Rules::default();
         for arg in argv {
-            let Some((key, value)) = arg.split_once('=') else { continue };
+            let Some((key, value)) = arg.split_once('=') else {
+                continue;
+            };
             match key {
                 "--dhcp-range" => rules.proxy |= value.split(',').any(|p| p == "proxy"),
                 "--dhcp-match" | "--dhcp-userclass" | "--dhcp-vendorclass" => {
@@ -198,7 +229,11 @@ impl Rules {
             Cond::VendorClass(vc) => client.vendor_class.contains(vc.as_str()),
             Cond::Other => false,
         };
-        self.sets.iter().filter(|(_, cond, _)| hit(cond)).map(|(tag, _, _)| tag.clone()).collect()
+        self.sets
+            .iter()
+            .filter(|(_, cond, _)| hit(cond))
+            .map(|(tag, _, _)| tag.clone())
+            .collect()
     }
 
     /// The line that decides what `client` boots, as dnsmasq picks it: in full mode the last
@@ -209,20 +244,34 @@ impl Rules {
         let tags = self.tags(client);
         if self.proxy {
             let csa = client.arch.and_then(csa_of)?;
-            return self.boots.iter().find(|b| b.csa.as_deref() == Some(csa) && b.applies(&tags));
+            return self
+                .boots
+                .iter()
+                .find(|b| b.csa.as_deref() == Some(csa) && b.applies(&tags));
         }
-        let full: Vec<&BootLine> = self.boots.iter().filter(|b| b.csa.is_none() && b.applies(&tags)).collect();
+        let full: Vec<&BootLine> = self
+            .boots
+            .iter()
+            .filter(|b| b.csa.is_none() && b.applies(&tags))
+            .collect();
         full.iter().rev().find(|b| b.tagged()).or_else(|| full.last()).copied()
     }
 
     fn rules_for_arch(&self, code: u16) -> Vec<&str> {
-        self.sets.iter().filter(|(_, c, _)| *c == Cond::Arch(code)).map(|(_, _, arg)| arg.as_str()).collect()
+        self.sets
+            .iter()
+            .filter(|(_, c, _)| *c == Cond::Arch(code))
+            .map(|(_, _, arg)| arg.as_str())
+            .collect()
     }
 }
 
 fn set_rule(key: &str, value: &str, arg: &str) -> Option<(String, Cond, String)> {
     let (tag, rest) = value.split_once(',')?;
-    let tag = tag.strip_prefix("set:").or_else(|| tag.strip_prefix("net:"))?.to_string();
+    let tag = tag
+        .strip_prefix("set:")
+        .or_else(|| tag.strip_prefix("net:"))?
+        .to_string();
     let cond = match key {
         "--dhcp-userclass" if rest == "iPXE" => Cond::Ipxe,
         "--dhcp-vendorclass" => Cond::VendorClass(rest.to_string()),
@@ -260,7 +309,12 @@ fn boot_line(key: &str, value: &str, arg: &str) -> Option<BootLine> {
         "--pxe-service" => (Some(rest.first()?.to_string()), rest.get(2)?.to_string()),
         _ => (None, rest.first()?.to_string()),
     };
-    Some(BootLine { reqs, csa, file, arg: arg.to_string() })
+    Some(BootLine {
+        reqs,
+        csa,
+        file,
+        arg: arg.to_string(),
+    })
 }
 
 /// The proxy-DHCP service type a firmware of this client-arch code asks for.
@@ -302,12 +356,21 @@ fn arch_11(s: &Settings, rules: &Rules, from: &str) -> Check {
             f.fail(format!("no rule maps client-arch {} (ARM64 UEFI) to a boot file: those machines get an address and nothing to boot{hint}", arm64.code));
         }
     }
-    let lost_93 = Client { arch: None, ..Client::firmware(arm64.code) };
+    let lost_93 = Client {
+        arch: None,
+        ..Client::firmware(arm64.code)
+    };
     if !rules.proxy && rules.answer(&lost_93).is_none_or(|l| &l.file != want) {
         f.warn("no vendor-class fallback (`PXEClient:Arch:00011`) for UEFI stacks that lose option 93");
     }
-    let check = f.into_check(id, format!("ARM64 UEFI firmware (arch {}) is offered {want}", arm64.code));
-    with_fix(check, "map arch 11 (not 12) to the arm64 iPXE binary: `cozyboot up` renders it")
+    let check = f.into_check(
+        id,
+        format!("ARM64 UEFI firmware (arch {}) is offered {want}", arm64.code),
+    );
+    with_fix(
+        check,
+        "map arch 11 (not 12) to the arm64 iPXE binary: `cozyboot up` renders it",
+    )
 }
 
 fn no_arch_12(rules: &Rules, from: &str) -> Check {
@@ -316,9 +379,12 @@ fn no_arch_12(rules: &Rules, from: &str) -> Check {
     if lines.is_empty() {
         return Check::pass(id, "no client-arch 12 rule").evidence(format!("rules read from {from}"));
     }
-    Check::fail(id, "a client-arch 12 rule: 12 is PowerPC Open Firmware, not ARM64 (ARM64 UEFI sends 11)")
-        .evidence_all(lines.iter().map(|l| format!("{l} (in {from})")))
-        .fix("remove the client-arch 12 rule; `cozyboot up` renders client-arch 11 for ARM64")
+    Check::fail(
+        id,
+        "a client-arch 12 rule: 12 is PowerPC Open Firmware, not ARM64 (ARM64 UEFI sends 11)",
+    )
+    .evidence_all(lines.iter().map(|l| format!("{l} (in {from})")))
+    .fix("remove the client-arch 12 rule; `cozyboot up` renders client-arch 11 for ARM64")
 }
 
 /// iPXE sends the firmware's arch code too: unless every firmware line excludes the `ipxe`
@@ -328,7 +394,10 @@ fn ipxe_guard(s: &Settings, rules: &Rules, from: &str) -> Check {
     let url = ipxe_url(s);
     let mut f = Findings::default();
     f.note(format!("rules read from {from}"));
-    let codes: Vec<u16> = dnsmasq::served_firmwares(s).filter(|fw| !fw.http_boot).map(|fw| fw.code).collect();
+    let codes: Vec<u16> = dnsmasq::served_firmwares(s)
+        .filter(|fw| !fw.http_boot)
+        .map(|fw| fw.code)
+        .collect();
     for code in codes {
         match rules.answer(&Client::ipxe(code)) {
             Some(line) if line.file == url => f.note(format!("iPXE on arch {code} → {url}")),
@@ -339,7 +408,9 @@ fn ipxe_guard(s: &Settings, rules: &Rules, from: &str) -> Check {
                 "iPXE on arch {code} is handed {} again by `{}`: an endless chainload loop",
                 line.file, line.arg
             )),
-            None => f.fail(format!("iPXE on arch {code} is offered no boot script (expected {url})")),
+            None => f.fail(format!(
+                "iPXE on arch {code} is offered no boot script (expected {url})"
+            )),
         }
     }
     let unguarded: Vec<&str> = rules
@@ -354,10 +425,22 @@ fn ipxe_guard(s: &Settings, rules: &Rules, from: &str) -> Check {
             unguarded.len(),
             dnsmasq::IPXE_TAG
         ));
-        f.evidence.extend(capped(unguarded.iter().map(|l| format!("unguarded: {l}")), EVIDENCE_LINES));
+        f.evidence.extend(capped(
+            unguarded.iter().map(|l| format!("unguarded: {l}")),
+            EVIDENCE_LINES,
+        ));
     }
-    let check = f.into_check(id, format!("every firmware line carries tag:!{}; iPXE gets {url}", dnsmasq::IPXE_TAG));
-    with_fix(check, "put tag:!ipxe on every firmware boot line (`cozyboot up` renders them so)")
+    let check = f.into_check(
+        id,
+        format!(
+            "every firmware line carries tag:!{}; iPXE gets {url}",
+            dnsmasq::IPXE_TAG
+        ),
+    );
+    with_fix(
+        check,
+        "put tag:!ipxe on every firmware boot line (`cozyboot up` renders them so)",
+    )
 }
 
 // ---- Talos configs ------------------------------------------------------------------------------
@@ -400,14 +483,16 @@ fn install_images(s: &Settings) -> Check {
         return Check::skip(id, "no Talos configs are served (nodes boot into maintenance mode)");
     }
     let expected = s.talos_image();
-    let served_by: Vec<(String, String)> =
-        profiles_on_disk(s).into_iter().filter_map(|(name, p)| Some((p.ok()?.generic_id, name))).collect();
+    let served_by: Vec<(String, String)> = profiles_on_disk(s)
+        .into_iter()
+        .filter_map(|(name, p)| Some((p.ok()?.generic_id, name)))
+        .collect();
     let mut f = Findings::default();
     for name in &files {
-        let by = served_by
-            .iter()
-            .find(|(gid, _)| gid == name)
-            .map_or_else(|| "served by no profile".to_string(), |(_, profile)| format!("served by profiles/{profile}"));
+        let by = served_by.iter().find(|(gid, _)| gid == name).map_or_else(
+            || "served by no profile".to_string(),
+            |(_, profile)| format!("served by profiles/{profile}"),
+        );
         let content = fs::read_to_string(generic.join(name)).unwrap_or_default();
         match install_image(&content) {
             Ok(Some(image)) if image == expected => {
@@ -422,7 +507,9 @@ fn install_images(s: &Settings) -> Check {
             Err(e) => f.fail(format!("generic/{name} ({by}) is not a Talos machine config: {e}")),
         }
         if content.contains("{{") {
-            f.fail(format!("generic/{name} contains `{{{{`, which matchbox evaluates as a Go template"));
+            f.fail(format!(
+                "generic/{name} contains `{{{{`, which matchbox evaluates as a Go template"
+            ));
         }
     }
     let check = f.into_check(id, format!("every served Talos config installs {expected}"));
@@ -440,7 +527,10 @@ fn install_image(content: &str) -> Result<Option<String>, String> {
     for document in serde_yaml_ng::Deserializer::from_str(content) {
         let value = serde_yaml_ng::Value::deserialize(document).map_err(|e| e.to_string())?;
         if let Some(machine) = value.get("machine") {
-            let image = machine.get("install").and_then(|i| i.get("image")).and_then(|i| i.as_str());
+            let image = machine
+                .get("install")
+                .and_then(|i| i.get("image"))
+                .and_then(|i| i.as_str());
             return Ok(image.map(str::to_string));
         }
     }
@@ -466,7 +556,10 @@ fn config_urls(s: &Settings) -> Check {
             config_url(name, url, &mut f);
         }
     }
-    let check = f.into_check(id, "no talos.config points at /ignition, and /generic URLs carry the arch label");
+    let check = f.into_check(
+        id,
+        "no talos.config points at /ignition, and /generic URLs carry the arch label",
+    );
     with_fix(check, "serve Talos configs through /generic with `arch=${buildarch:uristring}&mac=${mac:hexhyp}` (what `cozyboot up` renders)")
 }
 
@@ -525,8 +618,14 @@ mod tests {
         assert_eq!(file(&g, Client::firmware(12)).as_deref(), Some("bootaa64.efi"));
         assert_eq!(file(&g, Client::firmware(0)).as_deref(), Some("undionly.kpxe"));
         // The iPXE line is written last, so it wins: order saves the guide, for now.
-        assert_eq!(file(&g, Client::ipxe(0)).as_deref(), Some("http://10.20.13.140:8080/boot.ipxe"));
-        assert_eq!(g.rules_for_arch(12), vec!["--dhcp-match=set:efiarm64,option:client-arch,12"]);
+        assert_eq!(
+            file(&g, Client::ipxe(0)).as_deref(),
+            Some("http://10.20.13.140:8080/boot.ipxe")
+        );
+        assert_eq!(
+            g.rules_for_arch(12),
+            vec!["--dhcp-match=set:efiarm64,option:client-arch,12"]
+        );
     }
 
     #[test]
@@ -537,10 +636,19 @@ mod tests {
             "--dhcp-boot=tag:ipxe,http://x/boot.ipxe",
             "--dhcp-boot=tag:efi-arm64,bootaa64.efi",
         ]);
-        assert_eq!(file(&Rules::parse(&a), Client::ipxe(11)).as_deref(), Some("bootaa64.efi"));
+        assert_eq!(
+            file(&Rules::parse(&a), Client::ipxe(11)).as_deref(),
+            Some("bootaa64.efi")
+        );
         a[3] = "--dhcp-boot=tag:efi-arm64,tag:!ipxe,bootaa64.efi".into();
-        assert_eq!(file(&Rules::parse(&a), Client::ipxe(11)).as_deref(), Some("http://x/boot.ipxe"));
-        assert_eq!(file(&Rules::parse(&a), Client::firmware(11)).as_deref(), Some("bootaa64.efi"));
+        assert_eq!(
+            file(&Rules::parse(&a), Client::ipxe(11)).as_deref(),
+            Some("http://x/boot.ipxe")
+        );
+        assert_eq!(
+            file(&Rules::parse(&a), Client::firmware(11)).as_deref(),
+            Some("bootaa64.efi")
+        );
     }
 
     #[test]
@@ -575,7 +683,10 @@ mod tests {
             "--dhcp-vendorclass=set:efi-arm64,PXEClient:Arch:00011",
             "--dhcp-boot=tag:efi-arm64,tag:!ipxe,bootaa64.efi",
         ]));
-        let lost = Client { arch: None, ..Client::firmware(11) };
+        let lost = Client {
+            arch: None,
+            ..Client::firmware(11)
+        };
         assert_eq!(file(&rules, lost).as_deref(), Some("bootaa64.efi"));
     }
 
@@ -585,9 +696,16 @@ mod tests {
         let rendered = argv(&["-d", "--dhcp-match=set:a,option:client-arch,11"]);
         assert_eq!(
             diff(&running, &rendered),
-            vec!["- --dhcp-match=set:a,option:client-arch,12", "- -q", "+ --dhcp-match=set:a,option:client-arch,11"]
+            vec![
+                "- --dhcp-match=set:a,option:client-arch,12",
+                "- -q",
+                "+ --dhcp-match=set:a,option:client-arch,11"
+            ]
         );
-        assert_eq!(diff(&argv(&["a", "b"]), &argv(&["b", "a"])), vec!["the same arguments in another order"]);
+        assert_eq!(
+            diff(&argv(&["a", "b"]), &argv(&["b", "a"])),
+            vec!["the same arguments in another order"]
+        );
         assert!(diff(&rendered, &rendered).is_empty());
     }
 
@@ -609,6 +727,9 @@ mod tests {
         use crate::validate::Status;
         assert_eq!(check("http://h:8080/ignition?mac=${mac:hexhyp}"), Status::Fail);
         assert_eq!(check("http://h:8080/generic?mac=${mac:hexhyp}"), Status::Fail);
-        assert_eq!(check("http://h:8080/generic?arch=${buildarch:uristring}&mac=${mac:hexhyp}"), Status::Pass);
+        assert_eq!(
+            check("http://h:8080/generic?arch=${buildarch:uristring}&mac=${mac:hexhyp}"),
+            Status::Pass
+        );
     }
 }

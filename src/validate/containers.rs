@@ -34,7 +34,10 @@ pub struct FirstLook {
 }
 
 pub async fn first_look(s: &Settings, engine: &Engine) -> Result<FirstLook, EngineError> {
-    Ok(FirstLook { seen: look(s, engine).await?, at: tokio::time::Instant::now() })
+    Ok(FirstLook {
+        seen: look(s, engine).await?,
+        at: tokio::time::Instant::now(),
+    })
 }
 
 /// Waits out what is left of the window, looks again, and judges both looks.
@@ -84,8 +87,12 @@ fn id(role: Role, what: &str) -> String {
 async fn running(engine: &Engine, role: Role, name: &str, c: Option<&ContainerInfo>) -> Result<Check, EngineError> {
     let id = id(role, "running");
     let Some(c) = c else {
-        return Ok(Check::fail(&id, format!("there is no container named {name}"))
-            .fix(format!("start it with `cozyboot up` (or pass the --{}-name it was given)", role.name())));
+        return Ok(
+            Check::fail(&id, format!("there is no container named {name}")).fix(format!(
+                "start it with `cozyboot up` (or pass the --{}-name it was given)",
+                role.name()
+            )),
+        );
     };
     if c.running {
         return Ok(Check::pass(&id, format!("{name} is running")).evidence(format!(
@@ -95,9 +102,13 @@ async fn running(engine: &Engine, role: Role, name: &str, c: Option<&ContainerIn
         )));
     }
     let exit = c.exit_code.map(|e| format!(", exit code {e}")).unwrap_or_default();
-    Ok(Check::fail(&id, format!("{name} is not running (status {}{exit})", c.status))
-        .evidence_all(last_lines(engine, name).await?)
-        .fix(format!("read `docker logs {name}`, then start it again with `cozyboot up`")))
+    Ok(
+        Check::fail(&id, format!("{name} is not running (status {}{exit})", c.status))
+            .evidence_all(last_lines(engine, name).await?)
+            .fix(format!(
+                "read `docker logs {name}`, then start it again with `cozyboot up`"
+            )),
+    )
 }
 
 async fn restarts(
@@ -128,7 +139,10 @@ async fn restarts(
     if !after.running {
         return Ok(Check::skip(&id, format!("{} is not running", after.name)));
     }
-    Ok(Check::pass(&id, format!("stable over {window} (restart count {})", after.restart_count)))
+    Ok(Check::pass(
+        &id,
+        format!("stable over {window} (restart count {})", after.restart_count),
+    ))
 }
 
 async fn image(engine: &Engine, role: Role, expected: &str, c: Option<&ContainerInfo>) -> Result<Check, EngineError> {
@@ -139,12 +153,17 @@ async fn image(engine: &Engine, role: Role, expected: &str, c: Option<&Container
     let mut f = Findings::default();
     f.note(format!("{} runs {} ({})", c.name, c.image, short(&c.image_id)));
     if c.image != expected {
-        f.fail(format!("runs {}, but the settings name {expected}{}", c.image, differs_in(&c.image, expected)));
+        f.fail(format!(
+            "runs {}, but the settings name {expected}{}",
+            c.image,
+            differs_in(&c.image, expected)
+        ));
     } else {
         match engine.image(expected).await? {
-            Some(local) if local.id != c.image_id => {
-                f.warn(format!("runs an older copy of {expected}: the tag now points to {}", short(&local.id)))
-            }
+            Some(local) if local.id != c.image_id => f.warn(format!(
+                "runs an older copy of {expected}: the tag now points to {}",
+                short(&local.id)
+            )),
             Some(_) => {}
             None => f.note(format!("{expected} is no longer in the engine's image cache")),
         }
@@ -168,7 +187,11 @@ fn differs_in(running: &str, expected: &str) -> String {
     if rn != en {
         " (another repository: wrong variant or registry?)".into()
     } else if arch(&rt) != arch(&et) && arch(&et).is_some() {
-        format!(" (arch suffix {} instead of {})", arch(&rt).unwrap_or("none"), arch(&et).unwrap_or_default())
+        format!(
+            " (arch suffix {} instead of {})",
+            arch(&rt).unwrap_or("none"),
+            arch(&et).unwrap_or_default()
+        )
     } else {
         format!(" (tag {rt} instead of {et})")
     }
@@ -177,7 +200,11 @@ fn differs_in(running: &str, expected: &str) -> String {
 async fn last_lines(engine: &Engine, name: &str) -> Result<Vec<String>, EngineError> {
     let text = engine.logs(name, Some(LOG_LINES)).await?;
     let lines: Vec<String> = text.lines().map(|l| format!("log: {l}")).collect();
-    Ok(if lines.is_empty() { vec!["log: (empty)".into()] } else { lines })
+    Ok(if lines.is_empty() {
+        vec!["log: (empty)".into()]
+    } else {
+        lines
+    })
 }
 
 fn short(id: &str) -> &str {
@@ -192,10 +219,16 @@ mod tests {
     #[test]
     fn says_which_part_of_the_image_differs() {
         let base = "127.0.0.1:5000/p/talos/cozystack-spin-only/matchbox";
-        assert_eq!(differs_in(&format!("{base}:v1"), &format!("{base}:v2")), " (tag v1 instead of v2)");
+        assert_eq!(
+            differs_in(&format!("{base}:v1"), &format!("{base}:v2")),
+            " (tag v1 instead of v2)"
+        );
         assert!(differs_in("r/talos/cozystack-spin-tailscale/matchbox:v1", &format!("{base}:v1")).contains("variant"));
         assert_eq!(
-            differs_in("quay.io/poseidon/dnsmasq:v0.5-arm64", "quay.io/poseidon/dnsmasq:v0.5-amd64"),
+            differs_in(
+                "quay.io/poseidon/dnsmasq:v0.5-arm64",
+                "quay.io/poseidon/dnsmasq:v0.5-amd64"
+            ),
             " (arch suffix -arm64 instead of -amd64)"
         );
     }

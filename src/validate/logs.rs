@@ -10,9 +10,16 @@ const STARTED: &str = "started, version";
 const SHOWN: usize = 10;
 
 pub fn checks(log: Option<&str>) -> Vec<Check> {
-    let ids = ["logs.dnsmasq.started", "logs.dnsmasq.errors", "logs.dnsmasq.tftp-not-found"];
+    let ids = [
+        "logs.dnsmasq.started",
+        "logs.dnsmasq.errors",
+        "logs.dnsmasq.tftp-not-found",
+    ];
     let Some(log) = log else {
-        return ids.iter().map(|id| Check::skip(*id, "no dnsmasq log to read (no container)")).collect();
+        return ids
+            .iter()
+            .map(|id| Check::skip(*id, "no dnsmasq log to read (no container)"))
+            .collect();
     };
     vec![started(ids[0], log), errors(ids[1], log), not_found(ids[2], log)]
 }
@@ -38,7 +45,11 @@ pub fn is_error(line: &str) -> bool {
 }
 
 fn errors(id: &str, log: &str) -> Check {
-    let lines: Vec<String> = log.lines().filter(|l| is_error(l)).map(|l| l.trim().to_string()).collect();
+    let lines: Vec<String> = log
+        .lines()
+        .filter(|l| is_error(l))
+        .map(|l| l.trim().to_string())
+        .collect();
     if lines.is_empty() {
         return Check::pass(id, "no `failed to`, `bad` or `illegal` lines");
     }
@@ -63,7 +74,11 @@ pub fn missing_file(line: &str) -> Option<(String, String)> {
 
 fn not_found(id: &str, log: &str) -> Check {
     let mut asked: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for key in log.lines().filter(|l| l.contains("dnsmasq-tftp")).filter_map(missing_file) {
+    for key in log
+        .lines()
+        .filter(|l| l.contains("dnsmasq-tftp"))
+        .filter_map(missing_file)
+    {
         *asked.entry(key).or_default() += 1;
     }
     if asked.is_empty() {
@@ -103,7 +118,11 @@ mod tests {
         assert_eq!(checks[1].status, Status::Warn);
         assert_eq!(checks[1].evidence.len(), 2, "{:?}", checks[1].evidence);
         assert_eq!(checks[2].status, Status::Warn);
-        assert!(checks[2].finding.contains("bootaa64.efi: not found (2×)"), "{}", checks[2].finding);
+        assert!(
+            checks[2].finding.contains("bootaa64.efi: not found (2×)"),
+            "{}",
+            checks[2].finding
+        );
     }
 
     #[test]

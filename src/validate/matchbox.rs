@@ -45,7 +45,12 @@ impl Script {
             return None;
         }
         let path = kernel.remove(0);
-        Some(Script { url, kernel: path, args: kernel, initrds })
+        Some(Script {
+            url,
+            kernel: path,
+            args: kernel,
+            initrds,
+        })
     }
 
     fn arg(&self, key: &str) -> Option<&str> {
@@ -60,8 +65,9 @@ pub async fn checks(s: &Settings) -> Vec<Check> {
     };
     let health = health(&client, s).await;
     if health.status != Status::Pass {
-        let skipped =
-            later_ids(s).into_iter().map(|id| Check::skip(id, format!("matchbox did not answer (see {HEALTH})")));
+        let skipped = later_ids(s)
+            .into_iter()
+            .map(|id| Check::skip(id, format!("matchbox did not answer (see {HEALTH})")));
         return std::iter::once(health).chain(skipped).collect();
     }
     let mut checks = vec![health, boot_ipxe(&client, s).await];
@@ -148,7 +154,10 @@ async fn boot_ipxe(client: &Client, s: &Settings) -> Check {
 }
 
 fn ipxe_url(s: &Settings, buildarch: &str, mac: &str) -> String {
-    format!("{}/ipxe?uuid={SAMPLE_UUID}&mac={mac}&domain=&hostname=&serial=&arch={buildarch}", s.http_base())
+    format!(
+        "{}/ipxe?uuid={SAMPLE_UUID}&mac={mac}&domain=&hostname=&serial=&arch={buildarch}",
+        s.http_base()
+    )
 }
 
 /// Fetches and parses the script an iPXE of `buildarch` with MAC `mac` gets.
@@ -161,8 +170,12 @@ async fn script(client: &Client, url: &str) -> Result<Script, String> {
         return Err(format!("GET {url} → {status}: {:?}", snippet(&body)));
     }
     let parsed = Url::parse(url).ok().and_then(|u| Script::parse(u, &body));
-    parsed
-        .ok_or_else(|| format!("GET {url} → {status}, but not an iPXE script with a kernel line: {:?}", snippet(&body)))
+    parsed.ok_or_else(|| {
+        format!(
+            "GET {url} → {status}, but not an iPXE script with a kernel line: {:?}",
+            snippet(&body)
+        )
+    })
 }
 
 async fn ipxe(client: &Client, s: &Settings, buildarch: &str) -> (Check, Option<Script>) {
@@ -184,7 +197,10 @@ async fn ipxe(client: &Client, s: &Settings, buildarch: &str) -> (Check, Option<
     if let Some(config) = script.arg("talos.config") {
         talos_config(client, config, buildarch, SAMPLE_MAC, &mut f).await;
     }
-    let ok = format!("arch={buildarch} boots {} with talos.platform=metal and initrd=", script.kernel);
+    let ok = format!(
+        "arch={buildarch} boots {} with talos.platform=metal and initrd=",
+        script.kernel
+    );
     (f.into_check(&id, ok), Some(script))
 }
 
@@ -196,9 +212,10 @@ fn kernel_line(script: &Script, f: &mut Findings) {
     let basenames: Vec<&str> = script.initrds.iter().map(|i| basename(i)).collect();
     match script.arg("initrd") {
         None => f.fail("the kernel line lacks initrd=<name>: a UEFI kernel then finds no initramfs"),
-        Some(name) if !basenames.contains(&name) => {
-            f.fail(format!("initrd={name} names no loaded initrd (loaded: {})", basenames.join(", ")))
-        }
+        Some(name) if !basenames.contains(&name) => f.fail(format!(
+            "initrd={name} names no loaded initrd (loaded: {})",
+            basenames.join(", ")
+        )),
         Some(_) => {}
     }
     if script.initrds.is_empty() {
@@ -235,7 +252,9 @@ async fn talos_config(client: &Client, url: &str, buildarch: &str, mac: &str, f:
             Some(body)
         }
         Ok((status, _)) => {
-            f.fail(format!("talos.config points at {url}, which answers {status}: nodes boot without their config"));
+            f.fail(format!(
+                "talos.config points at {url}, which answers {status}: nodes boot without their config"
+            ));
             None
         }
         Err(e) => {
@@ -258,7 +277,10 @@ async fn files(client: &Client, s: &Settings, arch: Arch, script: Option<&Script
         };
         served_like_disk(client, s, &url, &mut f).await;
     }
-    f.into_check(&id, format!("the {arch} kernel and initramfs answer 200 with the sizes of the files on disk"))
+    f.into_check(
+        &id,
+        format!("the {arch} kernel and initramfs answer 200 with the sizes of the files on disk"),
+    )
 }
 
 /// HEAD `url`; compares its length with the file on disk when matchbox serves it from assets.
@@ -268,7 +290,10 @@ async fn served_like_disk(client: &Client, s: &Settings, url: &Url, f: &mut Find
         Err(e) => return f.fail(format!("{url}: {e}")),
     };
     let Some(disk) = disk_path(s, url) else {
-        return f.note(format!("HEAD {url} → 200, {} bytes (not served from this data dir)", shown(served)));
+        return f.note(format!(
+            "HEAD {url} → 200, {} bytes (not served from this data dir)",
+            shown(served)
+        ));
     };
     match std::fs::metadata(&disk) {
         Err(e) => f.fail(format!(
@@ -299,11 +324,18 @@ async fn length(client: &Client, url: &Url) -> Result<Option<u64>, String> {
     if head.status().is_success() {
         return Ok(header(&head, reqwest::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()));
     }
-    if !matches!(head.status(), StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED) {
+    if !matches!(
+        head.status(),
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
+    ) {
         return Err(format!("HEAD → {}", head.status()));
     }
-    let ranged =
-        client.get(url.clone()).header(reqwest::header::RANGE, "bytes=0-0").send().await.map_err(|e| describe(&e))?;
+    let ranged = client
+        .get(url.clone())
+        .header(reqwest::header::RANGE, "bytes=0-0")
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
     match ranged.status() {
         StatusCode::PARTIAL_CONTENT => Ok(header(&ranged, reqwest::header::CONTENT_RANGE)
             .and_then(|v| v.rsplit_once('/').and_then(|(_, total)| total.parse().ok()))),
@@ -336,7 +368,9 @@ async fn node(client: &Client, s: &Settings, node: &NodeConfig) -> Check {
             }
         };
         let Some(config_url) = script.arg("talos.config") else {
-            f.fail(format!("arch={buildarch} mac={mac} boots without talos.config: the node's group did not win"));
+            f.fail(format!(
+                "arch={buildarch} mac={mac} boots without talos.config: the node's group did not win"
+            ));
             continue;
         };
         if let Some(body) = talos_config(client, config_url, buildarch, &mac, &mut f).await {
@@ -348,7 +382,10 @@ async fn node(client: &Client, s: &Settings, node: &NodeConfig) -> Check {
             }
         }
     }
-    f.into_check(&id, format!("{} gets its own config ({})", node.mac, node.config.path.display()))
+    f.into_check(
+        &id,
+        format!("{} gets its own config ({})", node.mac, node.config.path.display()),
+    )
 }
 
 fn snippet(body: &str) -> String {
@@ -372,7 +409,10 @@ mod tests {
         assert_eq!(s.kernel, "/assets/talos/arm64/vmlinuz");
         assert_eq!(s.initrds, vec!["/assets/talos/arm64/initramfs.xz"]);
         assert_eq!(s.arg("initrd"), Some("initramfs.xz"));
-        assert_eq!(s.url.join(&s.kernel).unwrap().as_str(), "http://10.0.0.1:8080/assets/talos/arm64/vmlinuz");
+        assert_eq!(
+            s.url.join(&s.kernel).unwrap().as_str(),
+            "http://10.0.0.1:8080/assets/talos/arm64/vmlinuz"
+        );
         assert!(Script::parse(url(), "404 page not found").is_none());
         assert!(Script::parse(url(), "#!ipxe\nchain foo\n").is_none());
     }
@@ -383,18 +423,28 @@ mod tests {
         kernel_line(&Script::parse(url(), SCRIPT).unwrap(), &mut f);
         assert_eq!(f.into_check("x", "ok").status, Status::Pass);
 
-        let bad = SCRIPT.replace("talos.platform=metal ", "").replace("initrd=initramfs.xz", "initrd=initrd.img");
+        let bad = SCRIPT
+            .replace("talos.platform=metal ", "")
+            .replace("initrd=initramfs.xz", "initrd=initrd.img");
         let mut f = Findings::default();
         kernel_line(&Script::parse(url(), &bad).unwrap(), &mut f);
         let c = f.into_check("x", "ok");
         assert_eq!(c.status, Status::Fail);
-        assert!(c.finding.contains("talos.platform=metal") && c.finding.contains("initrd=initrd.img"), "{}", c.finding);
+        assert!(
+            c.finding.contains("talos.platform=metal") && c.finding.contains("initrd=initrd.img"),
+            "{}",
+            c.finding
+        );
     }
 
     #[test]
     fn expands_ipxe_variables_like_a_client() {
         assert_eq!(
-            expand("http://h/generic?arch=${buildarch:uristring}&mac=${mac:hexhyp}&x=${hostname}", "arm64", "02-00"),
+            expand(
+                "http://h/generic?arch=${buildarch:uristring}&mac=${mac:hexhyp}&x=${hostname}",
+                "arm64",
+                "02-00"
+            ),
             "http://h/generic?arch=arm64&mac=02-00&x="
         );
         assert_eq!(expand("http://h/plain", "arm64", "m"), "http://h/plain");

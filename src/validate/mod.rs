@@ -60,7 +60,13 @@ pub struct Check {
 
 impl Check {
     pub fn new(id: impl Into<String>, status: Status, finding: impl Into<String>) -> Check {
-        Check { id: id.into(), status, finding: finding.into(), evidence: Vec::new(), fix: None }
+        Check {
+            id: id.into(),
+            status,
+            finding: finding.into(),
+            evidence: Vec::new(),
+            fix: None,
+        }
     }
 
     pub fn pass(id: impl Into<String>, finding: impl Into<String>) -> Check {
@@ -127,13 +133,21 @@ impl Findings {
         let check = match worst {
             None => Check::pass(id, ok),
             Some(status) => {
-                let text: Vec<&str> =
-                    self.problems.iter().filter(|(s, _)| *s == status).map(|(_, p)| p.as_str()).collect();
+                let text: Vec<&str> = self
+                    .problems
+                    .iter()
+                    .filter(|(s, _)| *s == status)
+                    .map(|(_, p)| p.as_str())
+                    .collect();
                 Check::new(id, status, text.join("; "))
             }
         };
         let lesser = self.problems.into_iter().filter(|(s, _)| Some(*s) != worst);
-        check.evidence_all(lesser.map(|(s, p)| format!("also ({}): {p}", s.name())).chain(self.evidence))
+        check.evidence_all(
+            lesser
+                .map(|(s, p)| format!("also ({}): {p}", s.name()))
+                .chain(self.evidence),
+        )
     }
 }
 
@@ -174,7 +188,11 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     checks.extend(config::checks(s, &rendered, &seen));
     checks.extend(logs::checks(dnsmasq_log.as_deref()));
     checks.extend(probe::checks(s, options.probe.as_ref()).await);
-    Ok(Report { checks, strict: options.strict, probe_dhcp: options.probe.is_some() })
+    Ok(Report {
+        checks,
+        strict: options.strict,
+        probe_dhcp: options.probe.is_some(),
+    })
 }
 
 /// Every check of one run, and how to show them.
@@ -205,8 +223,10 @@ impl Report {
 
     /// The document `--json` prints; its keys are part of the interface (see [`SCHEMA`]).
     pub fn to_json(&self) -> Value {
-        let summary: serde_json::Map<String, Value> =
-            Status::ALL.iter().map(|s| (s.name().to_string(), json!(self.count(*s)))).collect();
+        let summary: serde_json::Map<String, Value> = Status::ALL
+            .iter()
+            .map(|s| (s.name().to_string(), json!(self.count(*s))))
+            .collect();
         let checks: Vec<Value> = self
             .checks
             .iter()
@@ -237,7 +257,12 @@ impl Report {
         let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
         let mut out = String::new();
         for c in &self.checks {
-            out.push_str(&format!("{:<4}  {:<width$}  {}\n", c.status.name().to_uppercase(), c.id, c.finding));
+            out.push_str(&format!(
+                "{:<4}  {:<width$}  {}\n",
+                c.status.name().to_uppercase(),
+                c.id,
+                c.finding
+            ));
             if matches!(c.status, Status::Warn | Status::Fail) {
                 for line in &c.evidence {
                     out.push_str(&format!("{:6}| {line}\n", ""));
@@ -252,7 +277,10 @@ impl Report {
     }
 
     fn summary_line(&self) -> String {
-        let counts: Vec<String> = Status::ALL.iter().map(|s| format!("{} {}", self.count(*s), s.name())).collect();
+        let counts: Vec<String> = Status::ALL
+            .iter()
+            .map(|s| format!("{} {}", self.count(*s), s.name()))
+            .collect();
         let verdict = if !self.failed() {
             "machines should boot"
         } else if self.count(Status::Fail) > 0 {
@@ -283,7 +311,11 @@ mod tests {
             checks: statuses
                 .iter()
                 .enumerate()
-                .map(|(i, s)| Check::new(format!("family.c{i}"), *s, "found").evidence("proof").fix("do it"))
+                .map(|(i, s)| {
+                    Check::new(format!("family.c{i}"), *s, "found")
+                        .evidence("proof")
+                        .fix("do it")
+                })
                 .collect(),
             strict,
             probe_dhcp: false,

@@ -53,7 +53,10 @@ impl Expect {
 
 pub async fn checks(s: &Settings, options: Option<&ProbeOptions>) -> Vec<Check> {
     let Some(options) = options else {
-        return vec![Check::skip(NOT_RUN, "not run: --probe-dhcp makes cozyboot act as a PXE client (needs root)")];
+        return vec![Check::skip(
+            NOT_RUN,
+            "not run: --probe-dhcp makes cozyboot act as a PXE client (needs root)",
+        )];
     };
     let (s, options) = (s.clone(), options.clone());
     let handle = tokio::runtime::Handle::current();
@@ -138,11 +141,17 @@ fn unanswered(o: &ProbeOptions, t: &Target, e: &ProbeError) -> Check {
             o.iface
         ),
     };
-    Check::fail(&t.id, format!("{} on {} got no answer", t.who, o.iface)).evidence(e.to_string()).fix(fix)
+    Check::fail(&t.id, format!("{} on {} got no answer", t.who, o.iface))
+        .evidence(e.to_string())
+        .fix(fix)
 }
 
 fn describe(offer: &Offer) -> String {
-    let address = if offer.proxy { "no address (proxy DHCP)".to_string() } else { format!("address {}", offer.yiaddr) };
+    let address = if offer.proxy {
+        "no address (proxy DHCP)".to_string()
+    } else {
+        format!("address {}", offer.yiaddr)
+    };
     format!(
         "offer from {} ({}): {address}, next-server {}, file {}",
         offer.server_id,
@@ -156,7 +165,10 @@ fn judge(s: &Settings, o: &ProbeOptions, t: &Target, answer: &BootAnswer, handle
     let mut f = Findings::default();
     f.evidence.extend(answer.offers.iter().map(describe));
     if answer.via_pxe_port {
-        f.note(format!("boot file from the proxy's UDP {} answer", probe::dhcp::PXE_PORT));
+        f.note(format!(
+            "boot file from the proxy's UDP {} answer",
+            probe::dhcp::PXE_PORT
+        ));
     }
     let (ok, fix) = match offer_problem(t, answer) {
         Some(problem) => {
@@ -177,8 +189,15 @@ fn offer_problem(t: &Target, answer: &BootAnswer) -> Option<String> {
     let expected = t.expect.name();
     match answer.boot_file.as_deref() {
         None => {
-            let got = if answer.offers.iter().any(|x| !x.proxy) { "an address" } else { "a proxy answer" };
-            Some(format!("{} got {got} but no boot file (expected {expected}): no dnsmasq rule matches it", t.who))
+            let got = if answer.offers.iter().any(|x| !x.proxy) {
+                "an address"
+            } else {
+                "a proxy answer"
+            };
+            Some(format!(
+                "{} got {got} but no boot file (expected {expected}): no dnsmasq rule matches it",
+                t.who
+            ))
         }
         Some(file) if file != expected => Some(format!("{} is offered {file}, expected {expected}", t.who)),
         Some(_) => None,
@@ -205,7 +224,10 @@ fn fetch_offered(
                 ));
             }
             tftp_matches_disk(s, o, server, name, f);
-            let ok = format!("{} is offered {name}; TFTP from {server} serves it byte for byte", t.who);
+            let ok = format!(
+                "{} is offered {name}; TFTP from {server} serves it byte for byte",
+                t.who
+            );
             (ok, "see assets.bootloader.* and logs.dnsmasq.tftp-not-found")
         }
         Expect::Script(url) => {
@@ -223,9 +245,11 @@ fn tftp_matches_disk(s: &Settings, o: &ProbeOptions, server: Ipv4Addr, name: &st
         Err(e) => return f.fail(format!("{} cannot be read to compare: {e}", disk_path.display())),
     };
     match probe::fetch(server, name, o.wait) {
-        Ok(bytes) if bytes == disk => {
-            f.note(format!("TFTP {server}:{name}: {} bytes, identical to {}", bytes.len(), disk_path.display()))
-        }
+        Ok(bytes) if bytes == disk => f.note(format!(
+            "TFTP {server}:{name}: {} bytes, identical to {}",
+            bytes.len(),
+            disk_path.display()
+        )),
         Ok(bytes) => f.fail(format!(
             "TFTP {server}:{name} serves {} bytes that differ from {} ({} bytes): the server serves another TFTP root",
             bytes.len(),
@@ -238,7 +262,11 @@ fn tftp_matches_disk(s: &Settings, o: &ProbeOptions, server: Ipv4Addr, name: &st
 
 fn script_answers(url: &str, handle: &tokio::runtime::Handle, f: &mut Findings) {
     let fetched = handle.block_on(async {
-        let client = reqwest::Client::builder().timeout(WAIT).no_proxy().build().map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder()
+            .timeout(WAIT)
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
         let response = client.get(url).send().await.map_err(|e| e.to_string())?;
         let status = response.status();
         Ok::<_, String>((status, response.text().await.unwrap_or_default()))
@@ -274,8 +302,15 @@ fn servers(s: &Settings, offers: &[Offer]) -> Check {
                 "another DHCP server, {}, answers on this segment: clients may take its offer first",
                 other.server_id
             )),
-            DhcpMode::Proxy if offers.iter().any(|o| o.server_id == other.server_id && o.boot_file.is_some()) => {
-                f.warn(format!("{} offers boot files too: clients may boot what it offers", other.server_id))
+            DhcpMode::Proxy
+                if offers
+                    .iter()
+                    .any(|o| o.server_id == other.server_id && o.boot_file.is_some()) =>
+            {
+                f.warn(format!(
+                    "{} offers boot files too: clients may boot what it offers",
+                    other.server_id
+                ))
             }
             DhcpMode::Proxy => f.note(format!(
                 "{} hands out addresses; {} adds boot information (proxy)",

@@ -14,12 +14,19 @@ use cozyboot::settings::{self, net::FixedNet, Purpose};
 use std::path::Path;
 
 pub fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// eth0 as in the guide, plus an interface that is up but has no IPv4 address.
 pub fn host() -> FixedNet {
-    FixedNet(vec![("eth0".into(), vec!["10.20.13.140/24".parse().unwrap()]), ("bare0".into(), vec![])])
+    FixedNet(vec![
+        ("eth0".into(), vec!["10.20.13.140/24".parse().unwrap()]),
+        ("bare0".into(), vec![]),
+    ])
 }
 
 pub struct Case {
@@ -94,7 +101,11 @@ pub fn cases() -> Vec<Case> {
         flags: vec!["--iface=eth0".into()],
         env: vec![],
         file: Some("variant: spin-everything\n"),
-        expect: vec!["variant = 'spin-everything'", "config file", "use 'spin-only' or 'spin-tailscale'"],
+        expect: vec![
+            "variant = 'spin-everything'",
+            "config file",
+            "use 'spin-only' or 'spin-tailscale'",
+        ],
     });
     cases.push(Case {
         name: "typo in a config key",
@@ -116,8 +127,12 @@ pub fn cases() -> Vec<Case> {
 /// Resolves a case's settings the way `render` would, against [`host`]; config files go
 /// into `dir`.
 pub fn resolve(case: &Case, dir: &Path) -> Result<settings::Resolved, cozyboot::error::Error> {
-    let argv = ["cozyboot".to_string(), "render".into()].into_iter().chain(case.flags.iter().cloned());
-    let Command::Render(args) = Cli::try_parse_from(argv).unwrap().command else { unreachable!() };
+    let argv = ["cozyboot".to_string(), "render".into()]
+        .into_iter()
+        .chain(case.flags.iter().cloned());
+    let Command::Render(args) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
     let config_file = case.file.map(|text| {
         let path = dir.join(format!("{}.yaml", case.name.replace(' ', "-")));
         std::fs::write(&path, text).unwrap();

@@ -113,7 +113,10 @@ impl Artifacts {
                 missing.join(", ")
             ));
         }
-        Some(Artifacts { dir, overrides: Vec::new() })
+        Some(Artifacts {
+            dir,
+            overrides: Vec::new(),
+        })
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -200,9 +203,13 @@ impl Client {
                 ",romfile=",
                 "1024",
             ),
-            Client::X64Uefi => {
-                ("qemu-system-x86_64", vec!["-M", "q35"], Some(a.path("firmware/OVMF.fd")), ",romfile=", "512")
-            }
+            Client::X64Uefi => (
+                "qemu-system-x86_64",
+                vec!["-M", "q35"],
+                Some(a.path("firmware/OVMF.fd")),
+                ",romfile=",
+                "512",
+            ),
             Client::X86Bios => ("qemu-system-x86_64", vec!["-M", "pc"], None, "", "512"),
         };
         let mut c = Command::new(program);
@@ -263,7 +270,10 @@ struct Logged {
 
 impl Logged {
     fn spawn(mut command: Command, what: &str) -> Self {
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
@@ -320,7 +330,10 @@ impl Drop for Logged {
 /// `target/<profile>`, from this test binary's path (`target/<profile>/deps/<name>-<hash>`).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 /// Where each boot's full logs go: `COZYBOOT_FIRMWARE_LOGS`, else
@@ -367,7 +380,9 @@ pub fn matchbox_double() -> &'static Path {
 /// Whether `bin` exists and is newer than the double's sources and Cargo.lock.
 fn newer_than_sources(bin: &Path) -> bool {
     fn newest(p: &Path) -> std::time::SystemTime {
-        let Ok(meta) = fs::metadata(p) else { return std::time::SystemTime::UNIX_EPOCH };
+        let Ok(meta) = fs::metadata(p) else {
+            return std::time::SystemTime::UNIX_EPOCH;
+        };
         let mut t = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
         if meta.is_dir() {
             for e in fs::read_dir(p).into_iter().flatten().flatten() {
@@ -376,7 +391,9 @@ fn newer_than_sources(bin: &Path) -> bool {
         }
         t
     }
-    let Ok(built) = fs::metadata(bin).and_then(|m| m.modified()) else { return false };
+    let Ok(built) = fs::metadata(bin).and_then(|m| m.modified()) else {
+        return false;
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sources = [root.join("testkit/matchbox-double"), root.join("Cargo.lock")];
     sources.iter().all(|s| newest(s) <= built)
@@ -386,7 +403,12 @@ fn newer_than_sources(bin: &Path) -> bool {
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A namespace of our own, deleted (with everything running in it) on drop.
@@ -399,7 +421,10 @@ impl Drop for Netns {
                 let _ = Command::new("kill").args(["-KILL", pid]).status();
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -424,19 +449,48 @@ impl Lab {
         let cli = net.client_ns.clone();
         // The client end loses its address and becomes a bridge port; the tap joins it.
         ip(&["-n", &cli, "addr", "flush", "dev", &net.client_if]);
-        ip(&["-n", &cli, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"]);
+        ip(&[
+            "-n",
+            &cli,
+            "link",
+            "add",
+            BRIDGE,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ]);
         ip(&["-n", &cli, "link", "set", &net.client_if, "master", BRIDGE]);
         ip(&["-n", &cli, "tuntap", "add", "dev", TAP, "mode", "tap"]);
         ip(&["-n", &cli, "link", "set", TAP, "master", BRIDGE]);
         for dev in [BRIDGE, TAP] {
             ip(&["-n", &cli, "link", "set", dev, "up"]);
         }
-        let mut lab = Lab { mode, router: None, net };
+        let mut lab = Lab {
+            mode,
+            router: None,
+            net,
+        };
         if mode == Mode::Proxy {
             let rtr = format!("{}-rtr", lab.net.server_ns.trim_end_matches("-srv"));
             ip(&["netns", "add", &rtr]);
             lab.router = Some(Netns(rtr.clone()));
-            ip(&["-n", &cli, "link", "add", ROUTER_PEER, "type", "veth", "peer", "name", ROUTER_IF, "netns", &rtr]);
+            ip(&[
+                "-n",
+                &cli,
+                "link",
+                "add",
+                ROUTER_PEER,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ROUTER_IF,
+                "netns",
+                &rtr,
+            ]);
             ip(&["-n", &cli, "link", "set", ROUTER_PEER, "master", BRIDGE]);
             ip(&["-n", &cli, "link", "set", ROUTER_PEER, "up"]);
             let addr = format!("{}/24", lab.router_ip());
@@ -466,7 +520,11 @@ impl Lab {
             "-p0".into(),
             format!("--interface={ROUTER_IF}"),
             "--bind-interfaces".into(),
-            format!("--dhcp-range={},{},255.255.255.0,1h", self.net.ip(100), self.net.ip(150)),
+            format!(
+                "--dhcp-range={},{},255.255.255.0,1h",
+                self.net.ip(100),
+                self.net.ip(150)
+            ),
             format!("--dhcp-option=option:router,{}", self.router_ip()),
             "--log-dhcp".into(),
         ]);
@@ -508,8 +566,11 @@ impl Lab {
 
         // matchbox as cozyboot runs it, with the data dir where the container mounts it.
         let container_data = cozyboot::render::MATCHBOX_DATA;
-        let mb_args: Vec<String> =
-            rendered.matchbox_args.iter().map(|arg| arg.replace(container_data, &data.display().to_string())).collect();
+        let mb_args: Vec<String> = rendered
+            .matchbox_args
+            .iter()
+            .map(|arg| arg.replace(container_data, &data.display().to_string()))
+            .collect();
         let mut mb_cmd = self.net.server_command(double.to_str().unwrap());
         mb_cmd.args(&mb_args);
         let mut matchbox = Logged::spawn(mb_cmd, "matchbox-double");
@@ -527,7 +588,10 @@ impl Lab {
         let qemu_cmd = client.qemu(a, TAP, &serial_path);
         let qemu_line = format!("{qemu_cmd:?}");
         let mut wrapped = Command::new("ip");
-        wrapped.args(["netns", "exec", &self.net.client_ns]).arg(qemu_cmd.get_program()).args(qemu_cmd.get_args());
+        wrapped
+            .args(["netns", "exec", &self.net.client_ns])
+            .arg(qemu_cmd.get_program())
+            .args(qemu_cmd.get_args());
         let mut qemu = Logged::spawn(wrapped, "QEMU");
 
         let watch = Watch {
@@ -583,14 +647,19 @@ impl Lab {
             serial: read_lossy(&serial_path),
             qemu: String::new(),
         };
-        let failed_at = watch.stages().into_iter().find(|st| !reached.iter().any(|(r, _)| r == st));
-        let cmdline = evidence
-            .serial
-            .lines()
-            .find_map(|l| l.trim_end_matches('\r').split_once(CMDLINE_PREFIX).map(|(_, c)| c.trim().to_string()));
-        let initrd_via = strip_escapes(&evidence.serial)
-            .lines()
-            .find_map(|l| l.split_once("EFI stub: Loaded initrd from ").map(|(_, v)| v.trim().to_string()));
+        let failed_at = watch
+            .stages()
+            .into_iter()
+            .find(|st| !reached.iter().any(|(r, _)| r == st));
+        let cmdline = evidence.serial.lines().find_map(|l| {
+            l.trim_end_matches('\r')
+                .split_once(CMDLINE_PREFIX)
+                .map(|(_, c)| c.trim().to_string())
+        });
+        let initrd_via = strip_escapes(&evidence.serial).lines().find_map(|l| {
+            l.split_once("EFI stub: Loaded initrd from ")
+                .map(|(_, v)| v.trim().to_string())
+        });
         Outcome {
             client,
             mode: self.mode,
@@ -609,7 +678,9 @@ impl Lab {
 }
 
 fn read_lossy(p: &Path) -> String {
-    fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 // ------------------------------------------------------------------------------ stages
@@ -692,7 +763,9 @@ impl Watch<'_> {
             }
             Stage::Tftp => {
                 let name = self.bootloader_name.as_deref().unwrap_or("");
-                ev.dnsmasq.lines().any(|l| l.contains("sent ") && l.contains(&format!("/{name} to ")))
+                ev.dnsmasq
+                    .lines()
+                    .any(|l| l.contains("sent ") && l.contains(&format!("/{name} to ")))
             }
             Stage::BootIpxe => ev.matchbox.contains("HTTP GET /boot.ipxe"),
             Stage::Ipxe => {
@@ -717,7 +790,9 @@ impl Watch<'_> {
         // EDK2 tries PXE over IPv4 first; moving on to IPv6 or HTTP boot means IPv4 PXE failed.
         if !has(Stage::Tftp)
             && self.client.bootloader().is_some()
-            && ["PXE-E16", ">>Start PXE over IPv6", ">>Start HTTP Boot"].iter().any(|m| ev.serial.contains(m))
+            && ["PXE-E16", ">>Start PXE over IPv6", ">>Start HTTP Boot"]
+                .iter()
+                .any(|m| ev.serial.contains(m))
         {
             return Some("the UEFI firmware gave up on PXE over IPv4".into());
         }
@@ -778,7 +853,11 @@ pub struct Outcome {
 impl Outcome {
     /// One line: what was reached and when.
     pub fn timeline(&self) -> String {
-        let stages: Vec<String> = self.reached.iter().map(|(s, t)| format!("{s} {:.1}s", t.as_secs_f64())).collect();
+        let stages: Vec<String> = self
+            .reached
+            .iter()
+            .map(|(s, t)| format!("{s} {:.1}s", t.as_secs_f64()))
+            .collect();
         let via = match &self.initrd_via {
             Some(v) => format!("; initrd via {v}"),
             None => String::new(),
@@ -835,11 +914,20 @@ impl Outcome {
             r.push_str(&format!("QEMU exited: {e}\n"));
         }
         r.push_str(&format!("QEMU: {}\n", self.qemu_line));
-        r.push_str(&format!("--- cozyboot's dnsmasq (last 60 lines):\n{}\n", tail(&self.evidence.dnsmasq, 60)));
+        r.push_str(&format!(
+            "--- cozyboot's dnsmasq (last 60 lines):\n{}\n",
+            tail(&self.evidence.dnsmasq, 60)
+        ));
         if self.mode == Mode::Proxy {
-            r.push_str(&format!("--- router dnsmasq (last 30 lines):\n{}\n", tail(&self.evidence.router, 30)));
+            r.push_str(&format!(
+                "--- router dnsmasq (last 30 lines):\n{}\n",
+                tail(&self.evidence.router, 30)
+            ));
         }
-        r.push_str(&format!("--- matchbox-double (last 40 lines):\n{}\n", tail(&self.evidence.matchbox, 40)));
+        r.push_str(&format!(
+            "--- matchbox-double (last 40 lines):\n{}\n",
+            tail(&self.evidence.matchbox, 40)
+        ));
         r.push_str(&format!("--- serial console (last 60 lines):\n{}\n", tail(&serial, 60)));
         r
     }

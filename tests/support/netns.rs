@@ -133,15 +133,7 @@ impl TestNet {
             cli,
         ]);
         for (ns, iface, host) in [(srv, self.server_if.as_str(), 1), (cli, &self.client_if, 2)] {
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{}/24", self.ip(host)),
-                "dev",
-                iface,
-            ]);
+            ip(&["-n", ns, "addr", "add", &format!("{}/24", self.ip(host)), "dev", iface]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", iface, "up"]);
         }
@@ -212,13 +204,7 @@ fn enter_netns(path: &Path) {
     let ns = File::open(path).unwrap_or_else(|err| panic!("opening {}: {err}", path.display()));
     // SAFETY: `ns` is an open namespace file descriptor for the duration of the call.
     let rc = unsafe { sys::setns(ns.as_raw_fd(), sys::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "setns({}): {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "setns({}): {}", path.display(), std::io::Error::last_os_error());
 }
 
 /// A namespace with a process still in it would outlive `ip netns del`.
@@ -247,9 +233,7 @@ impl DnsmasqProc {
     /// when it does not start within 5 s.
     pub fn start(net: &TestNet, argv: Vec<String>, tftp_root: &Path) -> Option<Self> {
         if !Path::new(DNSMASQ).exists() {
-            return skip(&format!(
-                "{DNSMASQ} not found (apt-get install dnsmasq-base)"
-            ));
+            return skip(&format!("{DNSMASQ} not found (apt-get install dnsmasq-base)"));
         }
         make_world_readable(tftp_root);
         let mut child = net

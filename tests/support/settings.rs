@@ -9,7 +9,9 @@ use cozyboot::error::Error;
 use cozyboot::settings::{self, net::HostNet, Purpose, Resolved, Settings};
 
 pub fn resolve(flags: &[String], host: &dyn HostNet, purpose: Purpose) -> Result<Resolved, Error> {
-    let argv = ["cozyboot".to_string(), "render".into()].into_iter().chain(flags.iter().cloned());
+    let argv = ["cozyboot".to_string(), "render".into()]
+        .into_iter()
+        .chain(flags.iter().cloned());
     let Command::Render(args) = Cli::try_parse_from(argv).unwrap().command else {
         unreachable!("the argv names the render command")
     };

@@ -37,17 +37,30 @@ const SOURCE_TAG: &str = "latest";
 
 pub fn docker(args: &[&str]) -> (bool, String) {
     let out = Command::new("docker").args(args).output().expect("the docker CLI runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text.trim().to_string())
 }
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("iproute2 runs");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn quiet(program: &str, args: &[&str]) {
-    let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// The engine's architecture as image tags spell it (the engine runs on this host).
@@ -83,7 +96,11 @@ pub struct Setup {
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { proxy: false, arches: "arm64", extra: Vec::new() }
+        Setup {
+            proxy: false,
+            arches: "arm64",
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -113,8 +130,10 @@ impl Outcome {
     /// `status id: finding`, one line per check, for assertion messages.
     pub fn table(&self) -> String {
         let checks = self.json["checks"].as_array().cloned().unwrap_or_default();
-        let mut lines: Vec<String> =
-            checks.iter().map(|c| format!("{} {}: {} {}", c["status"], c["id"], c["finding"], c["evidence"])).collect();
+        let mut lines: Vec<String> = checks
+            .iter()
+            .map(|c| format!("{} {}: {} {}", c["status"], c["id"], c["finding"], c["evidence"]))
+            .collect();
         lines.push(format!("stderr: {}", self.stderr));
         lines.join("\n")
     }
@@ -167,7 +186,15 @@ impl Lab {
         lab.alias_images();
         lab.wire();
         lab.subnet = lab.network(pid.wrapping_mul(7).wrapping_add(n * 13));
-        ip(&["-n", &lab.name, "addr", "add", &format!("{}/24", lab.ip(2)), "dev", &lab.client_if]);
+        ip(&[
+            "-n",
+            &lab.name,
+            "addr",
+            "add",
+            &format!("{}/24", lab.ip(2)),
+            "dev",
+            &lab.client_if,
+        ]);
         Some(lab)
     }
 
@@ -187,7 +214,11 @@ impl Lab {
         let mut sources = self.images_at(SOURCE_TAG);
         sources[2] = dnsmasq_source;
         for (source, alias) in sources.iter().zip(self.images_at(&self.tag)) {
-            for args in [vec!["pull", "-q", source.as_str()], vec!["tag", source, &alias], vec!["push", "-q", &alias]] {
+            for args in [
+                vec!["pull", "-q", source.as_str()],
+                vec!["tag", source, &alias],
+                vec!["push", "-q", &alias],
+            ] {
                 let (ok, out) = docker(&args);
                 assert!(ok, "docker {}: {out}", args.join(" "));
             }
@@ -203,7 +234,16 @@ impl Lab {
 
     fn wire(&self) {
         ip(&["netns", "add", &self.name]);
-        ip(&["link", "add", &self.host_if, "type", "veth", "peer", "name", &self.client_if]);
+        ip(&[
+            "link",
+            "add",
+            &self.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &self.client_if,
+        ]);
         ip(&["link", "set", &self.client_if, "netns", &self.name]);
         ip(&["link", "set", &self.host_if, "up"]);
         ip(&["-n", &self.name, "link", "set", &self.client_if, "up"]);
@@ -264,7 +304,11 @@ impl Lab {
     pub fn settings(&self) -> Vec<String> {
         let mut args = vec![
             format!("--registry={}", images::registry_prefix()),
-            format!("--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}", images::REGISTRY, self.tag),
+            format!(
+                "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
+                images::REGISTRY,
+                self.tag
+            ),
             format!("--tag={}", self.tag),
             format!("--network={}", self.name),
             format!("--server-ip={}", self.server_ip()),
@@ -332,7 +376,10 @@ impl Lab {
         let mut args = vec!["validate".to_string()];
         args.extend(self.settings());
         let out = self.cozyboot(&args);
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     /// Replaces container `name` by one started by hand with `cmd`, keeping its image,
@@ -392,7 +439,11 @@ fn run_args(info: &Value, name: &str, cmd: &[String]) -> Vec<String> {
         run.push(format!("--cap-add={}", cap.as_str().unwrap_or_default()));
     }
     for m in host["Mounts"].as_array().into_iter().flatten() {
-        let ro = if m["ReadOnly"].as_bool().unwrap_or(false) { ",readonly" } else { "" };
+        let ro = if m["ReadOnly"].as_bool().unwrap_or(false) {
+            ",readonly"
+        } else {
+            ""
+        };
         run.push(format!(
             "--mount=type=bind,src={},dst={}{ro}",
             m["Source"].as_str().unwrap(),

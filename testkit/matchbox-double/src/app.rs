@@ -110,7 +110,9 @@ pub fn run(args: &[String]) -> i32 {
     }
     if f.web_ssl {
         if let Some(e) = stat_err(&f.web_cert_file) {
-            log::fatal(&format!("Provide a valid SSL server certificate with -web-cert-file: {e}"));
+            log::fatal(&format!(
+                "Provide a valid SSL server certificate with -web-cert-file: {e}"
+            ));
         }
         if let Some(e) = stat_err(&f.web_key_file) {
             log::fatal(&format!("Provide a valid SSL server key with -web-key-file: {e}"));
@@ -132,7 +134,10 @@ pub fn run(args: &[String]) -> i32 {
         log::info(&format!("Starting matchbox gRPC server on {}", f.rpc_address));
         log::info(&format!("Using TLS server certificate: {}", f.cert_file));
         log::info(&format!("Using TLS server key: {}", f.key_file));
-        log::info(&format!("Using CA certificate: {} to authenticate client certificates", f.ca_file));
+        log::info(&format!(
+            "Using CA certificate: {} to authenticate client certificates",
+            f.ca_file
+        ));
         let lis = listen(&f.rpc_address);
         let tls = match rpc::mtls_config(&f.cert_file, &f.key_file, &f.ca_file) {
             Ok(t) => t,
@@ -144,7 +149,11 @@ pub fn run(args: &[String]) -> i32 {
 
     let cfg = Arc::new(http::Config {
         data_path,
-        assets_path: if f.assets_path.is_empty() { None } else { Some(Path::new(&f.assets_path).to_path_buf()) },
+        assets_path: if f.assets_path.is_empty() {
+            None
+        } else {
+            Some(Path::new(&f.assets_path).to_path_buf())
+        },
         compat_no_arch: f.compat_no_arch,
     });
     let tls = if f.web_ssl {

@@ -43,21 +43,81 @@ struct Def {
 }
 
 const DEFS: &[Def] = &[
-    Def { name: "address", is_bool: false, usage: "HTTP listen address" },
-    Def { name: "assets-path", is_bool: false, usage: "Path to static assets" },
-    Def { name: "ca-file", is_bool: false, usage: "Path to the CA verify and authenticate client certificates" },
-    Def { name: "cert-file", is_bool: false, usage: "Path to the server TLS certificate file" },
-    Def { name: "compat-no-arch", is_bool: true, usage: "TEST-ONLY fault seed (not in matchbox): serve /boot.ipxe without &arch= like matchbox < v0.11.0" },
-    Def { name: "data-path", is_bool: false, usage: "Path to data directory" },
-    Def { name: "help", is_bool: true, usage: "print usage and exit" },
-    Def { name: "key-file", is_bool: false, usage: "Path to the server TLS key file" },
-    Def { name: "key-ring-path", is_bool: false, usage: "Path to a private keyring file" },
-    Def { name: "log-level", is_bool: false, usage: "Set the logging level" },
-    Def { name: "rpc-address", is_bool: false, usage: "RPC listen address" },
-    Def { name: "version", is_bool: true, usage: "print version and exit" },
-    Def { name: "web-cert-file", is_bool: false, usage: "Path to the server TLS certificate file" },
-    Def { name: "web-key-file", is_bool: false, usage: "Path to the server TLS key file" },
-    Def { name: "web-ssl", is_bool: true, usage: "True to enable HTTPS" },
+    Def {
+        name: "address",
+        is_bool: false,
+        usage: "HTTP listen address",
+    },
+    Def {
+        name: "assets-path",
+        is_bool: false,
+        usage: "Path to static assets",
+    },
+    Def {
+        name: "ca-file",
+        is_bool: false,
+        usage: "Path to the CA verify and authenticate client certificates",
+    },
+    Def {
+        name: "cert-file",
+        is_bool: false,
+        usage: "Path to the server TLS certificate file",
+    },
+    Def {
+        name: "compat-no-arch",
+        is_bool: true,
+        usage: "TEST-ONLY fault seed (not in matchbox): serve /boot.ipxe without &arch= like matchbox < v0.11.0",
+    },
+    Def {
+        name: "data-path",
+        is_bool: false,
+        usage: "Path to data directory",
+    },
+    Def {
+        name: "help",
+        is_bool: true,
+        usage: "print usage and exit",
+    },
+    Def {
+        name: "key-file",
+        is_bool: false,
+        usage: "Path to the server TLS key file",
+    },
+    Def {
+        name: "key-ring-path",
+        is_bool: false,
+        usage: "Path to a private keyring file",
+    },
+    Def {
+        name: "log-level",
+        is_bool: false,
+        usage: "Set the logging level",
+    },
+    Def {
+        name: "rpc-address",
+        is_bool: false,
+        usage: "RPC listen address",
+    },
+    Def {
+        name: "version",
+        is_bool: true,
+        usage: "print version and exit",
+    },
+    Def {
+        name: "web-cert-file",
+        is_bool: false,
+        usage: "Path to the server TLS certificate file",
+    },
+    Def {
+        name: "web-key-file",
+        is_bool: false,
+        usage: "Path to the server TLS key file",
+    },
+    Def {
+        name: "web-ssl",
+        is_bool: true,
+        usage: "True to enable HTTPS",
+    },
 ];
 
 /// Outcome of parsing that is not a usable set of flags.
@@ -114,10 +174,7 @@ impl Flags {
     }
 
     /// Parse `args` (without the program name) and the environment through `env`.
-    pub fn parse_with_env(
-        args: &[String],
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Flags, ParseError> {
+    pub fn parse_with_env(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Flags, ParseError> {
         let mut vals = Self::defaults();
         let mut set_on_cli = std::collections::BTreeSet::new();
         let mut i = 0;
@@ -169,11 +226,7 @@ impl Flags {
                         i += 1;
                         match args.get(i) {
                             Some(v) => v.clone(),
-                            None => {
-                                return Err(ParseError::Usage(format!(
-                                    "flag needs an argument: -{name}"
-                                )))
-                            }
+                            None => return Err(ParseError::Usage(format!("flag needs an argument: -{name}"))),
                         }
                     }
                 }
@@ -194,11 +247,7 @@ impl Flags {
                         Some(b) => {
                             vals.insert(def.name, b.to_string());
                         }
-                        None => {
-                            return Err(ParseError::Env(format!(
-                                "invalid value {v:?} for {key}: parse error"
-                            )))
-                        }
+                        None => return Err(ParseError::Env(format!("invalid value {v:?} for {key}: parse error"))),
                     }
                 } else {
                     vals.insert(def.name, v);
@@ -262,7 +311,15 @@ mod tests {
 
     #[test]
     fn both_forms() {
-        let f = p(&["-address=0.0.0.0:8080", "-data-path", "/d", "--assets-path", "/a", "-log-level=debug"]).unwrap();
+        let f = p(&[
+            "-address=0.0.0.0:8080",
+            "-data-path",
+            "/d",
+            "--assets-path",
+            "/a",
+            "-log-level=debug",
+        ])
+        .unwrap();
         assert_eq!(f.address, "0.0.0.0:8080");
         assert_eq!(f.data_path, "/d");
         assert_eq!(f.assets_path, "/a");

@@ -132,8 +132,8 @@ pub fn go_float(f: f64) -> String {
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
     Dot,
-    Field(Vec<String>),              // .a.b
-    Var(String, Vec<String>),        // $x.a.b ("" for $)
+    Field(Vec<String>),       // .a.b
+    Var(String, Vec<String>), // $x.a.b ("" for $)
     Ident(String),
     Str(String),
     Num(V),
@@ -145,8 +145,12 @@ enum Tok {
     Comma,
 }
 
-const KEYWORDS: &[&str] = &["if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"];
-const FUNCS: &[&str] = &["and", "or", "not", "len", "index", "print", "printf", "println", "eq", "ne", "lt", "le", "gt", "ge"];
+const KEYWORDS: &[&str] = &[
+    "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+];
+const FUNCS: &[&str] = &[
+    "and", "or", "not", "len", "index", "print", "printf", "println", "eq", "ne", "lt", "le", "gt", "ge",
+];
 const UNSUPPORTED: &[&str] = &["html", "js", "urlquery", "slice", "call"];
 
 enum Piece {
@@ -372,12 +376,7 @@ fn lex_action(s: &str) -> Result<(Vec<Tok>, usize, bool), String> {
                     _ => toks.push(Tok::Ident(w.to_string())),
                 }
             }
-            _ => {
-                return Err(format!(
-                    "unexpected {:?} in command",
-                    s[i..].chars().next().unwrap()
-                ))
-            }
+            _ => return Err(format!("unexpected {:?} in command", s[i..].chars().next().unwrap())),
         }
     }
 }
@@ -516,9 +515,7 @@ impl Parser {
                         Stop::Eof => return Err("unexpected EOF".into()),
                         Stop::Else(_) => return Err("expected end; found else".into()),
                     }
-                } else if kw != "range"
-                    && matches!(&rest[0], Tok::Ident(w) if w == "if" || w == "with")
-                {
+                } else if kw != "range" && matches!(&rest[0], Tok::Ident(w) if w == "if" || w == "with") {
                     // {{else if ...}} / {{else with ...}}: a nested control sharing our {{end}}
                     let Tok::Ident(w) = &rest[0] else { unreachable!() };
                     vec![self.control(&w.clone(), &rest[1..])?]
@@ -638,7 +635,9 @@ fn pipeline(toks: &[Tok], allow_decl: bool) -> Result<Pipeline, String> {
             if let Arg::Func(f) = a {
                 // a bare function name as an argument is a call with no args in Go;
                 // allow only for zero-arg-safe functions would be overkill: reject
-                return Err(format!("function {f:?} used as an operand is not supported by matchbox-double"));
+                return Err(format!(
+                    "function {f:?} used as an operand is not supported by matchbox-double"
+                ));
             }
         }
     }
@@ -648,7 +647,9 @@ fn pipeline(toks: &[Tok], allow_decl: bool) -> Result<Pipeline, String> {
 impl Template {
     pub fn parse(src: &str) -> Result<Template, String> {
         let pieces = lex(src).map_err(|e| format!("template: :{e}"))?;
-        let mut p = Parser { pieces: pieces.into_iter() };
+        let mut p = Parser {
+            pieces: pieces.into_iter(),
+        };
         let (nodes, stop) = p.list().map_err(|e| format!("template: :{e}"))?;
         match stop {
             Stop::Eof => Ok(Template { nodes }),
@@ -659,7 +660,9 @@ impl Template {
 
     pub fn execute(&self, data: &V) -> Result<String, String> {
         let mut out = String::new();
-        let mut ex = Exec { vars: vec![("".to_string(), data.clone())] };
+        let mut ex = Exec {
+            vars: vec![("".to_string(), data.clone())],
+        };
         ex.walk(&self.nodes, data, &mut out)
             .map_err(|e| format!("template: :{e}"))?;
         Ok(out)
@@ -697,7 +700,11 @@ impl Exec {
                 }
                 Node::Range(p, body, els) => {
                     let mark = self.vars.len();
-                    let inner = Pipeline { decl: Vec::new(), assign: false, cmds: p.cmds.clone() };
+                    let inner = Pipeline {
+                        decl: Vec::new(),
+                        assign: false,
+                        cmds: p.cmds.clone(),
+                    };
                     let v = self.pipe(&inner, dot)?;
                     let items: Vec<(V, V)> = match v {
                         V::List(l) => l.into_iter().enumerate().map(|(i, x)| (V::Int(i as i64), x)).collect(),
@@ -813,12 +820,7 @@ fn fields(mut v: V, chain: &[String]) -> Result<V, String> {
                 None => return Err(format!("map has no entry for key {name:?}")),
             },
             V::Nil => return Err(format!("nil pointer evaluating interface {{}}.{name}")),
-            other => {
-                return Err(format!(
-                    "can't evaluate field {name} in type {}",
-                    other.type_name()
-                ))
-            }
+            other => return Err(format!("can't evaluate field {name} in type {}", other.type_name())),
         };
     }
     Ok(v)
@@ -1029,12 +1031,18 @@ mod tests {
 
     #[test]
     fn control() {
-        assert_eq!(r("{{if .empty}}y{{else if .name}}n={{.name}}{{else}}z{{end}}").unwrap(), "n=node1");
+        assert_eq!(
+            r("{{if .empty}}y{{else if .name}}n={{.name}}{{else}}z{{end}}").unwrap(),
+            "n=node1"
+        );
         assert_eq!(r("{{range $i, $v := .list}}{{$i}}={{$v}};{{end}}").unwrap(), "0=a;1=b;");
         assert_eq!(r("{{range .nested}}{{.}}{{end}}").unwrap(), "v");
         assert_eq!(r("{{with .nested}}{{.k}}{{end}}").unwrap(), "v");
         assert_eq!(r("{{$x := .name}}{{$x}}").unwrap(), "node1");
-        assert_eq!(r(r#"{{index .nested "k"}} {{len .list}} {{.name | printf "%s!"}}"#).unwrap(), "v 2 node1!");
+        assert_eq!(
+            r(r#"{{index .nested "k"}} {{len .list}} {{.name | printf "%s!"}}"#).unwrap(),
+            "v 2 node1!"
+        );
         assert_eq!(r(r#"{{if eq .name "node1"}}ok{{end}}"#).unwrap(), "ok");
         assert_eq!(r("{{if and .name (not .empty)}}ok{{end}}").unwrap(), "ok");
     }
@@ -1052,7 +1060,10 @@ mod tests {
         assert!(r("{{ .Values.foo | quote }}").is_err());
         assert!(r("{{ include \"x\" . }}").is_err());
         assert!(r("{{{ x }}}").is_err());
-        assert!(r(r#"{{if eq .port 8080}}{{end}}"#).is_err(), "float64 vs int compare is an error in Go");
+        assert!(
+            r(r#"{{if eq .port 8080}}{{end}}"#).is_err(),
+            "float64 vs int compare is an error in Go"
+        );
     }
 
     #[test]

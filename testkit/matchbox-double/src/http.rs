@@ -16,7 +16,8 @@ use crate::store::{clean_path, Group, Store};
 
 pub const IPXE_BOOTSTRAP: &str = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}\n";
 /// What matchbox < v0.11.0 served (the `-compat-no-arch` fault seed).
-pub const IPXE_BOOTSTRAP_NO_ARCH: &str = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}\n";
+pub const IPXE_BOOTSTRAP_NO_ARCH: &str =
+    "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}\n";
 
 #[derive(Clone)]
 pub struct Config {
@@ -60,7 +61,11 @@ pub struct Response {
 
 impl Response {
     fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Body::Empty }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
     }
     fn header(mut self, k: &str, v: impl Into<String>) -> Response {
         self.headers.push((k.to_string(), v.into()));
@@ -89,9 +94,10 @@ impl Response {
     fn redirect(req: &Request, location: &str) -> Response {
         let mut r = Response::new(301).header("Location", location);
         if req.method == "GET" || req.method == "HEAD" {
-            r = r
-                .header("Content-Type", "text/html; charset=utf-8")
-                .bytes(format!("<a href=\"{}\">Moved Permanently</a>.\n\n", html_escape(location)));
+            r = r.header("Content-Type", "text/html; charset=utf-8").bytes(format!(
+                "<a href=\"{}\">Moved Permanently</a>.\n\n",
+                html_escape(location)
+            ));
         }
         r
     }
@@ -135,12 +141,30 @@ fn url_escape_path(s: &str) -> String {
 /// A simplified http.DetectContentType.
 pub fn sniff(data: &[u8]) -> &'static str {
     let d = &data[..data.len().min(512)];
-    let ws = d.iter().position(|b| !matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ')).unwrap_or(d.len());
+    let ws = d
+        .iter()
+        .position(|b| !matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' '))
+        .unwrap_or(d.len());
     let t = &d[ws..];
     let upper: Vec<u8> = t.iter().take(16).map(|b| b.to_ascii_uppercase()).collect();
     for tag in [
-        "<!DOCTYPE HTML", "<HTML", "<HEAD", "<SCRIPT", "<IFRAME", "<H1", "<DIV", "<FONT", "<TABLE", "<A", "<STYLE",
-        "<TITLE", "<B", "<BODY", "<BR", "<P", "<!--",
+        "<!DOCTYPE HTML",
+        "<HTML",
+        "<HEAD",
+        "<SCRIPT",
+        "<IFRAME",
+        "<H1",
+        "<DIV",
+        "<FONT",
+        "<TABLE",
+        "<A",
+        "<STYLE",
+        "<TITLE",
+        "<B",
+        "<BODY",
+        "<BR",
+        "<P",
+        "<!--",
     ] {
         let tb = tag.as_bytes();
         if upper.len() > tb.len() && upper.starts_with(tb) && matches!(upper[tb.len()], b' ' | b'>') {
@@ -162,7 +186,9 @@ pub fn sniff(data: &[u8]) -> &'static str {
     if d.starts_with(b"\x89PNG\r\n\x1a\n") {
         return "image/png";
     }
-    if d.iter().any(|&b| b <= 0x08 || b == 0x0b || (0x0e..=0x1a).contains(&b) || (0x1c..=0x1f).contains(&b)) {
+    if d.iter()
+        .any(|&b| b <= 0x08 || b == 0x0b || (0x0e..=0x1a).contains(&b) || (0x1c..=0x1f).contains(&b))
+    {
         return "application/octet-stream";
     }
     "text/plain; charset=utf-8"
@@ -228,7 +254,8 @@ fn read_request(r: &mut BufReader<Box<dyn Conn>>) -> Result<Option<(Request, Str
     }
     let rl = line.trim_end_matches(['\r', '\n']).to_string();
     let mut parts = rl.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(());
     };
     if !version.starts_with("HTTP/1.") || method.is_empty() {
@@ -287,7 +314,11 @@ fn handle_conn(conn: Box<dyn Conn>, cfg: &Config) {
             }
         };
         let conn_hdr = req.header("Connection").unwrap_or("").to_ascii_lowercase();
-        let mut keep = if version == "HTTP/1.0" { conn_hdr.contains("keep-alive") } else { !conn_hdr.contains("close") };
+        let mut keep = if version == "HTTP/1.0" {
+            conn_hdr.contains("keep-alive")
+        } else {
+            !conn_hdr.contains("close")
+        };
         // discard a request body
         if req.header("Transfer-Encoding").is_some() {
             keep = false;
@@ -303,14 +334,23 @@ fn handle_conn(conn: Box<dyn Conn>, cfg: &Config) {
     }
 }
 
-fn write_response(w: &mut Box<dyn Conn>, req: &Request, mut resp: Response, keep: bool, version: &str) -> std::io::Result<()> {
+fn write_response(
+    w: &mut Box<dyn Conn>,
+    req: &Request,
+    mut resp: Response,
+    keep: bool,
+    version: &str,
+) -> std::io::Result<()> {
     let len = match &resp.body {
         Body::Empty => 0,
         Body::Bytes(b) => b.len() as u64,
         Body::File(_, _, l) => *l,
     };
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     if !resp.headers.iter().any(|(k, _)| k == "Content-Length") && resp.status != 304 {
         resp.headers.push(("Content-Length".into(), len.to_string()));
     }
@@ -395,7 +435,10 @@ fn labels_field(req: &Request) -> (&'static str, String) {
 }
 
 fn go_map(m: &BTreeMap<String, String>) -> String {
-    format!("map[{}]", m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" "))
+    format!(
+        "map[{}]",
+        m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ")
+    )
 }
 
 fn ipxe(req: &Request, cfg: &Config) -> Response {
@@ -405,7 +448,11 @@ fn ipxe(req: &Request, cfg: &Config) -> Response {
         log::log(Level::Info, "No matching profile", &[labels_field(req)]);
         return Response::not_found();
     };
-    log::log(Level::Debug, "Matched an iPXE config", &[labels_field(req), ("profile", profile.id.clone())]);
+    log::log(
+        Level::Debug,
+        "Matched an iPXE config",
+        &[labels_field(req), ("profile", profile.id.clone())],
+    );
     let Some(boot) = profile.boot else {
         log::error("error rendering template: template: iPXE config:2:9: executing \"iPXE config\" at <.Kernel>: nil pointer evaluating *storagepb.NetBoot.Kernel");
         return Response::not_found();
@@ -442,7 +489,10 @@ fn collect_variables(req: &Request, group: &Group) -> V {
     }
     let labels = labels_from_query(&req.raw_query);
     let mut request = BTreeMap::new();
-    request.insert("query".to_string(), V::Map(labels.into_iter().map(|(k, v)| (k, V::Str(v))).collect()));
+    request.insert(
+        "query".to_string(),
+        V::Map(labels.into_iter().map(|(k, v)| (k, V::Str(v))).collect()),
+    );
     request.insert("raw_query".to_string(), V::Str(req.raw_query.clone()));
     data.insert("request".to_string(), V::Map(request));
     V::Map(data)
@@ -455,7 +505,13 @@ fn generic(req: &Request, cfg: &Config) -> Response {
         log::log(Level::Info, "No matching group", &[labels_field(req)]);
         return Response::not_found();
     };
-    let gf = || vec![labels_field(req), ("group", group.id.clone()), ("group_name", group.name.clone())];
+    let gf = || {
+        vec![
+            labels_field(req),
+            ("group", group.id.clone()),
+            ("group_name", group.name.clone()),
+        ]
+    };
     let profile = match store.profile_get(&group.profile) {
         Ok(p) => p,
         Err(_) => {
@@ -468,14 +524,22 @@ fn generic(req: &Request, cfg: &Config) -> Response {
         Err(_) => {
             let mut f = gf();
             f.push(("profile", group.profile.clone()));
-            log::log(Level::Info, &format!("No generic template named: {}", profile.generic_id), &f);
+            log::log(
+                Level::Info,
+                &format!("No generic template named: {}", profile.generic_id),
+                &f,
+            );
             return Response::not_found();
         }
     };
     log::log(
         Level::Debug,
         "Matched a generic template",
-        &[labels_field(req), ("group", group.id.clone()), ("profile", profile.id.clone())],
+        &[
+            labels_field(req),
+            ("group", group.id.clone()),
+            ("profile", profile.id.clone()),
+        ],
     );
     let data = collect_variables(req, &group);
     let out = match gotemplate::Template::parse(&contents) {
@@ -539,7 +603,10 @@ fn ignition(req: &Request, cfg: &Config) -> Response {
         return Response::not_found();
     };
     let Ok(contents) = store.ignition_get(&profile.ignition_id) else {
-        log::info(&format!("No Ignition or Container Linux Config template named: {}", profile.ignition_id));
+        log::info(&format!(
+            "No Ignition or Container Linux Config template named: {}",
+            profile.ignition_id
+        ));
         return Response::not_found();
     };
     if profile.ignition_id.ends_with(".ign") || profile.ignition_id.ends_with(".ignition") {
@@ -619,13 +686,20 @@ fn assets(req: &Request, root: &Path, rest: &str) -> Response {
             Err(e) => return io_to_http(&e),
         };
         entries.sort();
-        let mut body = String::from("<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n");
+        let mut body =
+            String::from("<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n");
         for (n, d) in entries {
             let n = if d { format!("{n}/") } else { n };
-            body.push_str(&format!("<a href=\"{}\">{}</a>\n", url_escape_path(&n), html_escape(&n)));
+            body.push_str(&format!(
+                "<a href=\"{}\">{}</a>\n",
+                url_escape_path(&n),
+                html_escape(&n)
+            ));
         }
         body.push_str("</pre>\n");
-        let mut r = Response::new(200).header("Content-Type", "text/html; charset=utf-8").bytes(body);
+        let mut r = Response::new(200)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .bytes(body);
         if let Some(m) = mtime {
             r = r.header("Last-Modified", log::http_date(m));
         }
@@ -692,7 +766,10 @@ pub fn parse_range(s: &str, size: u64) -> Result<Vec<ByteRange>, ()> {
             if i > size {
                 i = size;
             }
-            ByteRange { start: size - i, length: i }
+            ByteRange {
+                start: size - i,
+                length: i,
+            }
         } else {
             let i: u64 = start.parse().map_err(|_| ())?;
             if i >= size {
@@ -728,11 +805,17 @@ fn serve_content(
     size: u64,
     body: impl Fn(u64, u64) -> std::io::Result<Body>,
 ) -> Response {
-    let mut r = Response::new(200).header("Accept-Ranges", "bytes").header("Content-Type", ct);
+    let mut r = Response::new(200)
+        .header("Accept-Ranges", "bytes")
+        .header("Content-Type", ct);
     if let Some(m) = mtime {
         r = r.header("Last-Modified", log::http_date(m));
     }
-    let range_hdr = if req.method == "GET" || req.method == "HEAD" { req.header("Range").unwrap_or("") } else { "" };
+    let range_hdr = if req.method == "GET" || req.method == "HEAD" {
+        req.header("Range").unwrap_or("")
+    } else {
+        ""
+    };
     let ranges = match parse_range(range_hdr, size) {
         Ok(r) => r,
         Err(()) => {
@@ -744,7 +827,10 @@ fn serve_content(
     let res = if ranges.len() == 1 {
         let br = ranges[0];
         r.status = 206;
-        r = r.header("Content-Range", format!("bytes {}-{}/{}", br.start, br.start + br.length - 1, size));
+        r = r.header(
+            "Content-Range",
+            format!("bytes {}-{}/{}", br.start, br.start + br.length - 1, size),
+        );
         body(br.start, br.length).map(|b| {
             r.body = b;
             r
@@ -800,11 +886,26 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range("", 10).unwrap(), vec![]);
-        assert_eq!(parse_range("bytes=0-3", 10).unwrap(), vec![ByteRange { start: 0, length: 4 }]);
-        assert_eq!(parse_range("bytes=5-", 10).unwrap(), vec![ByteRange { start: 5, length: 5 }]);
-        assert_eq!(parse_range("bytes=-3", 10).unwrap(), vec![ByteRange { start: 7, length: 3 }]);
-        assert_eq!(parse_range("bytes=-30", 10).unwrap(), vec![ByteRange { start: 0, length: 10 }]);
-        assert_eq!(parse_range("bytes=8-100", 10).unwrap(), vec![ByteRange { start: 8, length: 2 }]);
+        assert_eq!(
+            parse_range("bytes=0-3", 10).unwrap(),
+            vec![ByteRange { start: 0, length: 4 }]
+        );
+        assert_eq!(
+            parse_range("bytes=5-", 10).unwrap(),
+            vec![ByteRange { start: 5, length: 5 }]
+        );
+        assert_eq!(
+            parse_range("bytes=-3", 10).unwrap(),
+            vec![ByteRange { start: 7, length: 3 }]
+        );
+        assert_eq!(
+            parse_range("bytes=-30", 10).unwrap(),
+            vec![ByteRange { start: 0, length: 10 }]
+        );
+        assert_eq!(
+            parse_range("bytes=8-100", 10).unwrap(),
+            vec![ByteRange { start: 8, length: 2 }]
+        );
         assert!(parse_range("bytes=10-", 10).is_err());
         assert!(parse_range("bytes=4-2", 10).is_err());
         assert!(parse_range("items=0-1", 10).is_err());
@@ -813,8 +914,15 @@ mod tests {
 
     #[test]
     fn ipxe_template() {
-        let s = render_ipxe("/assets/k", &["a=1".into(), "b".into()], &["/assets/i1".into(), "/assets/i2".into()]);
-        assert_eq!(s, "#!ipxe\nkernel /assets/k a=1 b\ninitrd /assets/i1\ninitrd /assets/i2\nboot\n");
+        let s = render_ipxe(
+            "/assets/k",
+            &["a=1".into(), "b".into()],
+            &["/assets/i1".into(), "/assets/i2".into()],
+        );
+        assert_eq!(
+            s,
+            "#!ipxe\nkernel /assets/k a=1 b\ninitrd /assets/i1\ninitrd /assets/i2\nboot\n"
+        );
         assert_eq!(render_ipxe("k", &[], &[]), "#!ipxe\nkernel k\nboot\n");
     }
 

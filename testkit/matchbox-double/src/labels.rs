@@ -68,10 +68,7 @@ pub fn normalize_mac(s: &str) -> Option<String> {
         if parts.iter().any(|p| p.len() != 2) {
             return None;
         }
-        parts
-            .iter()
-            .map(|p| hex_byte(p))
-            .collect::<Option<Vec<u8>>>()?
+        parts.iter().map(|p| hex_byte(p)).collect::<Option<Vec<u8>>>()?
     } else if s.as_bytes()[4] == b'.' {
         if !(s.len() + 1).is_multiple_of(5) {
             return None;
@@ -92,13 +89,7 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     if !matches!(bytes.len(), 6 | 8 | 20) {
         return None;
     }
-    Some(
-        bytes
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
 }
 
 fn hex_byte(p: &str) -> Option<u8> {

@@ -57,9 +57,8 @@ pub fn enabled(l: Level) -> bool {
 
 fn quote_if_needed(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '/' | '@' | '^' | '+')
-        });
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '/' | '@' | '^' | '+'));
     if plain {
         s.to_string()
     } else {

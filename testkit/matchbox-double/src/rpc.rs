@@ -74,10 +74,19 @@ pub fn server_config(cert_file: &str, key_file: &str) -> Result<Arc<rustls::Serv
 fn ids(store_root: &PathBuf, dir: &str) -> Vec<String> {
     let store = Store::new(store_root);
     match dir {
-        "groups" => store.group_list().unwrap_or_default().into_iter().map(|g| g.id).collect(),
+        "groups" => store
+            .group_list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g.id)
+            .collect(),
         _ => {
             let mut names: Vec<String> = std::fs::read_dir(store_root.join("profiles"))
-                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
             names.sort();
             names
@@ -99,7 +108,9 @@ pub fn serve(listener: TcpListener, cfg: Arc<rustls::ServerConfig>, data_path: P
         std::thread::spawn(move || {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(60)));
-            let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
+            let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                return;
+            };
             let mut tls = rustls::StreamOwned::new(conn, stream);
             while tls.conn.is_handshaking() {
                 if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
@@ -134,7 +145,10 @@ pub fn serve(listener: TcpListener, cfg: Arc<rustls::ServerConfig>, data_path: P
                     _ => "ERR unknown command".to_string(),
                 };
                 let w = reader.get_mut();
-                if w.write_all(format!("{answer}\n").as_bytes()).and_then(|_| w.flush()).is_err() {
+                if w.write_all(format!("{answer}\n").as_bytes())
+                    .and_then(|_| w.flush())
+                    .is_err()
+                {
                     return;
                 }
             }

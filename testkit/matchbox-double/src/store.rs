@@ -41,11 +41,8 @@ pub struct Store {
 
 /// Go's encoding/json matches object keys to struct fields case-insensitively.
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
+    obj.get(name)
+        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 fn string_field(obj: &Map<String, Value>, name: &str) -> Result<String, String> {
@@ -346,7 +343,10 @@ mod tests {
 
     #[test]
     fn group_parse() {
-        let g = parse_group(br#"{"ID":"a","Profile":"p","selector":{"MAC":"52-54-00-AB-CD-EF","arch":"arm64"},"metadata":{"x":1}}"#).unwrap();
+        let g = parse_group(
+            br#"{"ID":"a","Profile":"p","selector":{"MAC":"52-54-00-AB-CD-EF","arch":"arm64"},"metadata":{"x":1}}"#,
+        )
+        .unwrap();
         assert_eq!(g.id, "a");
         assert_eq!(g.profile, "p");
         assert_eq!(g.selector["MAC"], "52:54:00:ab:cd:ef");
@@ -357,7 +357,9 @@ mod tests {
 
     #[test]
     fn profile_parse() {
-        let p = parse_profile(br#"{"id":"p","boot":{"kernel":"k","initrd":["i"],"args":["a","b"]},"generic_id":"g.yaml"}"#).unwrap();
+        let p =
+            parse_profile(br#"{"id":"p","boot":{"kernel":"k","initrd":["i"],"args":["a","b"]},"generic_id":"g.yaml"}"#)
+                .unwrap();
         assert_eq!(p.boot.as_ref().unwrap().args, vec!["a", "b"]);
         assert_eq!(p.generic_id, "g.yaml");
         assert!(parse_profile(br#"{"name":"no id"}"#).is_err());

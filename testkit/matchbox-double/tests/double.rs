@@ -91,7 +91,10 @@ struct Resp {
 }
 impl Resp {
     fn header(&self, n: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.as_str())
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -142,8 +145,14 @@ fn fixture() -> TempDir {
         "data/profiles/node1-amd64.json",
         r#"{"id":"node1-amd64","boot":{"kernel":"/assets/amd64/vmlinuz","initrd":["/assets/amd64/initramfs.xz"],"args":[]}}"#,
     );
-    d.write("data/profiles/noboot.json", r#"{"id":"noboot","generic_id":"broken.yaml"}"#);
-    d.write("data/groups/default.json", r#"{"id":"default","profile":"default","metadata":{"cluster":"c1"}}"#);
+    d.write(
+        "data/profiles/noboot.json",
+        r#"{"id":"noboot","generic_id":"broken.yaml"}"#,
+    );
+    d.write(
+        "data/groups/default.json",
+        r#"{"id":"default","profile":"default","metadata":{"cluster":"c1"}}"#,
+    );
     d.write(
         "data/groups/node1.json",
         r#"{"id":"node1","profile":"node1","selector":{"mac":"52-54-00-AA-BB-01"},"metadata":{"hostname":"node1","port":6443}}"#,
@@ -152,9 +161,18 @@ fn fixture() -> TempDir {
         "data/groups/node1-amd64.json",
         r#"{"id":"node1-amd64","profile":"node1-amd64","selector":{"mac":"52:54:00:aa:bb:01","arch":"x86_64"}}"#,
     );
-    d.write("data/groups/noboot.json", r#"{"id":"noboot","profile":"noboot","selector":{"role":"noboot"}}"#);
-    d.write("data/groups/ghost.json", r#"{"id":"ghost","profile":"missing","selector":{"role":"ghost"}}"#);
-    d.write("data/groups/broken.json", r#"{"id":"broken","profile":"default","selector":{"mac":"not-a-mac"}}"#);
+    d.write(
+        "data/groups/noboot.json",
+        r#"{"id":"noboot","profile":"noboot","selector":{"role":"noboot"}}"#,
+    );
+    d.write(
+        "data/groups/ghost.json",
+        r#"{"id":"ghost","profile":"missing","selector":{"role":"ghost"}}"#,
+    );
+    d.write(
+        "data/groups/broken.json",
+        r#"{"id":"broken","profile":"default","selector":{"mac":"not-a-mac"}}"#,
+    );
     d.write("data/generic/node1.yaml", "version: v1alpha1\nmachine:\n  network:\n    hostname: {{.hostname}}\n  mac: {{.request.query.mac}}\n  literal: {{\"{{\"}} x }}\n");
     d.write("data/generic/broken.yaml", "machine:\n  certSANs: [\"{{ weird\"]\n");
     d
@@ -197,16 +215,23 @@ fn ipxe_selection_rules() {
     // most selectors wins; mac normalised from the hyphen form iPXE sends
     let r = get(s.port, "/ipxe?mac=52-54-00-aa-bb-01&arch=x86_64");
     assert_eq!(r.status, 200);
-    assert_eq!(r.text(), "#!ipxe\nkernel /assets/amd64/vmlinuz\ninitrd /assets/amd64/initramfs.xz\nboot\n");
+    assert_eq!(
+        r.text(),
+        "#!ipxe\nkernel /assets/amd64/vmlinuz\ninitrd /assets/amd64/initramfs.xz\nboot\n"
+    );
     let r = get(s.port, "/ipxe?mac=52-54-00-AA-BB-01&arch=arm64&uuid=&hostname=");
     assert_eq!(
         r.text(),
         "#!ipxe\nkernel /assets/arm64/vmlinuz initrd=initramfs.xz talos.platform=metal slab_nomerge pti=on talos.config=http://x/generic?mac=${mac:hexhyp}\ninitrd /assets/arm64/initramfs.xz\ninitrd /assets/extra.img\nboot\n"
     );
     // without arch the 2-selector group cannot match
-    assert!(get(s.port, "/ipxe?mac=52:54:00:aa:bb:01").text().contains("/assets/arm64/vmlinuz"));
+    assert!(get(s.port, "/ipxe?mac=52:54:00:aa:bb:01")
+        .text()
+        .contains("/assets/arm64/vmlinuz"));
     // default group (empty selector) catches the rest
-    assert!(get(s.port, "/ipxe?mac=52:54:00:00:00:09").text().contains("/assets/default/vmlinuz"));
+    assert!(get(s.port, "/ipxe?mac=52:54:00:00:00:09")
+        .text()
+        .contains("/assets/default/vmlinuz"));
     assert!(get(s.port, "/ipxe").text().contains("/assets/default/vmlinuz"));
     // an unparseable mac label is dropped, not matched literally
     assert!(get(s.port, "/ipxe?mac=zz").text().contains("/assets/default/vmlinuz"));
@@ -233,7 +258,12 @@ fn generic_templates() {
     );
     assert_eq!(r.header("Content-Length"), Some(r.body.len().to_string().as_str()));
     // ranged generic (http.ServeContent)
-    let r = request(s.port, "GET", "/generic?mac=52-54-00-aa-bb-01", &[("Range", "bytes=0-6")]);
+    let r = request(
+        s.port,
+        "GET",
+        "/generic?mac=52-54-00-aa-bb-01",
+        &[("Range", "bytes=0-6")],
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.text(), "version");
     // broken template -> 404 like matchbox (it answers NotFound on any template error)
@@ -243,7 +273,10 @@ fn generic_templates() {
     assert_eq!(get(s.port, "/generic?mac=52:54:00:00:00:09").status, 404);
     // plain file as-is (YAML with braces that are not actions stays verbatim)
     d.write("data/generic/node1.yaml", "a: {b: c}\n# }} {\n");
-    assert_eq!(get(s.port, "/generic?mac=52:54:00:aa:bb:01").text(), "a: {b: c}\n# }} {\n");
+    assert_eq!(
+        get(s.port, "/generic?mac=52:54:00:aa:bb:01").text(),
+        "a: {b: c}\n# }} {\n"
+    );
     // missing key -> 404 (missingkey=error)
     d.write("data/generic/node1.yaml", "x: {{.nope}}\n");
     assert_eq!(get(s.port, "/generic?mac=52:54:00:aa:bb:01").status, 404);
@@ -252,14 +285,20 @@ fn generic_templates() {
     assert_eq!(get(s.port, "/generic?foo=bar").status, 404);
     // metadata endpoint
     let m = get(s.port, "/metadata?mac=52:54:00:aa:bb:01").text();
-    assert!(m.contains("HOSTNAME=node1\n") && m.contains("PORT=6443\n") && m.contains("MAC=52:54:00:aa:bb:01\n"), "{m}");
+    assert!(
+        m.contains("HOSTNAME=node1\n") && m.contains("PORT=6443\n") && m.contains("MAC=52:54:00:aa:bb:01\n"),
+        "{m}"
+    );
 }
 
 #[test]
 fn ignition_is_not_for_talos() {
     let d = fixture();
     d.write("data/profiles/ign.json", r#"{"id":"ign","ignition_id":"talos.yaml"}"#);
-    d.write("data/groups/ign.json", r#"{"id":"ign","profile":"ign","selector":{"role":"ign"}}"#);
+    d.write(
+        "data/groups/ign.json",
+        r#"{"id":"ign","profile":"ign","selector":{"role":"ign"}}"#,
+    );
     d.write("data/ignition/talos.yaml", "version: v1alpha1\nmachine: {}\n");
     let s = start(&d, &[], &[]);
     assert_eq!(get(s.port, "/ignition?role=ign").status, 404);
@@ -298,7 +337,12 @@ fn assets_ranges_and_traversal() {
     assert_eq!(get(s.port, "/assets/arm64").status, 301);
     assert_eq!(get(s.port, "/assets/missing").status, 404);
     // traversal never reaches outside.txt
-    for t in ["/assets/../outside.txt", "/assets/%2e%2e/outside.txt", "/assets/arm64/../../outside.txt", "/assets/..%2foutside.txt"] {
+    for t in [
+        "/assets/../outside.txt",
+        "/assets/%2e%2e/outside.txt",
+        "/assets/arm64/../../outside.txt",
+        "/assets/..%2foutside.txt",
+    ] {
         let r = get(s.port, t);
         assert!(!r.text().contains("secret"), "{t} leaked");
         assert_ne!(r.status, 200, "{t}");
@@ -333,15 +377,29 @@ fn startup_refusals() {
     // -rpc-address without the TLS files
     let etc = TempDir::new("etc");
     let o = run_fail(
-        &[&format!("-data-path={data}"), &format!("-assets-path={assets}"), "-rpc-address=127.0.0.1:0"],
+        &[
+            &format!("-data-path={data}"),
+            &format!("-assets-path={assets}"),
+            "-rpc-address=127.0.0.1:0",
+        ],
         &[("MATCHBOX_DOUBLE_ETC_DIR", &etc.path(""))],
     );
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("Provide a valid TLS server certificate with -cert-file: stat "), "{err}");
+    assert!(
+        err.contains("Provide a valid TLS server certificate with -cert-file: stat "),
+        "{err}"
+    );
     assert!(err.contains("server.crt: no such file or directory"), "{err}");
     // bad log level, unknown flag
-    let o = run_fail(&[&format!("-data-path={data}"), &format!("-assets-path={assets}"), "-log-level=loud"], &[]);
+    let o = run_fail(
+        &[
+            &format!("-data-path={data}"),
+            &format!("-assets-path={assets}"),
+            "-log-level=loud",
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid log-level"));
     let o = run_fail(&["-bogus"], &[]);
@@ -385,7 +443,15 @@ fn pki() -> Pki {
     let (server_pem, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()], &issuer);
     let (client_pem, client_key) = leaf(vec!["client".into()], &issuer);
     let (rogue_pem, rogue_key) = leaf(vec!["client".into()], &rogue_issuer);
-    Pki { ca_pem: ca.pem(), server_pem, server_key, client_pem, client_key, rogue_pem, rogue_key }
+    Pki {
+        ca_pem: ca.pem(),
+        server_pem,
+        server_key,
+        client_pem,
+        client_key,
+        rogue_pem,
+        rogue_key,
+    }
 }
 
 fn tls_client(ca: &str, cert: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
@@ -403,7 +469,9 @@ fn tls_client(ca: &str, cert: Option<(&str, &str)>) -> Arc<rustls::ClientConfig>
     Arc::new(match cert {
         Some((c, k)) => b
             .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(c.as_bytes()).map(|x| x.unwrap()).collect(),
+                CertificateDer::pem_slice_iter(c.as_bytes())
+                    .map(|x| x.unwrap())
+                    .collect(),
                 PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
             )
             .unwrap(),
@@ -449,10 +517,18 @@ fn rpc_requires_client_certificates() {
     let good = tls_client(&p.ca_pem, Some((&p.client_pem, &p.client_key)));
     assert_eq!(rpc_call(rpc_port, good.clone(), "PING").unwrap(), "PONG\n");
     let groups = rpc_call(rpc_port, good, "GROUPS").unwrap();
-    assert!(groups.contains("\"node1\"") && groups.contains("\"default\""), "{groups}");
+    assert!(
+        groups.contains("\"node1\"") && groups.contains("\"default\""),
+        "{groups}"
+    );
     // no client certificate, or one from another CA: refused
     assert!(rpc_call(rpc_port, tls_client(&p.ca_pem, None), "PING").is_err());
-    assert!(rpc_call(rpc_port, tls_client(&p.ca_pem, Some((&p.rogue_pem, &p.rogue_key))), "PING").is_err());
+    assert!(rpc_call(
+        rpc_port,
+        tls_client(&p.ca_pem, Some((&p.rogue_pem, &p.rogue_key))),
+        "PING"
+    )
+    .is_err());
     // HTTP keeps working
     assert_eq!(get(s.port, "/").text(), "matchbox\n");
 }
@@ -463,7 +539,8 @@ fn keep_alive_serves_several_requests() {
     let s = start(&d, &[], &[]);
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /boot.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /boot.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut all = String::new();
     c.read_to_string(&mut all).unwrap();
     assert_eq!(all.matches("HTTP/1.1 200 OK").count(), 2, "{all}");
