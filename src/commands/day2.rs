@@ -34,12 +34,22 @@ async fn managed(engine: &Engine, site: &SiteArgs) -> Result<Vec<(Role, Containe
     Ok(found)
 }
 
-fn wanted(role: Option<CliRole>) -> impl Fn(&Role) -> bool {
-    move |r| match role {
+/// The managed containers of `role` (both when `None`); none at all is an error.
+async fn selected(engine: &Engine, site: &SiteArgs, role: Option<CliRole>) -> Result<Vec<(Role, ContainerInfo)>> {
+    let wanted = |r: &Role| match role {
         None => true,
         Some(CliRole::Matchbox) => *r == Role::Matchbox,
         Some(CliRole::Dnsmasq) => *r == Role::Dnsmasq,
+    };
+    let found: Vec<(Role, ContainerInfo)> = managed(engine, site)
+        .await?
+        .into_iter()
+        .filter(|(r, _)| wanted(r))
+        .collect();
+    if found.is_empty() {
+        return Err(none_found());
     }
+    Ok(found)
 }
 
 fn none_found() -> Error {
@@ -113,14 +123,7 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
 pub fn logs(args: &LogsArgs) -> Result<Output> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let found: Vec<(Role, ContainerInfo)> = managed(&engine, &args.site)
-            .await?
-            .into_iter()
-            .filter(|(r, _)| wanted(args.role)(r))
-            .collect();
-        if found.is_empty() {
-            return Err(none_found());
-        }
+        let found = selected(&engine, &args.site, args.role).await?;
         if args.follow {
             let [(_, c)] = found.as_slice() else {
                 return Err(Error::Config(vec![crate::error::ConfigError::new(
@@ -155,14 +158,7 @@ pub fn logs(args: &LogsArgs) -> Result<Output> {
 pub fn restart(args: &RestartArgs) -> Result<Output> {
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        let found: Vec<(Role, ContainerInfo)> = managed(&engine, &args.site)
-            .await?
-            .into_iter()
-            .filter(|(r, _)| wanted(args.role)(r))
-            .collect();
-        if found.is_empty() {
-            return Err(none_found());
-        }
+        let found = selected(&engine, &args.site, args.role).await?;
         let mut found = found;
         // A dnsmasq in matchbox's network namespace loses its network when matchbox restarts.
         if found.iter().any(|(r, _)| *r == Role::Matchbox) && !found.iter().any(|(r, _)| *r == Role::Dnsmasq) {
