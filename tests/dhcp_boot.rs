@@ -9,6 +9,7 @@ use cozyboot::settings::{net::FixedNet, Purpose, Settings};
 use std::fs;
 use std::time::Duration;
 use support::netns::{DnsmasqProc, TestNet};
+use support::pe::pe_sized;
 
 const WAIT: Duration = Duration::from_millis(1500);
 const PC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -43,16 +44,8 @@ fn reversed(argv: &[String]) -> Vec<String> {
 /// Distinct bytes per bootloader, with PE headers for the EFI ones.
 fn tftp_root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let pe = |machine: u16, fill: u8| {
-        let mut b = vec![fill; 3000];
-        b[0..2].copy_from_slice(b"MZ");
-        b[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-        b[0x80..0x84].copy_from_slice(b"PE\0\0");
-        b[0x84..0x86].copy_from_slice(&machine.to_le_bytes());
-        b
-    };
-    fs::write(dir.path().join("bootaa64.efi"), pe(0xAA64, 0xa1)).unwrap();
-    fs::write(dir.path().join("ipxe.efi"), pe(0x8664, 0x86)).unwrap();
+    fs::write(dir.path().join("bootaa64.efi"), pe_sized(0xAA64, 3000, 0xa1)).unwrap();
+    fs::write(dir.path().join("ipxe.efi"), pe_sized(0x8664, 3000, 0x86)).unwrap();
     fs::write(dir.path().join("undionly.kpxe"), vec![0x55; 1500]).unwrap();
     dir
 }

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use support::images;
+use support::pe::pe;
 
 /// The engine tests here run one at a time: the SIGKILL test needs a predictable machine.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -318,15 +319,6 @@ impl Read for Pattern {
         self.left -= n as u64;
         Ok(n)
     }
-}
-
-fn pe(machine: u16) -> Vec<u8> {
-    let mut b = vec![0u8; 512];
-    b[0..2].copy_from_slice(b"MZ");
-    b[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-    b[0x80..0x84].copy_from_slice(b"PE\0\0");
-    b[0x84..0x86].copy_from_slice(&machine.to_le_bytes());
-    b
 }
 
 /// Waits for a child with piped output, killing it after `limit`.

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use support::images;
+use support::pe::pe;
 
 /// Tests here share the engine's image cache; one at a time keeps "cold" cold.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -156,15 +157,6 @@ impl Drop for Site {
         }
         docker(&["network", "rm", &self.net]);
     }
-}
-
-fn pe(machine: u16) -> Vec<u8> {
-    let mut b = vec![0u8; 512];
-    b[0..2].copy_from_slice(b"MZ");
-    b[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-    b[0x80..0x84].copy_from_slice(b"PE\0\0");
-    b[0x84..0x86].copy_from_slice(&machine.to_le_bytes());
-    b
 }
 
 /// Makes `<repo>:<to>` in the local registry a copy of `<repo>:<from>` (test fixtures only).

@@ -4,5 +4,6 @@ pub mod bad_inputs;
 pub mod firmware;
 pub mod images;
 pub mod netns;
+pub mod pe;
 pub mod settings;
 pub mod validate_lab;

@@ -76,15 +76,7 @@ fn skip<T>(reason: &str) -> Option<T> {
     None
 }
 
-/// A PE header for `machine` (0xAA64 arm64, 0x8664 x86_64), 512 bytes.
-pub fn pe(machine: u16) -> Vec<u8> {
-    let mut b = vec![0u8; 512];
-    b[0..2].copy_from_slice(b"MZ");
-    b[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-    b[0x80..0x84].copy_from_slice(b"PE\0\0");
-    b[0x84..0x86].copy_from_slice(&machine.to_le_bytes());
-    b
-}
+pub use super::pe::pe;
 
 /// How `up` is asked to run the segment.
 #[derive(Debug, Clone)]
