@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod layout;
 pub mod pe;
 pub mod plan;
 pub mod ports;

@@ -305,6 +305,10 @@ mod tests {
                 image: d.talos_image.clone(),
                 image_id: format!("id-{}", d.talos_image),
                 source: "/assets/talos/arm64".into(),
+                layout: "assets".into(),
+                verified_by: None,
+                uki: None,
+                archive_bytes: 0,
                 files: vec![FileRecord {
                     name: "vmlinuz".into(),
                     size: 1,

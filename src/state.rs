@@ -41,9 +41,54 @@ pub struct AssetRecord {
     pub image_id: String,
     /// The directory in the image the files came from.
     pub source: String,
+    /// Which of the layouts in [`crate::layout`] the image has (`assets`, `installer-uki`, ...).
+    #[serde(default)]
+    pub layout: String,
+    /// The image's checksum file every served file was verified against, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<String>,
+    /// The UKI the files were taken out of, for an installer that holds only a UKI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uki: Option<UkiRecord>,
     pub files: Vec<FileRecord>,
+    /// Bytes read from the image to get the files (the rest of the image is never read).
+    #[serde(default)]
+    pub archive_bytes: u64,
     /// Seconds since the Unix epoch.
     pub extracted_at: u64,
+}
+
+impl AssetRecord {
+    /// Where the served files came from and whether they were verified, in one phrase:
+    /// `installer-uki layout: taken out of /usr/install/arm64/vmlinuz.efi (.linux, .initrd)`.
+    pub fn origin(&self) -> String {
+        let layout = if self.layout.is_empty() {
+            "unrecorded"
+        } else {
+            &self.layout
+        };
+        let from = match &self.uki {
+            Some(u) => format!("taken out of {} (.linux, .initrd sections)", u.path),
+            None => format!("from {}", self.source),
+        };
+        let verified = match &self.verified_by {
+            Some(sums) => format!(", verified against {sums}"),
+            None => ", not verified (the image carries no checksum file for them)".to_string(),
+        };
+        format!("{layout} layout: {from}{verified}")
+    }
+}
+
+/// A UKI that served files were taken out of (it is not kept on disk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UkiRecord {
+    /// Its path in the image.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The command line it embeds; the one matchbox's profile passes replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_cmdline: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

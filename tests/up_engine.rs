@@ -273,17 +273,221 @@ fn changing_one_setting_replaces_only_that_container() {
     assert!(args.contains("6h"), "{args}");
 }
 
+/// The state cozyboot recorded for the site.
+fn state(site: &Site) -> Value {
+    serde_json::from_slice(&fs::read(site.data().join(".cozyboot/state.json")).unwrap()).unwrap()
+}
+
+/// Every path under `dir` (files, dirs and links), relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(&p, root, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// `(size, sha256)` of a served asset file.
+fn served(site: &Site, arch: &str, name: &str) -> (u64, String) {
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(site.data().join("assets/talos").join(arch).join(name)).unwrap();
+    (bytes.len() as u64, hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Each shape the real published images have (docs/arm64.md), with the same kernel and
+/// initramfs bytes inside: `up` finds them, serves exactly the pair, and records where from.
 #[test]
-fn a_hostile_image_is_refused_and_nothing_is_written() {
+fn every_published_image_layout_serves_the_same_kernel_and_initramfs() {
+    let Some(site) = Site::new() else { return };
+    let matchbox = format!("{}/talos/cozystack-spin-only/matchbox", images::registry_prefix());
+    let seed = images::variant_image(images::SPIN_ONLY, "latest");
+    // (tag, arches, layout, dir in the image)
+    let cases = [
+        ("assets-boot", "arm64", "assets-boot", "/assets/talos/arm64/boot"),
+        ("latest", "arm64,amd64", "assets", "/assets/talos/arm64"),
+        ("usr-install", "arm64,amd64", "installer", "/usr/install/arm64"),
+        ("uki", "arm64,amd64", "installer-uki", "/usr/install/arm64"),
+    ];
+    for (tag, arches, layout, dir) in cases {
+        if tag != "latest" {
+            registry_alias(&matchbox, TAG, tag);
+        }
+        let report = site.up_ok(tag, &[&format!("--arch={arches}")]);
+        assert_eq!(
+            actions(&report, "extract-assets").len(),
+            arches.split(',').count(),
+            "{tag}: {report:#}"
+        );
+        let st = state(&site);
+        for arch in arches.split(',') {
+            for name in ["vmlinuz", "initramfs.xz"] {
+                let expected = images::expected_file(&seed, &format!("/assets/talos/{arch}/{name}")).unwrap();
+                assert_eq!(
+                    served(&site, arch, name),
+                    expected,
+                    "{tag}: {arch}/{name} differs from the seed's"
+                );
+            }
+            let rec = &st["assets"][arch];
+            assert_eq!(rec["layout"], layout, "{tag}: {rec:#}");
+            assert_eq!(rec["source"], dir.replace("arm64", arch), "{tag}: {rec:#}");
+        }
+        // Only the pair is served: no dtb tree, no link, no checksum file, no UKI, no ISO.
+        assert_eq!(
+            tree(&site.data().join("assets/talos")),
+            arches
+                .split(',')
+                .flat_map(|a| [a.to_string(), format!("{a}/initramfs.xz"), format!("{a}/vmlinuz")])
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            "{tag}"
+        );
+        let arm = &st["assets"]["arm64"];
+        match tag {
+            "uki" => {
+                assert_eq!(arm["uki"]["path"], "/usr/install/arm64/vmlinuz.efi", "{arm:#}");
+                let uki = images::expected_file(
+                    &images::variant_image(images::SPIN_ONLY, tag),
+                    "/usr/install/arm64/vmlinuz.efi",
+                )
+                .unwrap();
+                assert_eq!(arm["uki"]["sha256"], uki.1.as_str());
+                assert_eq!(
+                    arm["uki"]["embedded_cmdline"],
+                    "talos.platform=metal console=tty0 cozyboot.embedded=1"
+                );
+                assert_eq!(
+                    arm["files"][0]["source"],
+                    "/usr/install/arm64/vmlinuz.efi section .linux"
+                );
+            }
+            "assets-boot" => {
+                assert_eq!(arm["verified_by"], "/assets/talos/arm64/checksums.sha256", "{arm:#}");
+                // The 256 MiB metal.raw.xz beside the assets was never read: what crossed
+                // the engine's archive API is the pair plus tar headers.
+                let pair: u64 = ["vmlinuz", "initramfs.xz"]
+                    .iter()
+                    .map(|n| served(&site, "arm64", n).0)
+                    .sum();
+                let read = arm["archive_bytes"].as_u64().unwrap();
+                assert!(
+                    read < pair + 64 * 1024,
+                    "read {read} bytes for a {pair}-byte pair: {arm:#}"
+                );
+            }
+            _ => assert!(
+                arm.get("verified_by").is_none(),
+                "{tag}: nothing to verify against: {arm:#}"
+            ),
+        }
+        // Served over HTTP as matchbox serves it.
+        let (status, body) = site.http_get("/assets/talos/arm64/initramfs.xz");
+        assert_eq!(
+            (status, body.len() as u64),
+            (200, served(&site, "arm64", "initramfs.xz").0),
+            "{tag}"
+        );
+    }
+    let status = Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .args(["status", "--json"])
+        .arg(format!("--data-dir={}", site.data().display()))
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let arm = status["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["arch"] == "arm64")
+        .cloned();
+    assert_eq!(arm.unwrap()["record"]["layout"], "installer-uki", "{status:#}");
+}
+
+#[test]
+fn an_asset_that_does_not_match_the_images_checksums_fails_and_changes_nothing() {
+    let Some(site) = Site::new() else { return };
+    let matchbox = format!("{}/talos/cozystack-spin-only/matchbox", images::registry_prefix());
+    registry_alias(&matchbox, TAG, "assets-boot");
+    registry_alias(&matchbox, TAG, "bad-checksum");
+    site.up_ok("assets-boot", &[]);
+    let before = (
+        served(&site, "arm64", "vmlinuz"),
+        served(&site, "arm64", "initramfs.xz"),
+        fs::read(site.data().join(".cozyboot/state.json")).unwrap(),
+        site.container(&site.matchbox),
+        site.container(&site.dnsmasq),
+    );
+    let (code, json, stderr) = site.up("bad-checksum", &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let message = json["error"]["message"].as_str().unwrap_or_default();
+    let good = images::expected_file(
+        &images::variant_image(images::SPIN_ONLY, "bad-checksum"),
+        "/assets/talos/arm64/boot/initramfs.xz",
+    )
+    .unwrap()
+    .1;
+    for needle in [
+        "boot/initramfs.xz",
+        "checksums.sha256",
+        good.as_str(),
+        "nothing was changed",
+    ] {
+        assert!(message.contains(needle), "missing {needle:?} in: {message}");
+    }
+    let after = (
+        served(&site, "arm64", "vmlinuz"),
+        served(&site, "arm64", "initramfs.xz"),
+        fs::read(site.data().join(".cozyboot/state.json")).unwrap(),
+        site.container(&site.matchbox),
+        site.container(&site.dnsmasq),
+    );
+    assert!(before == after, "assets, state or containers changed");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", "label=io.cozyboot.temporary"]),
+        "",
+        "temporary container removed"
+    );
+}
+
+/// Links, devices and fifos BESIDE the served files are never read, so they cannot stop
+/// `up`; a served file that is itself a link is refused, and nothing is written.
+#[test]
+fn links_beside_the_assets_are_ignored_and_linked_assets_are_refused() {
     let Some(site) = Site::new() else { return };
     let matchbox = format!("{}/talos/cozystack-spin-only/matchbox", images::registry_prefix());
     registry_alias(&matchbox, TAG, "hostile");
-    let (code, json, stderr) = site.up("hostile", &[]);
+    registry_alias(&matchbox, TAG, "hostile-links");
+
+    site.up_ok("hostile", &[]);
+    let written = tree(&site.data().join("assets/talos"));
+    assert_eq!(written, ["arm64", "arm64/initramfs.xz", "arm64/vmlinuz"]);
+
+    let before = fs::read(site.data().join(".cozyboot/state.json")).unwrap();
+    let (code, json, stderr) = site.up("hostile-links", &[]);
     assert_eq!(code, 1, "{stderr}");
     let message = json["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("symlink") || message.contains("link"), "{message}");
+    assert!(message.contains("symbolic links are not allowed"), "{message}");
+    assert!(
+        message.contains("/etc/passwd") && message.contains("vmlinuz"),
+        "{message}"
+    );
     assert!(message.contains("nothing was changed"), "{message}");
-    assert!(!site.data().join("assets/talos/arm64").exists(), "no assets swapped in");
+    assert_eq!(fs::read(site.data().join(".cozyboot/state.json")).unwrap(), before);
+    assert_eq!(
+        tree(&site.data().join("assets/talos")),
+        written,
+        "the previous assets stay"
+    );
     let staging: Vec<_> = fs::read_dir(site.data().join(".cozyboot"))
         .unwrap()
         .flatten()

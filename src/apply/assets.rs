@@ -4,14 +4,18 @@ use super::Context;
 use crate::arch::Arch;
 use crate::engine::extract::Limits;
 use crate::error::Error;
+use crate::layout::{self, Kind};
+use crate::pe::PeMachine;
 use crate::render::talos;
 use crate::settings::Settings;
-use crate::state::{self, AssetRecord, FileRecord};
+use crate::state::{self, AssetRecord, FileRecord, UkiRecord};
+use crate::uki;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Extracts into a staging dir beside the target, checks it, then swaps it in; the previous
-/// assets stay in place until the new ones are complete.
+/// Copies the served files of the first layout the image has (see [`crate::layout`]) into a
+/// staging dir beside the target, checks them, then swaps them in; the previous assets stay
+/// in place until the new ones are complete and verified.
 pub(super) async fn extract_assets(
     cx: &Context<'_>,
     arch: Arch,
@@ -21,50 +25,151 @@ pub(super) async fn extract_assets(
     let talos_dir = cx.s.assets_dir().join("talos");
     fs::create_dir_all(&talos_dir)?;
     let staging = staging_dir(cx.s, &format!("assets-{arch}"))?;
-    let candidates = [format!("/assets/talos/{arch}"), format!("/usr/install/{arch}")];
-    let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
-    let report = match cx
-        .engine
-        .export_dir(image, &candidates, &staging, &Limits::default())
-        .await
-    {
-        Ok(r) => r,
+    let outcome = stage(cx, arch, image, &staging).await;
+    let staged = match outcome {
+        Ok(staged) => staged,
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
             return Err(Error::Failed(format!(
-                "{e}\n  nothing was changed: the previous assets are in place\n  fix: use a variant image that holds /assets/talos/{arch}/ or /usr/install/{arch}/ with {} and {}",
-                talos::KERNEL,
-                talos::INITRAMFS
+                "{e}\n  nothing was changed: the previous assets are in place"
             )));
         }
     };
-    for wanted in [talos::KERNEL, talos::INITRAMFS] {
-        let ok = report.file(wanted).is_some_and(|f| f.size > 0);
-        if !ok {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(Error::Failed(format!(
-                "{image} has no non-empty {wanted} in {}\n  nothing was changed: the previous assets are in place",
-                report.source_path.as_deref().unwrap_or("?")
-            )));
-        }
-    }
     swap_in(&staging, &talos_dir.join(arch.asset_dir()))?;
     Ok(AssetRecord {
         image: image.to_string(),
         image_id: image_id.to_string(),
-        source: report.source_path.clone().unwrap_or_default(),
-        files: report
-            .files
-            .iter()
-            .map(|f| FileRecord {
-                name: f.path.display().to_string(),
-                size: f.size,
-                sha256: f.sha256.clone(),
-                source: None,
-            })
-            .collect(),
+        source: staged.kind.dir(arch),
+        layout: staged.kind.name().to_string(),
+        verified_by: staged.verified_by,
+        uki: staged.uki,
+        files: staged.files,
+        archive_bytes: staged.archive_bytes,
         extracted_at: state::now(),
     })
+}
+
+/// The files of one layout, ready in staging.
+struct Staged {
+    kind: Kind,
+    files: Vec<FileRecord>,
+    verified_by: Option<String>,
+    uki: Option<UkiRecord>,
+    archive_bytes: u64,
+}
+
+/// Copies, splits (UKI) and verifies (checksum file) into `staging`. Errors name the image
+/// and the file; the caller discards `staging` on error.
+async fn stage(cx: &Context<'_>, arch: Arch, image: &str, staging: &Path) -> Result<Staged, String> {
+    let exported = cx
+        .engine
+        .export_files(image, &layout::file_sets(arch), staging, &Limits::default())
+        .await
+        .map_err(|e| {
+            let tried = Kind::ALL
+                .iter()
+                .map(|k| format!("{}/{{{}}}", k.dir(arch), k.required().join(",")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("{e}\n  fix: use a variant image that holds the {arch} kernel and initramfs in one of: {tried}")
+        })?;
+    let kind = Kind::ALL[exported.set];
+    let dir = kind.dir(arch);
+    let report = exported.report;
+    for name in kind.required() {
+        if !report.file(name).is_some_and(|f| f.size > 0) {
+            return Err(format!("{image}: {dir}/{name} is empty or not a regular file"));
+        }
+    }
+    let mut staged = Staged {
+        kind,
+        files: Vec::new(),
+        verified_by: None,
+        uki: None,
+        archive_bytes: report.archive_bytes,
+    };
+    if kind == Kind::InstallerUki {
+        let uki_path = staging.join(layout::UKI);
+        let parts = uki::split(&uki_path, &staging.join(talos::KERNEL), &staging.join(talos::INITRAMFS))
+            .map_err(|e| format!("{image}: {e}"))?;
+        let wanted = match arch {
+            Arch::Arm64 => PeMachine::Arm64,
+            Arch::Amd64 => PeMachine::X86_64,
+        };
+        if parts.layout.machine != wanted {
+            return Err(format!(
+                "{image}: {dir}/{} is built for {}, but it would be served to {arch} clients\n  fix: check --tag and the image's platform",
+                layout::UKI,
+                parts.layout.machine
+            ));
+        }
+        let uki_file = report.file(layout::UKI).expect("checked above");
+        staged.uki = Some(UkiRecord {
+            path: format!("{dir}/{}", layout::UKI),
+            size: uki_file.size,
+            sha256: uki_file.sha256.clone(),
+            embedded_cmdline: parts.layout.cmdline.clone(),
+        });
+        for (written, section) in [(&parts.kernel, uki::LINUX), (&parts.initrd, uki::INITRD)] {
+            staged.files.push(FileRecord {
+                name: written
+                    .path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                size: written.size,
+                sha256: written.sha256.clone(),
+                source: Some(format!("{dir}/{} section {section}", layout::UKI)),
+            });
+        }
+        fs::remove_file(&uki_path).map_err(|e| format!("removing {}: {e}", uki_path.display()))?;
+        return Ok(staged);
+    }
+    for name in kind.required() {
+        let f = report.file(name).expect("checked above");
+        staged.files.push(FileRecord {
+            name: name.to_string(),
+            size: f.size,
+            sha256: f.sha256.clone(),
+            source: None,
+        });
+    }
+    if let Some((sums_path, prefix)) = kind.checksums(arch) {
+        let local = staging.join(layout::CHECKSUMS);
+        if local.exists() {
+            staged.verified_by = verify(&local, &sums_path, prefix, &staged.files, image)?;
+            fs::remove_file(&local).map_err(|e| format!("removing {}: {e}", local.display()))?;
+        }
+    }
+    Ok(staged)
+}
+
+/// Checks the served files against the image's own checksum file. A listed file whose
+/// digest differs fails; `Some(path)` when every served file was listed and matched.
+fn verify(
+    local: &Path,
+    in_image: &str,
+    prefix: &str,
+    files: &[FileRecord],
+    image: &str,
+) -> Result<Option<String>, String> {
+    let text = fs::read_to_string(local).map_err(|e| format!("{image}: reading {in_image}: {e}"))?;
+    let sums = layout::parse_checksums(&text);
+    let mut all_listed = true;
+    for f in files {
+        match sums.get(&format!("{prefix}{}", f.name)) {
+            Some(expected) if *expected != f.sha256 => {
+                return Err(format!(
+                    "{image}: {prefix}{} does not match the image's own {in_image}\n  expected sha256 {expected}\n  got      sha256 {}\n  fix: the image is corrupt or was changed after its checksums were written; pull it again or rebuild it",
+                    f.name, f.sha256
+                ))
+            }
+            Some(_) => {}
+            None => all_listed = false,
+        }
+    }
+    Ok(all_listed.then(|| in_image.to_string()))
 }
 
 /// A fresh, empty staging path under cozyboot's own folder in the data dir (same filesystem

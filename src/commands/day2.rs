@@ -103,12 +103,14 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
                 let bytes: u64 = rec.files.iter().map(|f| f.size).sum();
                 let age = state::now().saturating_sub(rec.extracted_at);
                 human.push_str(&format!(
-                    "assets    {arch:<10} {} files {} from {} ({}), extracted {} ago, in {dir}\n",
+                    "assets    {arch:<10} {} files {} from {} ({}), extracted {} ago, in {dir}\n          {:<10} {}\n",
                     rec.files.len(),
                     crate::apply::human_bytes(bytes),
                     rec.image,
                     short(&rec.image_id),
-                    humantime(age)
+                    humantime(age),
+                    "",
+                    rec.origin()
                 ));
                 assets.push(json!({ "data_dir": dir, "arch": arch, "record": rec, "age_seconds": age }));
             }

@@ -17,9 +17,10 @@ use bollard::models::{
     Mount, MountType, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions,
+    StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -86,6 +87,29 @@ pub enum EngineError {
     Api { action: String, detail: String },
     #[error("writing container logs: {0}")]
     Output(#[source] io::Error),
+}
+
+/// One way an image may lay out a set of files (absolute paths inside the image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSet {
+    pub required: Vec<String>,
+    pub optional: Vec<String>,
+}
+
+impl FileSet {
+    fn describe(&self) -> String {
+        self.required.join(" + ")
+    }
+}
+
+/// What [`Engine::export_files`] copied.
+#[derive(Debug, Clone)]
+pub struct ExportedFiles {
+    /// Index of the set the image has.
+    pub set: usize,
+    /// The paths in the image that were copied.
+    pub paths: Vec<String>,
+    pub report: ExtractReport,
 }
 
 fn unreachable_message(host: &str, detail: &str) -> String {
@@ -503,6 +527,89 @@ impl Engine {
         dest_staging: &Path,
         limits: &Limits,
     ) -> Result<ExtractReport, EngineError> {
+        self.in_temporary(image, |name| async move {
+            self.export_first(&name, image, candidate_paths, dest_staging, limits)
+                .await
+        })
+        .await
+    }
+
+    /// Copies single files out of `image` into `dest_staging` (each under its base name):
+    /// those of the first of `sets` whose required files all exist, and whichever of its
+    /// optional files exist. Which set an image has is found with the archive API's `HEAD`
+    /// stat, so files outside the chosen set are never read.
+    ///
+    /// A required path that exists but is a link, device or directory is still copied, so
+    /// the extractor refuses it with the rule it breaks instead of the set being passed over.
+    pub async fn export_files(
+        &self,
+        image: &str,
+        sets: &[FileSet],
+        dest_staging: &Path,
+        limits: &Limits,
+    ) -> Result<ExportedFiles, EngineError> {
+        self.in_temporary(image, |name| async move {
+            for (index, set) in sets.iter().enumerate() {
+                let mut found = true;
+                for path in &set.required {
+                    if !self.exists(&name, image, path).await? {
+                        found = false;
+                        break;
+                    }
+                }
+                if !found {
+                    continue;
+                }
+                let mut paths: Vec<&str> = set.required.iter().map(String::as_str).collect();
+                for path in &set.optional {
+                    if self.exists(&name, image, path).await? {
+                        paths.push(path);
+                    }
+                }
+                let mut report = ExtractReport::default();
+                for path in &paths {
+                    let one = self
+                        .download_into(&name, image, path, "", dest_staging, limits)
+                        .await?
+                        .ok_or_else(|| EngineError::Api {
+                            action: format!("reading {path} from image {image}"),
+                            detail: "the path vanished between stat and copy".to_owned(),
+                        })?;
+                    report.merge(one);
+                }
+                report.source_path = set.required.first().cloned();
+                return Ok(ExportedFiles {
+                    set: index,
+                    paths: paths.into_iter().map(str::to_owned).collect(),
+                    report,
+                });
+            }
+            Err(EngineError::NoCandidatePath {
+                image: image.to_owned(),
+                tried: sets.iter().map(FileSet::describe).collect(),
+            })
+        })
+        .await
+    }
+
+    /// Whether `path` exists in `container`, from the archive API's `HEAD` stat (no bytes
+    /// of the file are read).
+    async fn exists(&self, container: &str, image: &str, path: &str) -> Result<bool, EngineError> {
+        let options = ContainerArchiveInfoOptionsBuilder::new().path(path).build();
+        match self.docker.get_container_archive_info(container, Some(options)).await {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(api(format!("looking for {path} in image {image}"), e)),
+        }
+    }
+
+    /// Runs `work` with a container of `image` that is created, never started, and removed
+    /// afterwards, also when `work` fails or the future is dropped.
+    async fn in_temporary<T, F, Fut>(&self, image: &str, work: F) -> Result<T, EngineError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<T, EngineError>>,
+    {
         // Armed before the create request so that a cancellation while Docker is still
         // creating the container removes it too; it is found by its name.
         let name = temporary_name();
@@ -514,16 +621,14 @@ impl Engine {
             guard.docker = None;
             return Err(e);
         }
-        let outcome = self
-            .export_first(&name, image, candidate_paths, dest_staging, limits)
-            .await;
+        let outcome = work(name.clone()).await;
         let removed = self.remove(&name, true).await;
         if removed.is_ok() {
             guard.docker = None;
         }
-        let report = outcome?;
+        let value = outcome?;
         removed?;
-        Ok(report)
+        Ok(value)
     }
 
     async fn create_temporary(&self, image: &str, name: &str) -> Result<(), EngineError> {
@@ -556,7 +661,10 @@ impl Engine {
         limits: &Limits,
     ) -> Result<ExtractReport, EngineError> {
         for path in candidate_paths {
-            if let Some(mut report) = self.download_into(container, image, path, dest, limits).await? {
+            if let Some(mut report) = self
+                .download_into(container, image, path, &archive_prefix(path), dest, limits)
+                .await?
+            {
                 report.source_path = Some((*path).to_owned());
                 return Ok(report);
             }
@@ -567,12 +675,14 @@ impl Engine {
         })
     }
 
-    /// `Ok(None)` when `path` does not exist in the container.
+    /// `Ok(None)` when `path` does not exist in the container. `prefix` is the top directory
+    /// of the archive to strip (empty for a single file, which keeps its name).
     async fn download_into(
         &self,
         container: &str,
         image: &str,
         path: &str,
+        prefix: &str,
         dest: &Path,
         limits: &Limits,
     ) -> Result<Option<ExtractReport>, EngineError> {
@@ -585,7 +695,7 @@ impl Engine {
             first => first.and_then(Result::ok),
         };
         let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-        let (dest_owned, prefix, limits) = (dest.to_owned(), archive_prefix(path), *limits);
+        let (dest_owned, prefix, limits) = (dest.to_owned(), prefix.to_owned(), *limits);
         let extractor =
             tokio::task::spawn_blocking(move || extract(ChannelReader::new(rx), &dest_owned, &prefix, &limits));
         pump(first, body, tx).await;

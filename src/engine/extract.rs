@@ -57,9 +57,20 @@ pub struct ExtractReport {
     /// Directories created below `dest` (relative).
     pub dirs: Vec<PathBuf>,
     pub total_bytes: u64,
+    /// Bytes of archive read from the stream: what a copy cost, whatever it wrote.
+    #[serde(default)]
+    pub archive_bytes: u64,
 }
 
 impl ExtractReport {
+    /// Adds what another extraction into the same destination wrote.
+    pub fn merge(&mut self, other: ExtractReport) {
+        self.files.extend(other.files);
+        self.dirs.extend(other.dirs);
+        self.total_bytes += other.total_bytes;
+        self.archive_bytes += other.archive_bytes;
+    }
+
     pub fn file(&self, relative: impl AsRef<Path>) -> Option<&ExtractedFile> {
         self.files.iter().find(|f| f.path == relative.as_ref())
     }
@@ -163,7 +174,10 @@ pub fn extract(
         path: dest.to_owned(),
         source,
     })?;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(Counted {
+        inner: reader,
+        bytes: 0,
+    });
     let mut report = ExtractReport::default();
     let mut entries_seen: u64 = 0;
     for entry in archive.entries().map_err(ExtractError::Archive)? {
@@ -197,7 +211,22 @@ pub fn extract(
             }
         }
     }
+    report.archive_bytes = archive.into_inner().bytes;
     Ok(report)
+}
+
+/// Counts what the archive reader consumed.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 fn refused(entry: &str, rule: Rule) -> ExtractError {

@@ -66,10 +66,12 @@ fn talos_files(s: &Settings, state: &State, arch: Arch, image_id: Option<&str>) 
                 short(&r.image_id)
             )),
             _ => f.note(format!(
-                "extracted from {} ({}) {}",
+                "every {arch} firmware (UEFI and BIOS) is served {} + {} extracted from {} ({}), {}",
+                talos::KERNEL,
+                talos::INITRAMFS,
                 r.image,
                 short(&r.image_id),
-                r.source
+                r.origin()
             )),
         },
     }
