@@ -9,6 +9,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod layout;
+pub mod matchbox_version;
 pub mod pe;
 pub mod plan;
 pub mod ports;

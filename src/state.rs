@@ -25,6 +25,17 @@ pub struct State {
     /// The arm64 iPXE binary.
     #[serde(default)]
     pub arm64_bootloader: Option<FileRecord>,
+    /// The matchbox version of the image last checked, so it is asked once per image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matchbox_version: Option<ImageVersion>,
+}
+
+/// What `<image> -version` said, for one image id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVersion {
+    pub image: String,
+    pub image_id: String,
+    pub version: String,
 }
 
 /// Files copied out of an image, and which image exactly.

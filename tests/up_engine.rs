@@ -502,6 +502,40 @@ fn links_beside_the_assets_are_ignored_and_linked_assets_are_refused() {
     );
 }
 
+/// matchbox before v0.11.0 sends no `arch` label, so no group of cozyboot's could match:
+/// `up` asks the image its version and refuses it before replacing anything.
+#[test]
+fn a_matchbox_older_than_v0_11_is_refused_before_anything_is_replaced() {
+    let Some(site) = Site::new() else { return };
+    let first = site.up_ok(TAG, &[]);
+    assert!(first["warnings"].as_array().unwrap().is_empty(), "{first:#}");
+    assert_eq!(state(&site)["matchbox_version"]["version"], "v0.11.0");
+    let before = (
+        site.container(&site.matchbox),
+        site.container(&site.dnsmasq),
+        fs::read(site.data().join(".cozyboot/state.json")).unwrap(),
+    );
+    let talos = format!("{}/talos/cozystack-spin-only/talos", images::registry_prefix());
+    registry_alias(&talos, TAG, "old-matchbox");
+    let (code, json, stderr) = site.up("old-matchbox", &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let message = json["error"]["message"].as_str().unwrap_or_default();
+    for needle in ["matchbox v0.10.0", "since v0.11.0", "fix:", "nothing was changed"] {
+        assert!(message.contains(needle), "missing {needle:?} in: {message}");
+    }
+    let after = (
+        site.container(&site.matchbox),
+        site.container(&site.dnsmasq),
+        fs::read(site.data().join(".cozyboot/state.json")).unwrap(),
+    );
+    assert!(before == after, "containers or state changed");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", "label=io.cozyboot.temporary"]),
+        "",
+        "the -version container was removed"
+    );
+}
+
 #[test]
 fn a_failing_pull_and_a_crashing_image_leave_the_old_site_running() {
     let Some(site) = Site::new() else { return };

@@ -83,6 +83,11 @@ fn healthy_full_mode_passes_every_check_and_the_probe_boots_each_arch() {
             "{id}: {text}"
         );
     }
+    let version = out.expect("matchbox.version", "pass");
+    assert!(
+        version.contains("v0.11.0") && version.contains("recorded by `cozyboot up`"),
+        "{version}"
+    );
     let url = format!("http://{}:8080/boot.ipxe", lab.server_ip());
     assert!(out.expect("probe.ipxe", "pass").contains(&url));
     assert!(out

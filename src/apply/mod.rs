@@ -4,6 +4,7 @@ use crate::arch::Arch;
 use crate::engine::docker::{ContainerInfo, Engine, EngineError, TEMPORARY_LABEL};
 use crate::engine::spec::{ContainerSpec, NetworkMode};
 use crate::error::Error;
+use crate::matchbox_version::{self, Verdict};
 use crate::plan::{self, Action, Desired, Observed, ObservedContainer};
 use crate::ports::{self, Proto};
 use crate::progress::{ProgressMode, PullProgress};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 mod assets;
 mod bootloaders;
@@ -145,6 +147,9 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
     let actions = plan::plan(&desired, &observed);
     preflight_ports(&cx, &actions)?;
     let mut st = observed.state.clone();
+    if let Some(warning) = check_matchbox_version(&cx, &actions, &observed, &mut st).await? {
+        report.warnings.push(warning);
+    }
     for action in &actions {
         if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
             eprintln!("{}", action.describe());
@@ -301,6 +306,58 @@ fn preflight_ports(cx: &Context<'_>, actions: &[Action]) -> Result<(), Error> {
         "{}\n  nothing was started\n  fix: stop what holds the port, or choose another --http-port",
         clashes.join("\n")
     )))
+}
+
+/// Refuses a matchbox image older than v0.11.0 before anything is replaced (its groups
+/// could never match); asked once per image id, and only when matchbox is (re)created.
+async fn check_matchbox_version(
+    cx: &Context<'_>,
+    actions: &[Action],
+    observed: &Observed,
+    st: &mut State,
+) -> Result<Option<String>, Error> {
+    let starts_matchbox = actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::CreateContainer {
+                role: Role::Matchbox,
+                ..
+            } | Action::ReplaceContainer {
+                role: Role::Matchbox,
+                ..
+            }
+        )
+    });
+    let image = cx.s.matchbox_image();
+    let Some(image_id) = observed.images.get(&image).cloned().flatten() else {
+        return Ok(None);
+    };
+    if !starts_matchbox || st.matchbox_version.as_ref().is_some_and(|v| v.image_id == image_id) {
+        return Ok(None);
+    }
+    let (code, output) = cx
+        .engine
+        .run_once(&image, matchbox_version::VERSION_ARGS, Duration::from_secs(30))
+        .await?;
+    match matchbox_version::judge(code, &output) {
+        Verdict::Supported(v) => {
+            st.matchbox_version = Some(state::ImageVersion {
+                image,
+                image_id,
+                version: v.to_string(),
+            });
+            save(cx.s, st)?;
+            Ok(None)
+        }
+        Verdict::TooOld(v) => Err(Error::Failed(format!(
+            "{}\n  nothing was changed: running containers and assets are as they were",
+            matchbox_version::too_old(&image, v)
+        ))),
+        Verdict::Unknown(why) => Ok(Some(format!(
+            "could not tell which matchbox {image} is ({why}); cozyboot needs {} or newer",
+            matchbox_version::MINIMUM
+        ))),
+    }
 }
 
 async fn execute(

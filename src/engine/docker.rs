@@ -20,7 +20,7 @@ use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
     DownloadFromContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions,
-    StopContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -513,6 +513,39 @@ impl Engine {
         }
     }
 
+    /// Runs `image` once with `args` (after its entrypoint), without a network, and returns
+    /// its exit code and output; the container is removed afterwards. For short questions to
+    /// an image, such as `matchbox -version`.
+    pub async fn run_once(&self, image: &str, args: &[&str], timeout: Duration) -> Result<(i64, String), EngineError> {
+        self.in_temporary(image, Some(args), |name| async move {
+            self.docker
+                .start_container(&name, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| container_error(&name, format!("starting {image} {}", args.join(" ")), e))?;
+            let waited = tokio::time::timeout(timeout, async {
+                let mut wait = self.docker.wait_container(&name, None::<WaitContainerOptions>);
+                let mut code = None;
+                while let Some(item) = wait.next().await {
+                    match item {
+                        Ok(r) => code = Some(r.status_code),
+                        // bollard reports a non-zero exit as an error carrying the code
+                        Err(ApiError::DockerContainerWaitError { code: c, .. }) => code = Some(c),
+                        Err(e) => return Err(api(format!("waiting for {image} {}", args.join(" ")), e)),
+                    }
+                }
+                Ok(code.unwrap_or(-1))
+            })
+            .await
+            .map_err(|_| EngineError::Api {
+                action: format!("running {image} {}", args.join(" ")),
+                detail: format!("it did not finish within {} s", timeout.as_secs()),
+            })??;
+            let output = self.logs(&name, None).await?;
+            Ok((waited, output))
+        })
+        .await
+    }
+
     // ---- asset extraction ---------------------------------------------------------------
 
     /// Copies the first of `candidate_paths` that exists in `image` into `dest_staging`,
@@ -527,7 +560,7 @@ impl Engine {
         dest_staging: &Path,
         limits: &Limits,
     ) -> Result<ExtractReport, EngineError> {
-        self.in_temporary(image, |name| async move {
+        self.in_temporary(image, None, |name| async move {
             self.export_first(&name, image, candidate_paths, dest_staging, limits)
                 .await
         })
@@ -548,7 +581,7 @@ impl Engine {
         dest_staging: &Path,
         limits: &Limits,
     ) -> Result<ExportedFiles, EngineError> {
-        self.in_temporary(image, |name| async move {
+        self.in_temporary(image, None, |name| async move {
             for (index, set) in sets.iter().enumerate() {
                 let mut found = true;
                 for path in &set.required {
@@ -603,9 +636,10 @@ impl Engine {
         }
     }
 
-    /// Runs `work` with a container of `image` that is created, never started, and removed
-    /// afterwards, also when `work` fails or the future is dropped.
-    async fn in_temporary<T, F, Fut>(&self, image: &str, work: F) -> Result<T, EngineError>
+    /// Runs `work` with a container of `image` (never started unless `cmd` is given, which
+    /// becomes its arguments), removed afterwards, also when `work` fails or the future is
+    /// dropped.
+    async fn in_temporary<T, F, Fut>(&self, image: &str, cmd: Option<&[&str]>, work: F) -> Result<T, EngineError>
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<T, EngineError>>,
@@ -617,7 +651,7 @@ impl Engine {
             docker: Some(self.docker.clone()),
             name: name.clone(),
         };
-        if let Err(e) = self.create_temporary(image, &name).await {
+        if let Err(e) = self.create_temporary(image, &name, cmd).await {
             guard.docker = None;
             return Err(e);
         }
@@ -631,12 +665,19 @@ impl Engine {
         Ok(value)
     }
 
-    async fn create_temporary(&self, image: &str, name: &str) -> Result<(), EngineError> {
+    async fn create_temporary(&self, image: &str, name: &str, cmd: Option<&[&str]>) -> Result<(), EngineError> {
         let mut labels: HashMap<String, String> = self.extra_labels.clone().into_iter().collect();
-        labels.insert(TEMPORARY_LABEL.to_owned(), "extract".to_owned());
+        labels.insert(
+            TEMPORARY_LABEL.to_owned(),
+            if cmd.is_some() { "run" } else { "extract" }.to_owned(),
+        );
+        let cmd = match cmd {
+            Some(args) => args.iter().map(|a| (*a).to_owned()).collect(),
+            None => vec![NEVER_STARTED_CMD.to_owned()],
+        };
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
-            cmd: Some(vec![NEVER_STARTED_CMD.to_owned()]),
+            cmd: Some(cmd),
             labels: Some(labels),
             network_disabled: Some(true),
             host_config: Some(HostConfig {

@@ -176,13 +176,16 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     let talos_image_id = engine.image(&s.talos_image()).await?.map(|i| i.id);
     // These run inside the containers' watch window instead of after it.
     let matchbox_checks = matchbox::checks(s).await;
-    let asset_checks = assets::checks(s, &state::load(&s.data_dir), talos_image_id.as_deref());
+    let st = state::load(&s.data_dir);
+    let asset_checks = assets::checks(s, &st, talos_image_id.as_deref());
     let (mut checks, seen) = containers::checks(s, engine, engine_arch, first).await?;
+    let version_check = matchbox::version(engine, &st, seen.matchbox.as_ref()).await;
     // A container removed since it was inspected has no log: its checks skip, the run goes on.
     let dnsmasq_log = match &seen.dnsmasq {
         Some(c) => engine.logs(&c.name, Some(logs::TAIL)).await.ok(),
         None => None,
     };
+    checks.push(version_check);
     checks.extend(matchbox_checks);
     checks.extend(asset_checks);
     checks.extend(config::checks(s, &rendered, &seen));

@@ -78,8 +78,11 @@ pub fn run(args: &[String]) -> i32 {
         }
         Err(ParseError::Env(m)) => log::fatal(&m),
     };
+    // Test-only: an image standing in for a matchbox older than v0.11.0 sets this to the
+    // version it reports, and then serves `/boot.ipxe` without `arch=` as those did.
+    let old = std::env::var("MATCHBOX_DOUBLE_OLD").ok().filter(|v| !v.is_empty());
     if f.version {
-        println!("{}", crate::VERSION);
+        println!("{}", old.as_deref().unwrap_or(crate::VERSION));
         return 0;
     }
     if f.help {
@@ -154,7 +157,7 @@ pub fn run(args: &[String]) -> i32 {
         } else {
             Some(Path::new(&f.assets_path).to_path_buf())
         },
-        compat_no_arch: f.compat_no_arch,
+        compat_no_arch: f.compat_no_arch || old.is_some(),
     });
     let tls = if f.web_ssl {
         log::info(&format!("Starting matchbox HTTPS server on {}", f.address));
