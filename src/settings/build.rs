@@ -637,6 +637,9 @@ fn dhcp_mode(c: &mut Checker<'_>, raw: &Raw, server_ip: Option<Ipv4Addr>, subnet
 
 /// An absolute http(s) URL with a host: what the download of a bootloader can fetch.
 fn check_http_url(u: &str) -> Result<(), String> {
+    if !u.contains("://") {
+        return Err("not an http(s) URL: it does not start with http:// or https://".into());
+    }
     let url = reqwest::Url::parse(u).map_err(|e| format!("not an http(s) URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("not an http(s) URL: the scheme is '{}'", url.scheme()));
