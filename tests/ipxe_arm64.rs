@@ -225,3 +225,38 @@ fn the_host_package_wins_over_a_download_and_an_explicit_path_over_both() {
     assert_eq!(server.requests(), 0, "a dry run downloads nothing");
     assert!(!site.data().exists());
 }
+
+#[test]
+fn a_binary_placed_in_the_assets_dir_is_kept_recorded_and_not_purged() {
+    let Some(mut site) = site() else { return };
+    let server = FileServer::serve(PATH, arm64_ipxe());
+    // Even with a host package there, the file the user put in place is the one served.
+    let host = site.dir.path().join("host-ipxe-arm64.efi");
+    fs::write(&host, pe_sized(0xAA64, 4096, 1)).unwrap();
+    site.host_ipxe_arm64 = host;
+    let placed = site.data().join("assets/bootaa64.efi");
+    fs::create_dir_all(placed.parent().unwrap()).unwrap();
+    let mine = pe_sized(0xAA64, 2048, 9);
+    fs::write(&placed, &mine).unwrap();
+
+    let first = site.up_ok(TAG, &[&url_flag(&server.url(PATH))]);
+    let install = installs(&first);
+    assert_eq!(
+        (install[0]["kind"].as_str(), install[0]["source"].as_str()),
+        (Some("placed"), placed.to_str()),
+        "{first:#}"
+    );
+    assert_eq!(fs::read(&placed).unwrap(), mine, "the placed file is served as it is");
+    let second = site.up_ok(TAG, &[&url_flag(&server.url(PATH))]);
+    assert!(installs(&second).is_empty(), "{second:#}");
+    assert_eq!(server.requests(), 0);
+
+    let out = Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .args(["down", "--purge", &format!("--data-dir={}", site.data().display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read(&placed).unwrap(), mine, "down --purge leaves the user's file");
+    assert!(!site.data().join(".cozyboot").exists());
+}

@@ -234,8 +234,9 @@ pub fn down(args: &DownArgs) -> Result<Output> {
     })
 }
 
-/// Removes only what cozyboot wrote into `dir`: the recorded assets and bootloaders, the
-/// rendered files listed in its manifest, the certificates and its own folder.
+/// Removes only what cozyboot wrote into `dir`: the recorded assets and bootloaders (not an
+/// arm64 iPXE binary placed by hand), the rendered files listed in its manifest, the
+/// certificates and its own folder (state, lock, the download cache).
 fn purge(dir: &Path) -> Result<Vec<String>> {
     let st = state::load(dir);
     let assets = dir.join("assets");
@@ -244,7 +245,13 @@ fn purge(dir: &Path) -> Result<Vec<String>> {
         .x86_bootloaders
         .iter()
         .flat_map(|r| &r.files)
-        .chain(st.arm64_bootloader.as_ref().map(|r| &r.file))
+        // A binary placed by hand was only checked and recorded: it is the user's, and stays.
+        .chain(
+            st.arm64_bootloader
+                .as_ref()
+                .filter(|r| r.source_kind != Some(state::SourceKind::Placed))
+                .map(|r| &r.file),
+        )
     {
         paths.push(assets.join(&f.name));
     }
