@@ -198,9 +198,14 @@ pub struct SettingsArgs {
     /// File name of the BIOS iPXE binary [default: undionly.kpxe].
     #[arg(long, value_name = "NAME")]
     pub bootloader_bios: Option<String>,
-    /// Where to get the arm64 iPXE binary: a path or an http(s) URL.
+    /// Where to get the arm64 iPXE binary: a path or an http(s) URL [default: the host's
+    /// /usr/lib/ipxe/ipxe-arm64.efi, else cozyboot's cached download, else --ipxe-arm64-url].
     #[arg(long, value_name = "PATH|URL")]
     pub ipxe_arm64: Option<String>,
+    /// Where to download the arm64 iPXE binary when no other source has one, for mirrors and
+    /// air gaps [default: https://boot.ipxe.org/arm64-efi/ipxe.efi].
+    #[arg(long, value_name = "URL")]
+    pub ipxe_arm64_url: Option<String>,
     /// Extra kernel arguments (repeatable).
     #[arg(long = "kernel-args", alias = "kernel-arg", value_name = "ARG")]
     pub kernel_args: Vec<String>,
@@ -257,6 +262,7 @@ impl SettingsArgs {
             bootloader_x86_64: t(&self.bootloader_x86_64),
             bootloader_bios: t(&self.bootloader_bios),
             ipxe_arm64: t(&self.ipxe_arm64),
+            ipxe_arm64_url: t(&self.ipxe_arm64_url),
             kernel_args: list(&self.kernel_args),
             talos_config: self.talos_config.clone(),
             talos_nodes: (!self.talos_nodes.is_empty())

@@ -7,9 +7,10 @@ use crate::arch::Arch;
 use crate::engine::spec::ContainerSpec;
 use crate::render::containers::{Role, LABEL_SPEC_HASH};
 use crate::settings::PullPolicy;
-use crate::state::State;
+use crate::state::{SourceKind, State};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// What `up` wants to exist.
 #[derive(Debug, Clone)]
@@ -22,8 +23,8 @@ pub struct Desired {
     pub arches: Vec<Arch>,
     /// Whether x86 bootloaders must be copied out of the dnsmasq image.
     pub x86_bootloaders: bool,
-    /// Where the arm64 iPXE binary comes from, when arm64 is served and one was given.
-    pub arm64_source: Option<String>,
+    /// Where the arm64 iPXE binary comes from, when arm64 is served.
+    pub arm64_source: Option<Arm64Source>,
     pub certificates: bool,
     /// matchbox first: dnsmasq may share its network namespace.
     pub containers: Vec<(Role, ContainerSpec)>,
@@ -31,6 +32,18 @@ pub struct Desired {
     pub dnsmasq_follows_matchbox: bool,
     /// Paths of rendered matchbox files whose content differs from the disk.
     pub files_to_write: Vec<String>,
+}
+
+/// Where this run's arm64 iPXE binary comes from (`apply` resolves it: flag, file placed in
+/// the assets dir, host package, cached download, download).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Arm64Source {
+    pub kind: SourceKind,
+    /// The path or URL: what state records and the plan compares.
+    pub source: String,
+    /// A copy of the download from `source` cached earlier, installed instead of fetching again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached: Option<PathBuf>,
 }
 
 /// What is there now.
@@ -60,15 +73,43 @@ pub struct ObservedContainer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    Pull { image: String, reason: String },
-    ExtractAssets { arch: Arch, image: String, reason: String },
-    CopyX86Bootloaders { image: String, reason: String },
-    InstallArm64Bootloader { source: String, reason: String },
-    WriteConfig { files: Vec<String> },
+    Pull {
+        image: String,
+        reason: String,
+    },
+    ExtractAssets {
+        arch: Arch,
+        image: String,
+        reason: String,
+    },
+    CopyX86Bootloaders {
+        image: String,
+        reason: String,
+    },
+    InstallArm64Bootloader {
+        kind: SourceKind,
+        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cached: Option<PathBuf>,
+        reason: String,
+    },
+    WriteConfig {
+        files: Vec<String>,
+    },
     GenerateCertificates,
-    CreateContainer { role: Role, name: String },
-    ReplaceContainer { role: Role, name: String, reason: String },
-    Keep { role: Role, name: String },
+    CreateContainer {
+        role: Role,
+        name: String,
+    },
+    ReplaceContainer {
+        role: Role,
+        name: String,
+        reason: String,
+    },
+    Keep {
+        role: Role,
+        name: String,
+    },
 }
 
 impl Action {
@@ -82,9 +123,21 @@ impl Action {
             Action::CopyX86Bootloaders { image, reason } => {
                 format!("copy undionly.kpxe and ipxe.efi out of {image} ({reason})")
             }
-            Action::InstallArm64Bootloader { source, reason } => {
-                format!("install the arm64 iPXE binary from {source} ({reason})")
-            }
+            Action::InstallArm64Bootloader {
+                kind,
+                source,
+                cached,
+                reason,
+            } => match (kind, cached) {
+                (SourceKind::Placed, _) => {
+                    format!("check and record the arm64 iPXE binary placed at {source} ({reason})")
+                }
+                (_, Some(copy)) => format!(
+                    "install the arm64 iPXE binary from {source} ({kind}, copy cached in {}; {reason})",
+                    copy.display()
+                ),
+                (_, None) => format!("install the arm64 iPXE binary from {source} ({kind}; {reason})"),
+            },
             Action::WriteConfig { files } => format!("write {} matchbox file(s)", files.len()),
             Action::GenerateCertificates => "generate matchbox gRPC TLS certificates".into(),
             Action::CreateContainer { name, .. } => format!("create and start {name}"),
@@ -164,17 +217,20 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Action> {
         }
     }
 
-    if let Some(source) = &d.arm64_source {
+    if let Some(wanted) = &d.arm64_source {
         let recorded = o.state.arm64_bootloader.as_ref();
         let reason = match recorded {
+            None if wanted.kind == SourceKind::Placed => Some("not recorded yet"),
             None => Some("not installed yet"),
             Some(_) if !o.arm64_bootloader_present => Some("file missing or changed on disk"),
-            Some(r) if r.source.as_deref() != Some(source) => Some("source changed"),
+            Some(r) if r.file.source.as_deref() != Some(wanted.source.as_str()) => Some("source changed"),
             _ => None,
         };
         if let Some(reason) = reason {
             actions.push(Action::InstallArm64Bootloader {
-                source: source.clone(),
+                kind: wanted.kind,
+                source: wanted.source.clone(),
+                cached: wanted.cached.clone(),
                 reason: reason.into(),
             });
         }
@@ -433,6 +489,56 @@ mod tests {
                 .filter(|a| matches!(a, Action::CreateContainer { .. }))
                 .count(),
             2
+        );
+    }
+
+    #[test]
+    fn an_unchanged_arm64_source_in_place_plans_nothing_and_a_new_one_installs() {
+        use crate::state::{Arm64Record, FileRecord};
+        let url = "https://boot.ipxe.org/arm64-efi/ipxe.efi";
+        let mut d = desired();
+        d.arm64_source = Some(Arm64Source {
+            kind: SourceKind::Download,
+            source: url.into(),
+            cached: None,
+        });
+        let mut o = settled(&d);
+        let install = |o: &Observed, d: &Desired| {
+            plan(d, o)
+                .into_iter()
+                .find(|a| matches!(a, Action::InstallArm64Bootloader { .. }))
+        };
+        let action = install(&o, &d).expect("nothing recorded: install");
+        assert_eq!(
+            action.describe(),
+            format!("install the arm64 iPXE binary from {url} (download; not installed yet)")
+        );
+        o.state.arm64_bootloader = Some(Arm64Record {
+            file: FileRecord {
+                name: "bootaa64.efi".into(),
+                size: 1,
+                sha256: String::new(),
+                source: Some(url.into()),
+            },
+            source_kind: Some(SourceKind::Download),
+        });
+        o.arm64_bootloader_present = true;
+        // The cached copy of the same URL is the same source: nothing to do.
+        d.arm64_source.as_mut().unwrap().cached = Some("/x/.cozyboot/cache/ipxe-arm64-0.efi".into());
+        assert_eq!(install(&o, &d), None);
+        o.arm64_bootloader_present = false;
+        assert!(install(&o, &d)
+            .unwrap()
+            .describe()
+            .contains("copy cached in /x/.cozyboot/cache"));
+        o.arm64_bootloader_present = true;
+        d.arm64_source = Some(Arm64Source {
+            kind: SourceKind::HostPackage,
+            source: "/usr/lib/ipxe/ipxe-arm64.efi".into(),
+            cached: None,
+        });
+        assert!(
+            matches!(install(&o, &d), Some(Action::InstallArm64Bootloader { reason, .. }) if reason == "source changed")
         );
     }
 

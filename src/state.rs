@@ -10,6 +10,16 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join(".cozyboot")
 }
 
+/// Downloads cozyboot keeps so that a later `up` need not fetch them again.
+///
+/// Inside the data dir rather than a per-user cache (`~/.cache`): `up` usually runs as root
+/// (or with sudo, where `$HOME` varies), the data dir is already known to be writable by
+/// whoever runs `up`, a second boot site on the same host stays independent of the first, and
+/// `down --purge` removes the cache with everything else cozyboot wrote.
+pub fn cache_dir(data_dir: &Path) -> PathBuf {
+    dir(data_dir).join("cache")
+}
+
 fn file(data_dir: &Path) -> PathBuf {
     dir(data_dir).join("state.json")
 }
@@ -22,9 +32,9 @@ pub struct State {
     /// `undionly.kpxe` and `ipxe.efi`, copied out of the dnsmasq image.
     #[serde(default)]
     pub x86_bootloaders: Option<CopiedFrom>,
-    /// The arm64 iPXE binary.
+    /// The arm64 iPXE binary, and where it came from.
     #[serde(default)]
-    pub arm64_bootloader: Option<FileRecord>,
+    pub arm64_bootloader: Option<Arm64Record>,
     /// The matchbox version of the image last checked, so it is asked once per image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matchbox_version: Option<ImageVersion>,
@@ -36,6 +46,48 @@ pub struct ImageVersion {
     pub image: String,
     pub image_id: String,
     pub version: String,
+}
+
+/// The arm64 iPXE binary in the TFTP root. Written flat (`name`, `size`, `sha256`, `source`,
+/// `source_kind`), so state files from before `source_kind` existed still load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arm64Record {
+    #[serde(flatten)]
+    pub file: FileRecord,
+    /// How the source was chosen; `None` in state written before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_kind: Option<SourceKind>,
+}
+
+/// Where an arm64 iPXE binary came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// `--ipxe-arm64 PATH|URL` (or its environment variable / config key).
+    Explicit,
+    /// The host's iPXE package (`/usr/lib/ipxe/ipxe-arm64.efi`, Debian trixie+ / Ubuntu).
+    HostPackage,
+    /// Downloaded from `ipxe-arm64-url` (possibly installed from cozyboot's cached copy).
+    Download,
+    /// A file someone placed in the assets dir by hand; cozyboot only checked and recorded it.
+    Placed,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Explicit => "explicit",
+            SourceKind::HostPackage => "host-package",
+            SourceKind::Download => "download",
+            SourceKind::Placed => "placed",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Files copied out of an image, and which image exactly.
@@ -139,4 +191,36 @@ pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_written_before_source_kinds_still_loads() {
+        let old = r#"{"assets": {}, "arm64_bootloader": {"name": "bootaa64.efi", "size": 3, "sha256": "ab", "source": "/usr/lib/ipxe/ipxe-arm64.efi"}}"#;
+        let st: State = serde_json::from_str(old).unwrap();
+        let rec = st.arm64_bootloader.unwrap();
+        assert_eq!(rec.file.name, "bootaa64.efi");
+        assert_eq!(rec.file.source.as_deref(), Some("/usr/lib/ipxe/ipxe-arm64.efi"));
+        assert_eq!(rec.source_kind, None);
+    }
+
+    #[test]
+    fn the_source_kind_round_trips_flat() {
+        let rec = Arm64Record {
+            file: FileRecord {
+                name: "bootaa64.efi".into(),
+                size: 3,
+                sha256: "ab".into(),
+                source: Some("https://boot.ipxe.org/arm64-efi/ipxe.efi".into()),
+            },
+            source_kind: Some(SourceKind::Download),
+        };
+        let json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(json["source_kind"], "download");
+        assert_eq!(json["sha256"], "ab");
+        assert_eq!(serde_json::from_value::<Arm64Record>(json).unwrap(), rec);
+    }
 }

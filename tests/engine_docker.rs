@@ -22,7 +22,8 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use cozyboot::engine::{
-    Bind, ContainerSpec, Engine, EngineError, ExtractError, Limits, NetworkMode, PullEvent, Rule, TEMPORARY_LABEL,
+    Bind, ContainerSpec, Engine, EngineError, ExtractError, FileSet, Limits, NetworkMode, PullEvent, Rule,
+    TEMPORARY_LABEL,
 };
 use futures_util::{FutureExt, StreamExt};
 use sha2::{Digest, Sha256};
@@ -533,6 +534,71 @@ async fn export_dir_falls_back_to_the_installer_path() {
             other => panic!("expected NoCandidatePath, got {other}"),
         }
         assert!(err.to_string().contains(&image), "{err}");
+        assert_eq!(fx.leftover_containers().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_files_picks_the_first_layout_the_image_has() {
+    with_fixture("layouts", |fx| async move {
+        let mut entries = installer_only_image();
+        // Half of an earlier layout (no initramfs beside it) must not be chosen, and a big
+        // file beside the chosen pair must not be read.
+        entries.extend([
+            Entry::Dir("assets/"),
+            Entry::Dir("assets/talos/"),
+            Entry::Dir("assets/talos/arm64/"),
+            Entry::File("assets/talos/arm64/vmlinuz", b"half a layout".to_vec()),
+            Entry::File("usr/install/arm64/metal.raw.xz", vec![7u8; 4 * 1024 * 1024]),
+        ]);
+        let image = fx.image("layouts", &entries).await;
+        let set = |dir: &str, optional: &[&str]| FileSet {
+            required: vec![format!("{dir}/vmlinuz"), format!("{dir}/initramfs.xz")],
+            optional: optional.iter().map(|o| format!("{dir}/{o}")).collect(),
+        };
+        let sets = [set(ASSET_DIR, &[]), set(INSTALLER_DIR, &["checksums.sha256"])];
+        let staging = tempfile::tempdir().unwrap();
+        let got = fx
+            .engine
+            .export_files(&image, &sets, &staging.path().join("s"), &Limits::default())
+            .await
+            .expect("export");
+        assert_eq!(got.set, 1);
+        assert_eq!(got.report.source_path.as_deref(), Some("/usr/install/arm64/vmlinuz"));
+        assert_eq!(got.report.file("vmlinuz").unwrap().sha256, sha256_hex(&kernel()));
+        assert_eq!(
+            got.report.file("initramfs.xz").unwrap().sha256,
+            sha256_hex(&initramfs())
+        );
+        let names: Vec<String> = std::fs::read_dir(staging.path().join("s"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "only the pair was written: {names:?}");
+        let pair = (kernel().len() + initramfs().len()) as u64;
+        assert!(
+            got.report.archive_bytes < pair + 16 * 1024,
+            "read {} bytes for a {pair}-byte pair",
+            got.report.archive_bytes
+        );
+
+        let err = fx
+            .engine
+            .export_files(
+                &image,
+                &[set("/nowhere", &[])],
+                &staging.path().join("x"),
+                &Limits::default(),
+            )
+            .await
+            .unwrap_err();
+        match &err {
+            EngineError::NoCandidatePath { tried, .. } => {
+                assert_eq!(tried, &["/nowhere/vmlinuz + /nowhere/initramfs.xz"])
+            }
+            other => panic!("expected NoCandidatePath, got {other}"),
+        }
         assert_eq!(fx.leftover_containers().await, Vec::<String>::new());
     })
     .await;

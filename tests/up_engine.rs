@@ -7,157 +7,11 @@ mod support;
 use assert_cmd::Command as Bin;
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use support::images;
 use support::pe::pe;
-
-/// Tests here share the engine's image cache; one at a time keeps "cold" cold.
-static SERIAL: Mutex<()> = Mutex::new(());
-static NEXT: AtomicU32 = AtomicU32::new(1);
-const TAG: &str = "v1.0.0";
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// One boot site: an internal network, a data dir, container names; all removed on drop.
-struct Site {
-    _serial: MutexGuard<'static, ()>,
-    net: String,
-    subnet: u8,
-    dir: tempfile::TempDir,
-    matchbox: String,
-    dnsmasq: String,
-    arm64_efi: PathBuf,
-}
-
-impl Site {
-    fn new() -> Option<Site> {
-        if !images::require_docker() {
-            return None;
-        }
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        images::ensure().unwrap();
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let subnet = (200 + (pid % 20) * 2 + n % 2) as u8;
-        let net = format!("cbup-{pid}-{n}");
-        docker(&["network", "rm", &net]);
-        let created = Command::new("docker")
-            .args(["network", "create", "--internal", "--label", "io.cozyboot.test=1"])
-            .arg(format!("--subnet=10.215.{subnet}.0/24"))
-            .arg(&net)
-            .status()
-            .unwrap();
-        assert!(created.success(), "creating the internal test network");
-        let dir = tempfile::tempdir().unwrap();
-        let arm64_efi = dir.path().join("ipxe-arm64.efi");
-        fs::write(&arm64_efi, pe(0xAA64)).unwrap();
-        Some(Site {
-            _serial: serial,
-            subnet,
-            matchbox: format!("cbm-{pid}-{n}"),
-            dnsmasq: format!("cbd-{pid}-{n}"),
-            net,
-            dir,
-            arm64_efi,
-        })
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn server_ip(&self) -> String {
-        format!("10.215.{}.10", self.subnet)
-    }
-
-    fn args(&self, tag: &str) -> Vec<String> {
-        let s = self.subnet;
-        vec![
-            format!("--registry={}", images::registry_prefix()),
-            format!(
-                "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
-                images::REGISTRY,
-                images::DNSMASQ_TAG
-            ),
-            format!("--tag={tag}"),
-            format!("--network={}", self.net),
-            format!("--server-ip={}", self.server_ip()),
-            format!("--subnet=10.215.{s}.0/24"),
-            format!("--dhcp-range=10.215.{s}.100,10.215.{s}.150"),
-            format!("--data-dir={}", self.data().display()),
-            format!("--ipxe-arm64={}", self.arm64_efi.display()),
-            format!("--matchbox-name={}", self.matchbox),
-            format!("--dnsmasq-name={}", self.dnsmasq),
-        ]
-    }
-
-    /// Runs `cozyboot up --json` with the site's settings plus `extra`.
-    fn up(&self, tag: &str, extra: &[&str]) -> (i32, Value, String) {
-        let out = Bin::cargo_bin("cozyboot")
-            .unwrap()
-            .current_dir(self.dir.path())
-            .arg("up")
-            .arg("--json")
-            .args(self.args(tag))
-            .args(extra)
-            .timeout(std::time::Duration::from_secs(300))
-            .output()
-            .unwrap();
-        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out.status.code().unwrap_or(-1), json, stderr)
-    }
-
-    fn up_ok(&self, tag: &str, extra: &[&str]) -> Value {
-        let (code, json, stderr) = self.up(tag, extra);
-        assert_eq!(code, 0, "up failed: {stderr}\n{json:#}");
-        json
-    }
-
-    /// (id, started at, running) of a container.
-    fn container(&self, name: &str) -> (String, String, bool) {
-        let out = docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}} {{.State.Running}}", name]);
-        let parts: Vec<&str> = out.split_whitespace().collect();
-        assert_eq!(parts.len(), 3, "container {name} exists: {out:?}");
-        (parts[0].into(), parts[1].into(), parts[2] == "true")
-    }
-
-    fn http_get(&self, path: &str) -> (u16, Vec<u8>) {
-        let url = format!("http://{}:8080{path}", self.server_ip());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let r = reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .unwrap()
-                .get(&url)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-        })
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        for name in [&self.dnsmasq, &self.matchbox] {
-            for suffix in ["", "-cozyboot-new", "-cozyboot-old"] {
-                docker(&["rm", "-f", &format!("{name}{suffix}")]);
-            }
-        }
-        docker(&["network", "rm", &self.net]);
-    }
-}
+use support::site::{actions, docker, Site, TAG};
 
 /// Makes `<repo>:<to>` in the local registry a copy of `<repo>:<from>` (test fixtures only).
 fn registry_alias(repo: &str, from: &str, to: &str) {
@@ -171,16 +25,6 @@ fn registry_alias(repo: &str, from: &str, to: &str) {
         assert!(ok, "docker {args:?}");
     }
     docker(&["rmi", &dst]);
-}
-
-fn actions(report: &Value, kind: &str) -> Vec<Value> {
-    report["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["action"] == kind)
-        .cloned()
-        .collect()
 }
 
 #[test]

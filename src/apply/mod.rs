@@ -5,7 +5,7 @@ use crate::engine::docker::{ContainerInfo, Engine, EngineError, TEMPORARY_LABEL}
 use crate::engine::spec::{ContainerSpec, NetworkMode};
 use crate::error::Error;
 use crate::matchbox_version::{self, Verdict};
-use crate::plan::{self, Action, Desired, Observed, ObservedContainer};
+use crate::plan::{self, Action, Arm64Source, Desired, Observed, ObservedContainer};
 use crate::ports::{self, Proto};
 use crate::progress::{ProgressMode, PullProgress};
 use crate::render::{self, containers, containers::Role};
@@ -56,6 +56,8 @@ struct Context<'a> {
     dnsmasq_image: String,
     files: Vec<render::File>,
     specs: [ContainerSpec; 2],
+    /// Where the arm64 iPXE binary comes from, when arm64 is served.
+    arm64: Option<Arm64Source>,
 }
 
 pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: ProgressMode) -> Result<UpReport, Error> {
@@ -67,12 +69,15 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
     let dnsmasq_image = s.dnsmasq_image_for(arch);
     let rendered = render::render(s);
     let specs = containers::specs(s, &rendered, &dnsmasq_image);
+    // Decided (and a local file checked) before anything is touched; nothing is fetched yet.
+    let arm64 = bootloaders::arm64_source(s, state::load(&s.data_dir).arm64_bootloader.as_ref())?;
     let cx = Context {
         s,
         engine,
         dnsmasq_image,
         files: rendered.files(),
         specs,
+        arm64,
     };
     let mut report = UpReport {
         dry_run,
@@ -86,7 +91,6 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
         warnings: Vec::new(),
     };
 
-    bootloaders::check_arm64_bootloader(s)?;
     let desired = desired(&cx);
     let observed = observe(&cx).await?;
     let pulls = plan::pulls(&desired, &observed).map_err(|e| Error::Failed(e.0))?;
@@ -95,6 +99,15 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
         report.actions.extend(plan::plan(&desired, &observed));
         return Ok(report);
     }
+
+    // A binary to download is fetched and checked before anything is changed: offline, a
+    // bad mirror or an x86 build at the URL leaves the site exactly as it was.
+    let mut fetched = match (&cx.arm64, plan::plan(&desired, &observed).iter().any(is_arm64_install)) {
+        (Some(source), true) if source.cached.is_none() && bootloaders::is_url(&source.source) => {
+            Some(bootloaders::prefetch(s, source).await?)
+        }
+        _ => None,
+    };
 
     fs::create_dir_all(state::dir(&s.data_dir)).map_err(|e| {
         Error::Failed(format!(
@@ -154,7 +167,7 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
         if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
             eprintln!("{}", action.describe());
         }
-        let line = execute(&cx, action, &observed, &mut st).await?;
+        let line = execute(&cx, action, &observed, &mut st, &mut fetched).await?;
         report.done.extend(line);
     }
     report.actions.extend(actions);
@@ -176,7 +189,7 @@ fn desired(cx: &Context<'_>) -> Desired {
         dnsmasq_image: cx.dnsmasq_image.clone(),
         arches: s.arches.clone(),
         x86_bootloaders: s.serves(Arch::Amd64),
-        arm64_source: s.ipxe_arm64.clone().filter(|_| s.serves(Arch::Arm64)),
+        arm64_source: cx.arm64.clone(),
         certificates: s.rpc_port.is_some(),
         containers: vec![
             (Role::Matchbox, cx.specs[0].clone()),
@@ -208,7 +221,7 @@ async fn observe(cx: &Context<'_>) -> Result<Observed, Error> {
         .x86_bootloaders
         .as_ref()
         .is_some_and(|r| r.files.iter().all(|f| f.present_in(&assets)));
-    let arm64_bootloader_present = st.arm64_bootloader.as_ref().is_some_and(|f| f.present_in(&assets));
+    let arm64_bootloader_present = st.arm64_bootloader.as_ref().is_some_and(|r| r.file.present_in(&assets));
     let mut containers = BTreeMap::new();
     for spec in &cx.specs {
         if let Some(c) = cx.engine.container(&spec.name).await? {
@@ -365,6 +378,7 @@ async fn execute(
     action: &Action,
     observed: &Observed,
     st: &mut State,
+    fetched: &mut Option<Vec<u8>>,
 ) -> Result<Option<String>, Error> {
     let s = cx.s;
     Ok(match action {
@@ -391,9 +405,24 @@ async fn execute(
             save(s, st)?;
             Some(line)
         }
-        Action::InstallArm64Bootloader { source, .. } => {
-            let record = bootloaders::install_arm64_bootloader(s, source).await?;
-            let line = format!("installed the arm64 iPXE binary as {} from {source}", record.name);
+        Action::InstallArm64Bootloader {
+            kind, source, cached, ..
+        } => {
+            let from = Arm64Source {
+                kind: *kind,
+                source: source.clone(),
+                cached: cached.clone(),
+            };
+            let record = bootloaders::install_arm64_bootloader(s, &from, fetched.take()).await?;
+            let how = match cached {
+                Some(copy) => format!("{kind}, from the copy cached in {}", copy.display()),
+                None => kind.to_string(),
+            };
+            let line = format!(
+                "installed the arm64 iPXE binary as {} from {source} ({how}, sha256 {})",
+                record.file.name,
+                &record.file.sha256[..12]
+            );
             st.arm64_bootloader = Some(record);
             save(s, st)?;
             Some(line)
@@ -426,6 +455,10 @@ async fn execute(
         }
         Action::Keep { name, .. } => Some(format!("unchanged: {name}")),
     })
+}
+
+fn is_arm64_install(action: &Action) -> bool {
+    matches!(action, Action::InstallArm64Bootloader { .. })
 }
 
 fn save(s: &Settings, st: &State) -> Result<(), Error> {

@@ -97,6 +97,7 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
             human.push_str("no containers managed by cozyboot (start them with `cozyboot up`)\n");
         }
         let mut assets = Vec::new();
+        let mut bootloaders = Vec::new();
         for dir in &data_dirs {
             let st = state::load(Path::new(dir));
             for (arch, rec) in &st.assets {
@@ -114,10 +115,25 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
                 ));
                 assets.push(json!({ "data_dir": dir, "arch": arch, "record": rec, "age_seconds": age }));
             }
+            if let Some(rec) = &st.arm64_bootloader {
+                let kind = rec.source_kind.map_or("unknown", |k| k.name());
+                human.push_str(&format!(
+                    "ipxe      {:<10} {} {}, {kind} from {}, sha256 {}, in {dir}\n",
+                    "arm64",
+                    rec.file.name,
+                    crate::apply::human_bytes(rec.file.size),
+                    rec.file.source.as_deref().unwrap_or("-"),
+                    short(&rec.file.sha256),
+                ));
+                bootloaders.push(json!({
+                    "data_dir": dir, "arch": "arm64", "name": rec.file.name, "size": rec.file.size,
+                    "sha256": rec.file.sha256, "source": rec.file.source, "source_kind": rec.source_kind,
+                }));
+            }
         }
         Ok(Output {
             human,
-            json: json!({ "containers": containers, "assets": assets }),
+            json: json!({ "containers": containers, "assets": assets, "bootloaders": bootloaders }),
         })
     })
 }
@@ -220,8 +236,9 @@ pub fn down(args: &DownArgs) -> Result<Output> {
     })
 }
 
-/// Removes only what cozyboot wrote into `dir`: the recorded assets and bootloaders, the
-/// rendered files listed in its manifest, the certificates and its own folder.
+/// Removes only what cozyboot wrote into `dir`: the recorded assets and bootloaders (not an
+/// arm64 iPXE binary placed by hand), the rendered files listed in its manifest, the
+/// certificates and its own folder (state, lock, the download cache).
 fn purge(dir: &Path) -> Result<Vec<String>> {
     let st = state::load(dir);
     let assets = dir.join("assets");
@@ -230,7 +247,13 @@ fn purge(dir: &Path) -> Result<Vec<String>> {
         .x86_bootloaders
         .iter()
         .flat_map(|r| &r.files)
-        .chain(&st.arm64_bootloader)
+        // A binary placed by hand was only checked and recorded: it is the user's, and stays.
+        .chain(
+            st.arm64_bootloader
+                .as_ref()
+                .filter(|r| r.source_kind != Some(state::SourceKind::Placed))
+                .map(|r| &r.file),
+        )
     {
         paths.push(assets.join(&f.name));
     }

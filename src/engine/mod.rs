@@ -8,6 +8,6 @@ pub mod docker;
 pub mod extract;
 pub mod spec;
 
-pub use docker::{ContainerInfo, Engine, EngineError, ImageInfo, PullEvent, TEMPORARY_LABEL};
+pub use docker::{ContainerInfo, Engine, EngineError, ExportedFiles, FileSet, ImageInfo, PullEvent, TEMPORARY_LABEL};
 pub use extract::{extract, ExtractError, ExtractReport, ExtractedFile, Limits, Rule};
 pub use spec::{Bind, ContainerSpec, NetworkMode};

@@ -16,6 +16,9 @@ use std::path::PathBuf;
 pub const DEFAULT_REGISTRY: &str = "ghcr.io/urmanac/cozystack-assets";
 pub const DEFAULT_DNSMASQ_IMAGE: &str = "quay.io/poseidon/dnsmasq:v0.5.0-32-g4327d60-{arch}";
 pub const DEFAULT_DATA_DIR: &str = "/opt/matchbox";
+/// The iPXE project's own arm64 EFI build (ipxe.org publishes one per architecture under
+/// boot.ipxe.org/<platform>/).
+pub const DEFAULT_IPXE_ARM64_URL: &str = "https://boot.ipxe.org/arm64-efi/ipxe.efi";
 const DEFAULT_LEASE_TIME: &str = "12h";
 const MATCHBOX_LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error"];
 
@@ -235,6 +238,21 @@ pub(super) fn build(
     }
 
     let ipxe_arm64 = text(&raw.ipxe_arm64).map(|s| s.to_string());
+    let ipxe_arm64_url = match text(&raw.ipxe_arm64_url) {
+        None => c.default("ipxe-arm64-url", DEFAULT_IPXE_ARM64_URL.to_string()),
+        Some(u) => {
+            let u = u.trim();
+            if let Err(problem) = check_http_url(u) {
+                c.fail(
+                    "ipxe-arm64-url",
+                    Some(u),
+                    problem,
+                    format!("give the http:// or https:// URL of an arm64 iPXE EFI build, e.g. a mirror of {DEFAULT_IPXE_ARM64_URL}"),
+                );
+            }
+            u.to_string()
+        }
+    };
 
     let kernel_args = kernel_args(&mut c, &raw);
 
@@ -313,6 +331,7 @@ pub(super) fn build(
         arches,
         bootloaders,
         ipxe_arm64,
+        ipxe_arm64_url,
         kernel_args,
         talos_config,
         talos_nodes,
@@ -616,6 +635,21 @@ fn dhcp_mode(c: &mut Checker<'_>, raw: &Raw, server_ip: Option<Ipv4Addr>, subnet
     })
 }
 
+/// An absolute http(s) URL with a host: what the download of a bootloader can fetch.
+fn check_http_url(u: &str) -> Result<(), String> {
+    if !u.contains("://") {
+        return Err("not an http(s) URL: it does not start with http:// or https://".into());
+    }
+    let url = reqwest::Url::parse(u).map_err(|e| format!("not an http(s) URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("not an http(s) URL: the scheme is '{}'", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("not an http(s) URL: it names no host".into());
+    }
+    Ok(())
+}
+
 fn valid_lease_time(l: &str) -> bool {
     if l == "infinite" {
         return true;
@@ -812,6 +846,20 @@ mod tests {
         }
         for bad in ["", "h", "12hh", "twelve"] {
             assert!(!valid_lease_time(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn download_urls_must_be_http_with_a_host() {
+        assert!(check_http_url(DEFAULT_IPXE_ARM64_URL).is_ok());
+        assert!(check_http_url("http://mirror.lan:8000/ipxe/arm64.efi").is_ok());
+        for bad in [
+            "ftp://mirror.lan/ipxe.efi",
+            "boot.ipxe.org/arm64-efi/ipxe.efi",
+            "file:///tmp/x.efi",
+            "",
+        ] {
+            assert!(check_http_url(bad).unwrap_err().contains("not an http(s) URL"), "{bad}");
         }
     }
 

@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_REGISTRY};
+pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_IPXE_ARM64_URL, DEFAULT_REGISTRY};
 pub use raw::Raw;
 pub use talos::TalosConfig;
 
@@ -158,8 +158,11 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub arches: Vec<Arch>,
     pub bootloaders: BootloaderNames,
-    /// Where the arm64 iPXE binary comes from (a path or an http(s) URL), if given.
+    /// Where the arm64 iPXE binary comes from (a path or an http(s) URL), if given; without
+    /// it `up` looks for the host's package, then its cache, then downloads `ipxe_arm64_url`.
     pub ipxe_arm64: Option<String>,
+    /// The http(s) URL of an arm64 iPXE EFI build, downloaded when no other source has one.
+    pub ipxe_arm64_url: String,
     pub kernel_args: Vec<String>,
     /// Served to every node of a served architecture that has no node config.
     pub talos_config: Option<TalosConfig>,
@@ -253,6 +256,7 @@ impl Settings {
             ("bootloader-x86-64", self.bootloaders.x86_64.clone()),
             ("bootloader-bios", self.bootloaders.bios.clone()),
             ("ipxe-arm64", opt(self.ipxe_arm64.clone())),
+            ("ipxe-arm64-url", self.ipxe_arm64_url.clone()),
             ("kernel-args", join(&self.kernel_args)),
             (
                 "talos-config",

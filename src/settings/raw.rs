@@ -112,6 +112,7 @@ raw_layer! {
     bootloader_x86_64: Text = Scalar,
     bootloader_bios: Text = Scalar,
     ipxe_arm64: Text = Scalar,
+    ipxe_arm64_url: Text = Scalar,
     kernel_args: Vec<Text> = List,
     talos_config: PathBuf = Path,
     talos_nodes: Vec<NodeEntry> = List,

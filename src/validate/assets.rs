@@ -92,7 +92,7 @@ fn bootloader(s: &Settings, state: &State, b: Bootloader) -> Check {
     let name = s.bootloaders.for_bootloader(b);
     let path = s.assets_dir().join(name);
     let recorded = match b {
-        Bootloader::Arm64Efi => state.arm64_bootloader.as_ref(),
+        Bootloader::Arm64Efi => state.arm64_bootloader.as_ref().map(|r| &r.file),
         Bootloader::X86_64Efi | Bootloader::Bios => state
             .x86_bootloaders
             .as_ref()
@@ -106,7 +106,7 @@ fn bootloader(s: &Settings, state: &State, b: Bootloader) -> Check {
         f.note("no record of `cozyboot up` installing this file");
     }
     let check = f.into_check(&id, format!("{name} is a readable {} bootloader", b.arch()));
-    with_fix(check, &format!("run `cozyboot up` to install it again (for arm64: --ipxe-arm64 with an arm64 iPXE EFI build); {name} must be world-readable"))
+    with_fix(check, &format!("run `cozyboot up` to install it again (for arm64 it comes from --ipxe-arm64, the host's ipxe package, or --ipxe-arm64-url); {name} must be world-readable"))
 }
 
 /// Checks one file; returns whether it exists and is worth looking into.

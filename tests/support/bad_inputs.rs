@@ -87,6 +87,7 @@ pub fn cases() -> Vec<Case> {
         case("node arch ambiguous", &["--iface=eth0", "--arch=arm64,amd64", &format!("--talos-nodes=dc:a6:32:00:00:01={}", fixture("node-a.yaml"))], &["talos-nodes", "does not say which", "MAC@arm64=PATH"]),
         case("docker network without server ip", &["--network=bootnet"], &["server-ip", "required with a Docker network"]),
         case("same container names", &["--iface=eth0", "--matchbox-name=boot", "--dnsmasq-name=boot"], &["dnsmasq-name = 'boot'", "same as matchbox-name"]),
+        case("arm64 iPXE download URL that is not http", &["--iface=eth0", "--ipxe-arm64-url=ftp://mirror.lan/ipxe/arm64.efi"], &["ipxe-arm64-url = 'ftp://mirror.lan/ipxe/arm64.efi'", "not an http(s) URL", "the scheme is 'ftp'", "fix:"]),
         case("rpc on the http port", &["--iface=eth0", "--rpc", "--rpc-port=8080"], &["rpc-port = '8080'", "same port as http-port"]),
     ];
     cases.push(Case {
@@ -95,6 +96,17 @@ pub fn cases() -> Vec<Case> {
         env: vec![("COZYBOOT_ARCH", "arm64,ppc64")],
         file: None,
         expect: vec!["arch = 'ppc64'", "environment COZYBOOT_ARCH", "unknown architecture"],
+    });
+    cases.push(Case {
+        name: "arm64 iPXE download URL without a scheme from the environment",
+        flags: vec!["--iface=eth0".into()],
+        env: vec![("COZYBOOT_IPXE_ARM64_URL", "boot.ipxe.org/arm64-efi/ipxe.efi")],
+        file: None,
+        expect: vec![
+            "ipxe-arm64-url = 'boot.ipxe.org/arm64-efi/ipxe.efi'",
+            "environment COZYBOOT_IPXE_ARM64_URL",
+            "not an http(s) URL",
+        ],
     });
     cases.push(Case {
         name: "unknown variant in the config file",

@@ -75,7 +75,8 @@ fn repo_root() -> &'static Path {
 }
 
 /// True when a Docker engine socket exists; otherwise prints `skipped: no docker engine`
-/// and returns false, so the test can return early.
+/// and returns false, so the test can return early. Under CI (`CI=true`), where the engine
+/// must be there, a missing socket fails the test instead of passing it silently.
 pub fn require_docker() -> bool {
     let sock = match std::env::var("DOCKER_HOST") {
         Ok(h) if h.starts_with("unix://") => PathBuf::from(&h["unix://".len()..]),
@@ -83,6 +84,8 @@ pub fn require_docker() -> bool {
     };
     if sock.exists() {
         true
+    } else if std::env::var_os("CI").is_some_and(|v| v == "true") {
+        panic!("CI=true but there is no Docker engine socket at {}", sock.display());
     } else {
         eprintln!("skipped: no docker engine");
         false

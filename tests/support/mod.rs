@@ -2,8 +2,10 @@
 
 pub mod bad_inputs;
 pub mod firmware;
+pub mod http;
 pub mod images;
 pub mod netns;
 pub mod pe;
 pub mod settings;
+pub mod site;
 pub mod validate_lab;
