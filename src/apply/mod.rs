@@ -388,10 +388,10 @@ async fn execute(
             let record = assets::extract_assets(cx, *arch, image, &id).await?;
             let bytes: u64 = record.files.iter().map(|f| f.size).sum();
             let line = format!(
-                "extracted {} files {} ({arch}, from {})",
+                "extracted {} files {} ({arch}; {})",
                 record.files.len(),
                 human_bytes(bytes),
-                record.source
+                record.origin()
             );
             st.assets.insert(arch.name().to_string(), record);
             save(s, st)?;
