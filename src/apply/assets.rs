@@ -77,7 +77,7 @@ async fn stage(cx: &Context<'_>, arch: Arch, image: &str, staging: &Path) -> Res
     let dir = kind.dir(arch);
     let report = exported.report;
     for name in kind.required() {
-        if !report.file(name).is_some_and(|f| f.size > 0) {
+        if report.file(name).is_none_or(|f| f.size == 0) {
             return Err(format!("{image}: {dir}/{name} is empty or not a regular file"));
         }
     }

@@ -158,7 +158,7 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
         observe(&cx).await?
     };
     let actions = plan::plan(&desired, &observed);
-    preflight_ports(&cx, &actions)?;
+    report.warnings.extend(preflight_ports(&cx, &actions)?);
     let mut st = observed.state.clone();
     if let Some(warning) = check_matchbox_version(&cx, &actions, &observed, &mut st).await? {
         report.warnings.push(warning);
@@ -282,43 +282,68 @@ async fn remove_leftovers(engine: &Engine, s: &Settings) -> Result<(), Error> {
     Ok(())
 }
 
-/// On the host network, a port held by something else makes the new container crash-loop;
-/// say who holds it before touching anything. Ports held by the container being replaced
-/// are fine: it is stopped first.
-fn preflight_ports(cx: &Context<'_>, actions: &[Action]) -> Result<(), Error> {
+/// On the host network, a port held by something else makes the new container crash-loop,
+/// and a second DHCP server on the same interface answers the same machines: say who holds
+/// what, with the fix that fits the port, before touching anything. Ports held by the
+/// container being replaced are fine: it is stopped first. A port shared the way two dnsmasq
+/// on two interfaces share 67/69 is reported, not refused: that is several sites per host.
+fn preflight_ports(cx: &Context<'_>, actions: &[Action]) -> Result<Vec<String>, Error> {
     if cx.s.network != Network::Host {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let mut clashes = Vec::new();
+    let s = cx.s;
+    let (mut clashes, mut notes) = (Vec::new(), Vec::new());
     for action in actions {
         let Action::CreateContainer { role, .. } = action else {
             continue;
         };
-        let wanted: Vec<(Proto, u16)> = match role {
-            Role::Matchbox => std::iter::once((Proto::Tcp, cx.s.http_port))
-                .chain(cx.s.rpc_port.map(|p| (Proto::Tcp, p)))
-                .collect(),
+        // (proto, port, how the server binds it, the fix when it cannot)
+        let tcp_fix = |flag: &str| format!("stop what holds it, or give this site another {flag}");
+        let dhcp_fix = format!(
+            "stop the other DHCP server, or bind it to its own interface (dnsmasq: --interface=<its interface> --bind-interfaces), so that only this site answers on {}",
+            s.iface
+        );
+        let wanted: Vec<(Proto, u16, ports::Binding<'_>, String)> = match role {
+            Role::Matchbox => std::iter::once((
+                Proto::Tcp,
+                s.http_port,
+                ports::Binding::TcpWildcard,
+                tcp_fix("--http-port"),
+            ))
+            .chain(
+                s.rpc_port
+                    .map(|p| (Proto::Tcp, p, ports::Binding::TcpWildcard, tcp_fix("--rpc-port"))),
+            )
+            .collect(),
             Role::Dnsmasq => {
-                let mut p = vec![(Proto::Udp, 67), (Proto::Udp, 69)];
-                if cx.s.dhcp == DhcpMode::Proxy {
-                    p.push((Proto::Udp, 4011));
+                let shared = ports::Binding::UdpShared { iface: &s.iface };
+                let mut p = vec![
+                    (Proto::Udp, 67, shared, dhcp_fix.clone()),
+                    (
+                        Proto::Udp,
+                        69,
+                        ports::Binding::UdpOn(s.server_ip),
+                        format!("stop the TFTP server that holds {}:69 (or all addresses)", s.server_ip),
+                    ),
+                ];
+                if s.dhcp == DhcpMode::Proxy {
+                    p.push((Proto::Udp, 4011, shared, dhcp_fix.clone()));
                 }
                 p
             }
         };
-        for (proto, port) in wanted {
-            if let Some(message) = ports::in_use(proto, port) {
-                clashes.push(format!("{} needs {message}", role.name()));
+        for (proto, port, binding, fix) in wanted {
+            match ports::check(proto, port, binding) {
+                ports::Verdict::Free => {}
+                ports::Verdict::Shared(m) | ports::Verdict::Unchecked(m) => notes.push(format!("{}: {m}", role.name())),
+                ports::Verdict::Clash(m) => clashes.push(format!("{} needs {m}\n  fix: {fix}", role.name())),
             }
         }
     }
     if clashes.is_empty() {
-        return Ok(());
+        return Ok(notes);
     }
-    Err(Error::Failed(format!(
-        "{}\n  nothing was started\n  fix: stop what holds the port, or choose another --http-port",
-        clashes.join("\n")
-    )))
+    Err(Error::Failed(format!("{}\n  nothing was started", clashes.join("\n"))))
 }
 
 /// Refuses a matchbox image older than v0.11.0 before anything is replaced (its groups

@@ -396,6 +396,54 @@ fn snippet(body: &str) -> String {
     one_line.chars().take(160).collect()
 }
 
+const VERSION: &str = "matchbox.version";
+
+/// The running matchbox's version: from what `up` recorded for the same image id, else
+/// asked of the image (`-version`, in a short-lived container without a network).
+pub async fn version(engine: &Engine, st: &State, running: Option<&ContainerInfo>) -> Check {
+    let Some(c) = running else {
+        return Check::skip(VERSION, "no matchbox container (see containers.matchbox)");
+    };
+    let (said, source) = match st.matchbox_version.as_ref().filter(|v| v.image_id == c.image_id) {
+        Some(v) => (
+            (0, v.version.clone()),
+            format!("recorded by `cozyboot up` for image {}", c.image_id),
+        ),
+        None => match engine
+            .run_once(&c.image_id, matchbox_version::VERSION_ARGS, Duration::from_secs(20))
+            .await
+        {
+            Ok(said) => (said, format!("`{} -version` in a temporary container", c.image)),
+            Err(e) => {
+                return Check::warn(VERSION, "could not ask the matchbox image its version").evidence(e.to_string())
+            }
+        },
+    };
+    let evidence = format!("{}: {} ({source})", c.image, said.1.trim());
+    match matchbox_version::judge(said.0, &said.1) {
+        Verdict::Supported(v) => Check::pass(
+            VERSION,
+            format!("matchbox {v} sends the `arch` label the groups select on"),
+        )
+        .evidence(evidence),
+        Verdict::TooOld(v) => {
+            let message = matchbox_version::too_old(&c.image, v);
+            let (finding, fix) = message.split_once("\n  fix: ").unwrap_or((&message, ""));
+            Check::fail(VERSION, finding.to_string())
+                .evidence(evidence)
+                .fix(fix.to_string())
+        }
+        Verdict::Unknown(why) => Check::warn(
+            VERSION,
+            format!(
+                "cannot tell the matchbox version; cozyboot needs {} or newer",
+                matchbox_version::MINIMUM
+            ),
+        )
+        .evidence(format!("{evidence}; {why}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,53 +499,5 @@ mod tests {
             "http://h/generic?arch=arm64&mac=02-00&x="
         );
         assert_eq!(expand("http://h/plain", "arm64", "m"), "http://h/plain");
-    }
-}
-
-const VERSION: &str = "matchbox.version";
-
-/// The running matchbox's version: from what `up` recorded for the same image id, else
-/// asked of the image (`-version`, in a short-lived container without a network).
-pub async fn version(engine: &Engine, st: &State, running: Option<&ContainerInfo>) -> Check {
-    let Some(c) = running else {
-        return Check::skip(VERSION, "no matchbox container (see containers.matchbox)");
-    };
-    let (said, source) = match st.matchbox_version.as_ref().filter(|v| v.image_id == c.image_id) {
-        Some(v) => (
-            (0, v.version.clone()),
-            format!("recorded by `cozyboot up` for image {}", c.image_id),
-        ),
-        None => match engine
-            .run_once(&c.image_id, matchbox_version::VERSION_ARGS, Duration::from_secs(20))
-            .await
-        {
-            Ok(said) => (said, format!("`{} -version` in a temporary container", c.image)),
-            Err(e) => {
-                return Check::warn(VERSION, "could not ask the matchbox image its version").evidence(e.to_string())
-            }
-        },
-    };
-    let evidence = format!("{}: {} ({source})", c.image, said.1.trim());
-    match matchbox_version::judge(said.0, &said.1) {
-        Verdict::Supported(v) => Check::pass(
-            VERSION,
-            format!("matchbox {v} sends the `arch` label the groups select on"),
-        )
-        .evidence(evidence),
-        Verdict::TooOld(v) => {
-            let message = matchbox_version::too_old(&c.image, v);
-            let (finding, fix) = message.split_once("\n  fix: ").unwrap_or((&message, ""));
-            Check::fail(VERSION, finding.to_string())
-                .evidence(evidence)
-                .fix(fix.to_string())
-        }
-        Verdict::Unknown(why) => Check::warn(
-            VERSION,
-            format!(
-                "cannot tell the matchbox version; cozyboot needs {} or newer",
-                matchbox_version::MINIMUM
-            ),
-        )
-        .evidence(format!("{evidence}; {why}")),
     }
 }

@@ -170,17 +170,26 @@ impl TestNet {
     /// Runs `f` in the client namespace, on a thread of its own that ends with it, so no
     /// thread of the test process stays switched to another namespace.
     pub fn run_in_client<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = netns_path(&self.client_ns);
-        thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    enter_netns(&path);
-                    f()
-                })
-                .join()
-        })
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        run_in(&self.client_ns, f)
     }
+
+    /// Like [`TestNet::run_in_client`], in the server namespace.
+    pub fn run_in_server<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        run_in(&self.server_ns, f)
+    }
+}
+
+fn run_in<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = netns_path(ns);
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter_netns(&path);
+                f()
+            })
+            .join()
+    })
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 impl Drop for TestNet {
