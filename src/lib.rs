@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod foreign;
 pub mod layout;
 pub mod matchbox_version;
 pub mod pe;
