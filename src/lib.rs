@@ -17,4 +17,5 @@ pub mod render;
 pub mod settings;
 pub mod state;
 pub mod tls;
+pub mod uki;
 pub mod validate;
