@@ -145,11 +145,15 @@ impl Arch {
         }
     }
 
-    /// Kernel console arguments beyond `console=tty0`; the last `console=` is /dev/console.
-    pub fn serial_console(self) -> Option<&'static str> {
+    /// The serial console kernel argument, written after `console=tty0`: the last `console=`
+    /// becomes /dev/console, so a serial-console server (IPMI SOL, a UART on arm64 boards)
+    /// shows Linux's and Talos's output only with it. amd64 as Cozystack's own profile has
+    /// it (the 8250 UART); arm64 the PL011 of ARM64 servers, QEMU `virt` and the Raspberry Pi
+    /// CM4 UEFI.
+    pub fn serial_console(self) -> &'static str {
         match self {
-            Arch::Arm64 => Some("console=ttyAMA0,115200"),
-            Arch::Amd64 => None,
+            Arch::Arm64 => "console=ttyAMA0,115200",
+            Arch::Amd64 => "console=ttyS0",
         }
     }
 

@@ -5,7 +5,14 @@
 //! beside a plain DHCP server playing the home router), cozyboot's settings are resolved and
 //! rendered for a private network of namespaces, the real dnsmasq runs the rendered argv, the
 //! matchbox double serves the rendered tree and assets, and QEMU boots Debian's kernel with a
-//! tiny initramfs whose /init prints a marker and /proc/cmdline on the serial console.
+//! tiny initramfs whose /init prints a marker and /proc/cmdline to /dev/console. The boots
+//! use cozyboot's default kernel arguments, so the marker reaches the serial log only because
+//! cozyboot's serial `console=` is the last one (it becomes /dev/console).
+//!
+//! The UKI tests serve what a Talos >= 1.10 installer holds, a UKI only (`vmlinuz.efi`, built
+//! by `scripts/firmware-artifacts` with trixie's ukify and an embedded command line that is
+//! not cozyboot's): split by `cozyboot::uki::split` into the kernel + initramfs pair every
+//! firmware boots, or (UEFI only) served whole.
 //!
 //! The mutation tests break one thing cozyboot gets right and check that the boot then fails
 //! at the stage that thing is for.
@@ -18,7 +25,9 @@ mod support;
 use cozyboot::arch::Bootloader;
 use cozyboot::render::{self, Rendered};
 use cozyboot::settings::{net::FixedNet, Purpose, Settings};
-use support::firmware::{one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Stage};
+use support::firmware::{
+    one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Stage, TalosSource, UKI, UKI_EMBEDDED_CMDLINE,
+};
 use support::netns::TestNet;
 
 /// cozyboot's settings for the lab's network, resolved from flags exactly as `cozyboot
@@ -69,9 +78,19 @@ fn boot_with(
     Some(outcome)
 }
 
+/// The serial console cozyboot must put on this client's kernel line (written here, not read
+/// from cozyboot's arch table, so that a wrong table fails).
+fn serial_console(client: Client) -> &'static str {
+    match client {
+        Client::Arm64Uefi => "console=ttyAMA0,115200",
+        Client::X64Uefi | Client::X86Bios => "console=ttyS0",
+    }
+}
+
 /// The client reached Linux and ran our /init (the marker, with the client's architecture,
-/// is on the serial console), and the kernel command line holds the Talos arguments
-/// cozyboot rendered.
+/// is on the serial console: /init writes it to /dev/console only), and the kernel command
+/// line holds the Talos arguments cozyboot rendered, with the serial console as the last
+/// `console=`.
 fn assert_booted(o: &Outcome) {
     assert_eq!(o.failed_at, None, "the boot broke:\n{}", o.report());
     let marker = format!("{} arch={}", support::firmware::MARKER, o.client.uname_m());
@@ -85,10 +104,14 @@ fn assert_booted(o: &Outcome) {
         .as_deref()
         .unwrap_or_else(|| panic!("/init printed no command line:\n{}", o.report()));
     let args: Vec<&str> = cmdline.split_whitespace().collect();
-    let mut want = vec!["talos.platform=metal", "initrd=initramfs.xz", "slab_nomerge", "pti=on"];
-    if o.client == Client::Arm64Uefi {
-        want.push("console=ttyAMA0,115200");
-    }
+    let serial = serial_console(o.client);
+    let want = [
+        "talos.platform=metal",
+        "initrd=initramfs.xz",
+        "slab_nomerge",
+        "pti=on",
+        serial,
+    ];
     for w in want {
         assert!(
             args.contains(&w),
@@ -96,12 +119,30 @@ fn assert_booted(o: &Outcome) {
             o.report()
         );
     }
+    let last_console = args.iter().rev().find(|a| a.starts_with("console="));
+    assert_eq!(
+        last_console,
+        Some(&serial),
+        "the last console= of `{cmdline}` (it becomes /dev/console) is not the serial one:\n{}",
+        o.report()
+    );
 }
 
 fn boots(client: Client, mode: Mode) {
     if let Some(o) = boot(client, mode, |_| {}) {
         assert_booted(&o);
     }
+}
+
+/// [`assert_booted`], and the command line is cozyboot's, not the one embedded in the UKI.
+fn assert_booted_with_cozyboots_cmdline(o: &Outcome) {
+    assert_booted(o);
+    let cmdline = o.cmdline.as_deref().unwrap_or_default();
+    assert!(
+        !cmdline.contains("cozyboot.embedded=1"),
+        "the kernel got the UKI's embedded command line `{cmdline}`:\n{}",
+        o.report()
+    );
 }
 
 #[test]
@@ -134,6 +175,74 @@ fn bios_ipxe_boots_linux_with_proxy_dhcp() {
     boots(Client::X86Bios, Mode::Proxy);
 }
 
+// ------------------------------------------------------------------------------ UKI only
+
+/// A Talos >= 1.10 installer holds only the UKI: the pair `cozyboot::uki::split` takes out of
+/// it, served as `talos/<arch>/{vmlinuz,initramfs.xz}`, boots `client` with cozyboot's
+/// command line (the UKI's embedded one, `console=tty0 cozyboot.embedded=1`, is not used: the
+/// `.cmdline` section is left behind with the stub).
+fn boots_the_uki_split(client: Client, mode: Mode) {
+    let Some(o) = boot_with(|a| a.with_talos(TalosSource::UkiSplit), client, mode, |_| {}) else {
+        return;
+    };
+    let parts = o.split.as_ref().expect("the boot split the UKI");
+    assert_eq!(
+        parts.layout.cmdline.as_deref(),
+        Some(UKI_EMBEDDED_CMDLINE),
+        "the test UKI embeds another command line"
+    );
+    println!(
+        "uki::split: kernel {} B, initramfs {} B, embedded cmdline {:?}",
+        parts.kernel.size, parts.initrd.size, parts.layout.cmdline
+    );
+    assert_booted_with_cozyboots_cmdline(&o);
+}
+
+#[test]
+fn uki_only_arm64_uefi_boots_the_split_pair_with_full_dhcp() {
+    boots_the_uki_split(Client::Arm64Uefi, Mode::Full);
+}
+
+#[test]
+fn uki_only_arm64_uefi_boots_the_split_pair_with_proxy_dhcp() {
+    boots_the_uki_split(Client::Arm64Uefi, Mode::Proxy);
+}
+
+#[test]
+fn uki_only_x64_uefi_boots_the_split_pair_with_full_dhcp() {
+    boots_the_uki_split(Client::X64Uefi, Mode::Full);
+}
+
+#[test]
+fn uki_only_bios_ipxe_boots_the_split_pair_with_full_dhcp() {
+    boots_the_uki_split(Client::X86Bios, Mode::Full);
+}
+
+/// The alternative cozyboot did not take, documented: a UEFI iPXE boots the UKI whole (profile
+/// kernel `vmlinuz.efi`, no initrd); systemd-stub hands the kernel its `.initrd`, and with
+/// Secure Boot off the arguments iPXE passes replace the embedded command line. BIOS clients
+/// cannot do this, which is why cozyboot serves the split pair.
+#[test]
+fn uki_whole_boots_arm64_uefi_with_cozyboots_args() {
+    let client = Client::Arm64Uefi;
+    let serve_uki = |r: &mut Rendered| {
+        let dir = format!("/talos/{}/", client.arch().asset_dir());
+        for p in r.tree.profiles.iter_mut().filter(|p| p.boot.kernel.contains(&dir)) {
+            p.boot.kernel = p.boot.kernel.replace(cozyboot::render::talos::KERNEL, UKI);
+            p.boot.initrd.clear();
+        }
+    };
+    let Some(o) = boot_with(|a| a.with_talos(TalosSource::Uki), client, Mode::Full, serve_uki) else {
+        return;
+    };
+    assert!(
+        o.evidence.matchbox.contains(&format!("GET /assets/talos/arm64/{UKI}")),
+        "iPXE did not fetch the UKI:\n{}",
+        o.report()
+    );
+    assert_booted_with_cozyboots_cmdline(&o);
+}
+
 // ------------------------------------------------------------------------------ mutations
 
 /// Things cozyboot gets right, each broken the way a hand-written configuration breaks it.
@@ -161,7 +270,16 @@ fn mutation(name: &str) -> fn(&mut Rendered) {
                 p.boot.args.retain(|a| !a.starts_with("initrd="));
             }
         },
-        other => panic!("unknown mutation {other:?} (arch-12, no-i386-group, no-initrd-arg)"),
+        // No serial `console=` (what amd64 profiles had before issue 9): /dev/console is the
+        // screen (`console=tty0`), and an IPMI SOL / serial log shows nothing after the EFI stub.
+        "no-serial-console" => |r| {
+            for p in &mut r.tree.profiles {
+                p.boot
+                    .args
+                    .retain(|a| !a.starts_with("console=ttyS") && !a.starts_with("console=ttyAMA"));
+            }
+        },
+        other => panic!("unknown mutation {other:?} (arch-12, no-i386-group, no-initrd-arg, no-serial-console)"),
     }
 }
 
@@ -204,6 +322,24 @@ fn mutation_no_i386_group_stops_bios_at_ipxe() {
     assert_fails_at(&o, Stage::Ipxe);
     assert!(o.evidence.matchbox.contains("No matching profile"), "{}", o.report());
     assert!(o.evidence.matchbox.contains("arch:i386"), "{}", o.report());
+}
+
+/// Without a serial `console=` last on the kernel line (amd64 profiles before issue 9 had only
+/// `console=tty0`), Linux runs /init and powers off, but /dev/console is the screen: the
+/// serial log (what IPMI SOL shows) never gets the marker.
+#[test]
+fn mutation_no_serial_console_leaves_the_serial_log_without_the_marker() {
+    let Some(o) = boot(Client::X64Uefi, Mode::Full, mutation("no-serial-console")) else {
+        return;
+    };
+    assert_fails_at(&o, Stage::Linux);
+    assert!(o.initrd_via.is_some(), "the kernel loaded its initrd:\n{}", o.report());
+    assert_eq!(
+        o.qemu_exit.as_deref(),
+        Some("exit status: 0"),
+        "/init ran and powered the machine off:\n{}",
+        o.report()
+    );
 }
 
 /// The iPXE of trixie hands UEFI kernels the initrd through LoadFile2 (the EFI stub says

@@ -139,6 +139,45 @@ fn maintenance_mode_has_no_talos_config_url() {
     }
 }
 
+/// The kernel line is Cozystack's own (`initrd=initramfs.xz init_on_alloc=1 slab_nomerge
+/// pti=on console=tty0 console=ttyS0 printk.devkmsg=on talos.platform=metal`), in that order,
+/// with the architecture's serial console as the last `console=` (it becomes /dev/console),
+/// then `talos.config`, then the user's `--kernel-args`.
+#[test]
+fn kernel_args_are_cozystacks_with_the_serial_console_last() {
+    let config = format!("--talos-config={}", fixture("default.yaml"));
+    let mut flags = GUIDE_FULL.to_vec();
+    flags.extend([
+        "--arch=arm64,amd64",
+        config.as_str(),
+        "--kernel-args=talos.halt_if_installed=1",
+        "--kernel-args=console=tty1",
+    ]);
+    let r = render::render(&settings(&flags));
+    let config_url = "talos.config=http://10.20.13.140:8080/generic?arch=${buildarch:uristring}&mac=${mac:hexhyp}";
+    for (arch, serial) in [("arm64", "console=ttyAMA0,115200"), ("amd64", "console=ttyS0")] {
+        let kernel = format!("/assets/talos/{arch}/vmlinuz");
+        let profiles: Vec<_> = r.tree.profiles.iter().filter(|p| p.boot.kernel == kernel).collect();
+        assert!(!profiles.is_empty(), "no {arch} profile");
+        for p in profiles {
+            let want = [
+                "initrd=initramfs.xz",
+                "init_on_alloc=1",
+                "slab_nomerge",
+                "pti=on",
+                "console=tty0",
+                serial,
+                "printk.devkmsg=on",
+                "talos.platform=metal",
+                config_url,
+                "talos.halt_if_installed=1",
+                "console=tty1",
+            ];
+            assert_eq!(p.boot.args, want, "{arch} profile {}", p.id);
+        }
+    }
+}
+
 /// Every rendered argv must be accepted by the real dnsmasq (`--test` parses and exits).
 #[test]
 fn every_rendered_argv_passes_dnsmasq_test() {

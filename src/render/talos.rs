@@ -6,15 +6,13 @@ use crate::settings::Settings;
 pub const KERNEL: &str = "vmlinuz";
 pub const INITRAMFS: &str = "initramfs.xz";
 
-/// Arguments Talos needs on metal; `initrd=` because a UEFI kernel otherwise finds no initramfs.
-const BASE_ARGS: &[&str] = &[
-    "init_on_alloc=1",
-    "slab_nomerge",
-    "pti=on",
-    "console=tty0",
-    "printk.devkmsg=on",
-    "talos.platform=metal",
-];
+/// Arguments Talos needs on metal, in the order of Cozystack's own matchbox profile
+/// (`initrd=initramfs.xz init_on_alloc=1 slab_nomerge pti=on console=tty0 console=ttyS0
+/// printk.devkmsg=on talos.platform=metal`); `initrd=` because a UEFI kernel otherwise finds
+/// no initramfs. The architecture's serial console ([`Arch::serial_console`]) goes right after
+/// `console=tty0`, so that it is the last `console=` and becomes /dev/console.
+const ARGS_BEFORE_SERIAL: &[&str] = &["init_on_alloc=1", "slab_nomerge", "pti=on", "console=tty0"];
+const ARGS_AFTER_SERIAL: &[&str] = &["printk.devkmsg=on", "talos.platform=metal"];
 
 /// iPXE expands `${...}` before Talos sees the line, so the URL carries every label a group
 /// selects on (`arch`, and `mac` for per-node configs); matchbox then picks the same group
@@ -23,8 +21,9 @@ pub const CONFIG_QUERY: &str = "arch=${buildarch:uristring}&mac=${mac:hexhyp}";
 
 pub fn kernel_args(s: &Settings, arch: Arch, with_config: bool) -> Vec<String> {
     let mut args = vec![format!("initrd={INITRAMFS}")];
-    args.extend(BASE_ARGS.iter().map(|a| a.to_string()));
-    args.extend(arch.serial_console().map(str::to_string));
+    args.extend(ARGS_BEFORE_SERIAL.iter().map(|a| a.to_string()));
+    args.push(arch.serial_console().to_string());
+    args.extend(ARGS_AFTER_SERIAL.iter().map(|a| a.to_string()));
     if with_config {
         args.push(format!("talos.config={}/generic?{CONFIG_QUERY}", s.http_base()));
     }

@@ -64,6 +64,10 @@ fn skip<T>(reason: &str) -> Option<T> {
 }
 
 /// One boot at a time per test process: QEMU's software emulation wants both cores.
+/// The UKI's file name, in the artifacts (`<arch>/vmlinuz.efi`, as in a Talos installer's
+/// `/usr/install/<arch>/`) and in the assets when it is served whole.
+pub const UKI: &str = "vmlinuz.efi";
+
 pub fn one_boot_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -71,12 +75,34 @@ pub fn one_boot_at_a_time() -> MutexGuard<'static, ()> {
 
 // ------------------------------------------------------------------------------ artifacts
 
+/// The line `scripts/firmware-artifacts` writes into `manifest.txt` since its /init writes
+/// only to /dev/console. Older artifacts wrote to the UARTs directly and would let a boot
+/// whose console is not the serial port pass.
+pub const MANIFEST_STAMP: &str = "initramfs-output: /dev/console";
+/// The command line embedded in the test UKIs (`<arch>/vmlinuz.efi`): not cozyboot's.
+pub const UKI_EMBEDDED_CMDLINE: &str = "console=tty0 cozyboot.embedded=1";
+
 /// The files `scripts/firmware-artifacts` lays out: Debian's kernels, iPXE binaries, the
-/// test initramfs and links to the firmware images.
+/// test initramfs, a UKI per architecture made of the two, and links to the firmware images.
 pub struct Artifacts {
     pub dir: PathBuf,
     /// Bootloaders served instead of the ones in `dir` (see [`Artifacts::with_bootloader`]).
     overrides: Vec<(Bootloader, PathBuf)>,
+    /// How the Talos kernel and initramfs are laid down in the assets.
+    pub talos: TalosSource,
+}
+
+/// Where the kernel and initramfs served as `talos/<arch>/...` come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TalosSource {
+    /// `<arch>/vmlinuz` and `<arch>/initramfs.xz` as two files (installers before Talos 1.10).
+    Pair,
+    /// Only the UKI `<arch>/vmlinuz.efi` (Talos >= 1.10 installers): `cozyboot::uki::split`
+    /// takes its `.linux` and `.initrd` sections out to `talos/<arch>/vmlinuz` and
+    /// `talos/<arch>/initramfs.xz`, as `cozyboot up` does.
+    UkiSplit,
+    /// The UKI itself, served as `talos/<arch>/vmlinuz.efi` (and nothing else).
+    Uki,
 }
 
 impl Artifacts {
@@ -89,8 +115,11 @@ impl Artifacts {
         "arm64/initramfs.xz",
         "amd64/vmlinuz",
         "amd64/initramfs.xz",
+        "arm64/vmlinuz.efi",
+        "amd64/vmlinuz.efi",
         "firmware/QEMU_EFI.fd",
         "firmware/OVMF.fd",
+        "manifest.txt",
     ];
     const PROGRAMS: &'static [&'static str] = &["/usr/bin/qemu-system-aarch64", "/usr/bin/qemu-system-x86_64"];
 
@@ -113,9 +142,18 @@ impl Artifacts {
                 missing.join(", ")
             ));
         }
+        let manifest = fs::read_to_string(dir.join("manifest.txt")).unwrap_or_default();
+        if !manifest.lines().any(|l| l.trim() == MANIFEST_STAMP) {
+            return skip(&format!(
+                "{} was made by an older scripts/firmware-artifacts (no `{MANIFEST_STAMP}`: its \
+                 /init writes to the UARTs directly); run scripts/firmware-artifacts again",
+                dir.display()
+            ));
+        }
         Some(Artifacts {
             dir,
             overrides: Vec::new(),
+            talos: TalosSource::Pair,
         })
     }
 
@@ -126,6 +164,12 @@ impl Artifacts {
     /// Serves `file` as bootloader `b` (e.g. an older iPXE).
     pub fn with_bootloader(mut self, b: Bootloader, file: impl Into<PathBuf>) -> Self {
         self.overrides.push((b, file.into()));
+        self
+    }
+
+    /// Lays down the Talos kernel and initramfs from `source` (see [`TalosSource`]).
+    pub fn with_talos(mut self, source: TalosSource) -> Self {
+        self.talos = source;
         self
     }
 
@@ -552,11 +596,28 @@ impl Lab {
         for b in [Bootloader::Arm64Efi, Bootloader::X86_64Efi, Bootloader::Bios] {
             fs::copy(a.bootloader(b), assets.join(s.bootloaders.for_bootloader(b))).unwrap();
         }
+        let mut split = None;
         for arch in [Arch::Arm64, Arch::Amd64] {
             let dir = assets.join("talos").join(arch.asset_dir());
             fs::create_dir_all(&dir).unwrap();
-            for f in [cozyboot::render::talos::KERNEL, cozyboot::render::talos::INITRAMFS] {
-                fs::copy(a.path(&format!("{}/{f}", arch.asset_dir())), dir.join(f)).unwrap();
+            let from = |f: &str| a.path(&format!("{}/{f}", arch.asset_dir()));
+            let (kernel, initrd) = (cozyboot::render::talos::KERNEL, cozyboot::render::talos::INITRAMFS);
+            match a.talos {
+                TalosSource::Pair => {
+                    for f in [kernel, initrd] {
+                        fs::copy(from(f), dir.join(f)).unwrap();
+                    }
+                }
+                TalosSource::UkiSplit => {
+                    let parts = cozyboot::uki::split(&from(UKI), &dir.join(kernel), &dir.join(initrd))
+                        .unwrap_or_else(|e| panic!("uki::split of {}: {e}", from(UKI).display()));
+                    if arch == client.arch() {
+                        split = Some(parts);
+                    }
+                }
+                TalosSource::Uki => {
+                    fs::copy(from(UKI), dir.join(UKI)).unwrap();
+                }
             }
         }
         // dnsmasq runs as nobody: the path to its TFTP root must be traversable.
@@ -594,10 +655,18 @@ impl Lab {
             .args(qemu_cmd.get_args());
         let mut qemu = Logged::spawn(wrapped, "QEMU");
 
+        // A profile that boots a UKI whole has no initrd to fetch.
+        let arch_assets = format!("/talos/{}/", client.arch().asset_dir());
         let watch = Watch {
             client,
             s,
             bootloader_name: client.bootloader().map(|b| s.bootloaders.for_bootloader(b).to_string()),
+            initrd: rendered
+                .tree
+                .profiles
+                .iter()
+                .filter(|p| p.boot.kernel.contains(&arch_assets))
+                .any(|p| !p.boot.initrd.is_empty()),
         };
         let started = Instant::now();
         let mut reached: Vec<(Stage, Duration)> = Vec::new();
@@ -663,6 +732,7 @@ impl Lab {
         Outcome {
             client,
             mode: self.mode,
+            split,
             reached,
             failed_at,
             cmdline,
@@ -731,6 +801,8 @@ struct Watch<'a> {
     client: Client,
     s: &'a Settings,
     bootloader_name: Option<String>,
+    /// Whether the client's profile has an initrd (not when it boots a UKI whole).
+    initrd: bool,
 }
 
 impl Watch<'_> {
@@ -739,7 +811,11 @@ impl Watch<'_> {
         if self.client.bootloader().is_some() {
             v.push(Stage::Tftp);
         }
-        v.extend([Stage::BootIpxe, Stage::Ipxe, Stage::Kernel, Stage::Initrd, Stage::Linux]);
+        v.extend([Stage::BootIpxe, Stage::Ipxe, Stage::Kernel]);
+        if self.initrd {
+            v.push(Stage::Initrd);
+        }
+        v.push(Stage::Linux);
         v
     }
 
@@ -803,7 +879,13 @@ impl Watch<'_> {
                 return Some("matchbox answered /ipxe with 404 (no group for the labels iPXE sent)".into());
             }
         }
-        if let Some(t) = at(Stage::Initrd) {
+        // The last download before the kernel runs: the initrd, or the UKI.
+        let last_download = if self.initrd {
+            at(Stage::Initrd)
+        } else {
+            at(Stage::Kernel)
+        };
+        if let Some(t) = last_download {
             // A UEFI kernel's EFI stub says where it found the initramfs within a second or
             // two (Debian's arm64 and amd64 kernels both do); without that line it found none (iPXE offered no LoadFile2 initrd and the
             // command line named none) and Linux will not run /init.
@@ -832,6 +914,9 @@ impl Watch<'_> {
 pub struct Outcome {
     pub client: Client,
     pub mode: Mode,
+    /// With [`TalosSource::UkiSplit`]: what `cozyboot::uki::split` took out of the client's
+    /// architecture's UKI.
+    pub split: Option<cozyboot::uki::Parts>,
     /// Stages reached, with the time since QEMU started.
     pub reached: Vec<(Stage, Duration)>,
     /// The first stage not reached; `None` when Linux ran our /init.
@@ -906,6 +991,12 @@ impl Outcome {
         r.push('\n');
         if let Some(st) = self.failed_at {
             r.push_str(&format!("broken stage: {st} — {}\n", explain(st, self.client)));
+        }
+        if self.failed_at == Some(Stage::Linux) && self.qemu_exit.as_deref() == Some("exit status: 0") {
+            r.push_str(
+                "hint: QEMU powered off, so Linux ran /init, but its marker (written to /dev/console) \
+                 is not on the serial log: the last console= on the kernel line is not the serial port\n",
+            );
         }
         if let Some(g) = &self.gave_up {
             r.push_str(&format!("stopped: {g}\n"));
