@@ -55,6 +55,10 @@ pub struct UpArgs {
     /// Print the actions `up` would take and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Move files in the data dir's profiles/, groups/ and generic/ that cozyboot did not
+    /// write (e.g. from the manual guide) into <data-dir>/.cozyboot/moved-<date>/.
+    #[arg(long)]
+    pub move_foreign: bool,
 }
 
 #[derive(Debug, Args)]

@@ -77,6 +77,11 @@ pub enum Action {
         image: String,
         reason: String,
     },
+    /// Files in the matchbox tree that cozyboot did not write, moved aside on request.
+    MoveForeign {
+        files: Vec<String>,
+        to: String,
+    },
     ExtractAssets {
         arch: Arch,
         image: String,
@@ -117,6 +122,9 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Action::Pull { image, reason } => format!("pull {image} ({reason})"),
+            Action::MoveForeign { files, to } => {
+                format!("move {} file(s) cozyboot did not write into {to}", files.len())
+            }
             Action::ExtractAssets { arch, image, reason } => {
                 format!("extract {arch} kernel and initramfs from {image} ({reason})")
             }

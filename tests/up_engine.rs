@@ -380,6 +380,75 @@ fn a_matchbox_older_than_v0_11_is_refused_before_anything_is_replaced() {
     );
 }
 
+/// The check of one id in a `validate --json` document.
+fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}
+
+/// A data dir laid out by hand from the manual guide: its `default` group selects
+/// `arch: arm64` like cozyboot's arm64 group, so matchbox would pick either by accident.
+#[test]
+fn a_data_dir_laid_out_by_the_guide_is_explained_and_moved_aside_on_request() {
+    let Some(site) = Site::new() else { return };
+    let data = site.data();
+    let guide_profile = r#"{"id":"cozystack-arm64","name":"CozyStack ARM64 spin-only","boot":{"kernel":"/assets/talos/arm64/vmlinuz","initrd":["/assets/talos/arm64/initramfs.xz"],"args":["talos.platform=metal","talos.config=http://10.20.13.140:8080/ignition?uuid=${uuid}","console=tty0"]}}"#;
+    let guide_group =
+        r#"{"id":"default","name":"Default ARM64 group","profile":"cozystack-arm64","selector":{"arch":"arm64"}}"#;
+    for d in ["assets/talos/arm64", "profiles", "groups", "ignition"] {
+        fs::create_dir_all(data.join(d)).unwrap();
+    }
+    fs::write(data.join("profiles/cozystack-arm64.json"), guide_profile).unwrap();
+    fs::write(data.join("groups/default.json"), guide_group).unwrap();
+
+    let (code, json, stderr) = site.up(TAG, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let message = json["error"]["message"].as_str().unwrap_or_default();
+    for needle in [
+        "groups/default.json selects arch=arm64",
+        "accident of sorting",
+        "cozyboot up --move-foreign",
+        "profiles/cozystack-arm64.json",
+        "nothing was changed",
+    ] {
+        assert!(message.contains(needle), "missing {needle:?} in: {message}");
+    }
+    assert_eq!(
+        fs::read_to_string(data.join("groups/default.json")).unwrap(),
+        guide_group
+    );
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &format!("name={}", site.matchbox)]),
+        ""
+    );
+
+    let (_, report, _) = site.validate(TAG, &[]);
+    let foreign = check(&report, "config.foreign-groups");
+    assert_eq!(foreign["status"], "fail", "{foreign:#}");
+    assert!(
+        foreign["evidence"].to_string().contains("accident of sorting"),
+        "{foreign:#}"
+    );
+    assert!(foreign["fix"].as_str().unwrap().contains("--move-foreign"));
+
+    let dry = site.up_ok(TAG, &["--move-foreign", "--dry-run"]);
+    assert_eq!(actions(&dry, "move-foreign").len(), 1, "{dry:#}");
+    assert!(data.join("groups/default.json").exists(), "--dry-run moves nothing");
+
+    let report = site.up_ok(TAG, &["--move-foreign"]);
+    let moved = &actions(&report, "move-foreign")[0];
+    let to = Path::new(moved["to"].as_str().unwrap());
+    assert_eq!(fs::read_to_string(to.join("groups/default.json")).unwrap(), guide_group);
+    assert!(to.join("profiles/cozystack-arm64.json").is_file());
+    assert!(!data.join("groups/default.json").exists());
+
+    let (code, report, stderr) = site.validate(TAG, &[]);
+    assert_eq!(check(&report, "config.foreign-groups")["status"], "pass", "{report:#}");
+    assert_eq!(code, 0, "validate after the fix: {stderr}\n{report:#}");
+}
+
 #[test]
 fn a_failing_pull_and_a_crashing_image_leave_the_old_site_running() {
     let Some(site) = Site::new() else { return };

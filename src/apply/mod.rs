@@ -4,6 +4,7 @@ use crate::arch::Arch;
 use crate::engine::docker::{ContainerInfo, Engine, EngineError, TEMPORARY_LABEL};
 use crate::engine::spec::{ContainerSpec, NetworkMode};
 use crate::error::Error;
+use crate::foreign;
 use crate::matchbox_version::{self, Verdict};
 use crate::plan::{self, Action, Arm64Source, Desired, Observed, ObservedContainer};
 use crate::ports::{self, Proto};
@@ -60,7 +61,21 @@ struct Context<'a> {
     arm64: Option<Arm64Source>,
 }
 
-pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: ProgressMode) -> Result<UpReport, Error> {
+/// What `up` was asked to do beyond reaching the settings' state.
+#[derive(Debug, Clone, Copy)]
+pub struct UpOptions {
+    pub dry_run: bool,
+    /// Move files in the matchbox tree that cozyboot did not write out of matchbox's way.
+    pub move_foreign: bool,
+    pub progress: ProgressMode,
+}
+
+pub async fn up(s: &Settings, engine: &Engine, options: UpOptions) -> Result<UpReport, Error> {
+    let UpOptions {
+        dry_run,
+        move_foreign,
+        progress,
+    } = options;
     // Temporary extraction containers carry the data dir, so a killed run's leftovers can be
     // told from another site's work in progress.
     let site = BTreeMap::from([(containers::LABEL_DATA_DIR.to_string(), s.data_dir.display().to_string())]);
@@ -91,11 +106,13 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
         warnings: Vec::new(),
     };
 
+    let move_aside = foreign_files(s, &rendered, move_foreign, &mut report.warnings)?;
     let desired = desired(&cx);
     let observed = observe(&cx).await?;
     let pulls = plan::pulls(&desired, &observed).map_err(|e| Error::Failed(e.0))?;
     if dry_run {
-        report.actions = pulls;
+        report.actions.extend(move_aside);
+        report.actions.extend(pulls);
         report.actions.extend(plan::plan(&desired, &observed));
         return Ok(report);
     }
@@ -157,7 +174,7 @@ pub async fn up(s: &Settings, engine: &Engine, dry_run: bool, progress: Progress
     } else {
         observe(&cx).await?
     };
-    let actions = plan::plan(&desired, &observed);
+    let actions: Vec<Action> = move_aside.into_iter().chain(plan::plan(&desired, &observed)).collect();
     report.warnings.extend(preflight_ports(&cx, &actions)?);
     let mut st = observed.state.clone();
     if let Some(warning) = check_matchbox_version(&cx, &actions, &observed, &mut st).await? {
@@ -280,6 +297,56 @@ async fn remove_leftovers(engine: &Engine, s: &Settings) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A matchbox tree laid out by hand (the manual guide's `/opt/matchbox`) can hold groups that
+/// compete with cozyboot's: refuse until the user chooses, or move every foreign file aside
+/// when asked (`--move-foreign`). Files that compete with nothing are only reported.
+fn foreign_files(
+    s: &Settings,
+    rendered: &render::Rendered,
+    move_foreign: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Action>, Error> {
+    let ours: Vec<String> = rendered.files().into_iter().map(|f| f.path).collect();
+    let found = foreign::scan(&s.data_dir, &ours, &rendered.tree.groups);
+    if found.files.is_empty() {
+        return Ok(None);
+    }
+    let to = state::dir(&s.data_dir).join(format!("moved-{}", foreign::stamp(state::now())));
+    if move_foreign {
+        return Ok(Some(Action::MoveForeign {
+            files: found.files,
+            to: to.display().to_string(),
+        }));
+    }
+    let listing = found.files.join(", ");
+    if found.competitors.is_empty() && found.unreadable.is_empty() {
+        warnings.push(format!(
+            "{} holds {} file(s) cozyboot did not write ({listing}); none of their groups competes with cozyboot's",
+            s.data_dir.display(),
+            found.files.len()
+        ));
+        return Ok(None);
+    }
+    let mut why: Vec<String> = found
+        .competitors
+        .iter()
+        .map(|c| format!("  - {}", c.describe()))
+        .collect();
+    why.extend(
+        found
+            .unreadable
+            .iter()
+            .map(|p| format!("  - {p} is not valid group JSON: matchbox refuses to start with it")),
+    );
+    Err(Error::Failed(format!(
+        "{} holds matchbox files cozyboot did not write (a tree laid out by hand?), and some would take machines from cozyboot's groups:\n{}\n  nothing was changed\n  fix: run `cozyboot up --move-foreign` to move the {} file(s) cozyboot did not write ({listing}) into {}, or remove those groups yourself",
+        s.data_dir.display(),
+        why.join("\n"),
+        found.files.len(),
+        to.display()
+    )))
 }
 
 /// On the host network, a port held by something else makes the new container crash-loop,
@@ -408,6 +475,20 @@ async fn execute(
     let s = cx.s;
     Ok(match action {
         Action::Pull { .. } => None,
+        Action::MoveForeign { files, to } => {
+            let stamp = Path::new(to)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("moved-"))
+                .unwrap_or("now");
+            let moved = foreign::move_aside(&s.data_dir, files, stamp)
+                .map_err(|e| Error::Failed(format!("moving files cozyboot did not write into {to}: {e}")))?;
+            Some(format!(
+                "moved {} file(s) cozyboot did not write into {}",
+                files.len(),
+                moved.display()
+            ))
+        }
         Action::ExtractAssets { arch, image, .. } => {
             let id = observed.images.get(image).cloned().flatten().unwrap_or_default();
             let record = assets::extract_assets(cx, *arch, image, &id).await?;

@@ -14,7 +14,12 @@ pub fn run(args: &UpArgs, config: Option<PathBuf>, json: bool) -> Result<Output>
     let s = &resolved.settings;
     let report = runtime()?.block_on(async {
         let engine = Engine::connect().await?;
-        apply::up(s, &engine, args.dry_run, ProgressMode::detect(json, false)).await
+        let options = apply::UpOptions {
+            dry_run: args.dry_run,
+            move_foreign: args.move_foreign,
+            progress: ProgressMode::detect(json, false),
+        };
+        apply::up(s, &engine, options).await
     })?;
     Ok(Output {
         human: human(&report, &s.http_base()),

@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod config;
 pub mod containers;
+mod foreign;
 pub mod logs;
 pub mod matchbox;
 pub mod probe;
@@ -189,6 +190,7 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     checks.extend(matchbox_checks);
     checks.extend(asset_checks);
     checks.extend(config::checks(s, &rendered, &seen));
+    checks.push(foreign::check(s, &rendered));
     checks.extend(logs::checks(dnsmasq_log.as_deref()));
     checks.extend(probe::checks(s, options.probe.as_ref()).await);
     Ok(Report {

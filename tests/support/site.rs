@@ -114,6 +114,15 @@ impl Site {
 
     /// Runs `cozyboot up --json` with the site's settings plus `extra`.
     pub fn up(&self, tag: &str, extra: &[&str]) -> (i32, Value, String) {
+        self.run("up", tag, extra)
+    }
+
+    /// Runs `cozyboot validate --json` with the site's settings plus `extra`.
+    pub fn validate(&self, tag: &str, extra: &[&str]) -> (i32, Value, String) {
+        self.run("validate", tag, extra)
+    }
+
+    fn run(&self, command: &str, tag: &str, extra: &[&str]) -> (i32, Value, String) {
         let out = Bin::cargo_bin("cozyboot")
             .unwrap()
             .current_dir(self.dir.path())
@@ -121,7 +130,7 @@ impl Site {
             .env_remove("COZYBOOT_IPXE_ARM64_URL")
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env("no_proxy", "127.0.0.1,localhost")
-            .arg("up")
+            .arg(command)
             .arg("--json")
             .args(self.args(tag))
             .args(extra)
