@@ -481,9 +481,25 @@ const ROUTER_PEER: &str = "cb-rtrp";
 /// veth to a tap for QEMU, and in proxy mode a third namespace for the router.
 pub struct Lab {
     pub mode: Mode,
-    // Field order is drop order: the router namespace goes first, then the TestNet.
+    // Field order is drop order: the host's veth and the router namespace go first, then
+    // the TestNet.
+    host: Option<HostVeth>,
     router: Option<Netns>,
     pub net: TestNet,
+}
+
+/// A veth end in the HOST namespace that this lab created, its peer a port of the client
+/// namespace's bridge: the interface `cozyboot up` on the host network binds dnsmasq to.
+struct HostVeth(String);
+
+impl Drop for HostVeth {
+    fn drop(&mut self) {
+        // Deleting one end deletes the pair.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 impl Lab {
@@ -514,6 +530,7 @@ impl Lab {
         }
         let mut lab = Lab {
             mode,
+            host: None,
             router: None,
             net,
         };
@@ -547,6 +564,36 @@ impl Lab {
 
     pub fn router_ip(&self) -> std::net::Ipv4Addr {
         self.net.ip(254)
+    }
+
+    /// The lab for the path users run: the server is the HOST namespace. A veth made here
+    /// joins the host to the client namespace's bridge and takes the server address (the
+    /// server namespace's end gives it up); `cozyboot up` binds dnsmasq to this veth only.
+    /// Returns the lab and the host interface's name.
+    pub fn on_host(mode: Mode) -> Option<(Lab, String)> {
+        let mut lab = Lab::new(mode)?;
+        let name = format!("cbfw{}", lab.net.subnet);
+        let _ = Command::new("ip")
+            .args(["link", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        let cli = lab.net.client_ns.clone();
+        ip(&["-n", &lab.net.server_ns, "addr", "flush", "dev", &lab.net.server_if]);
+        ip(&["-n", &lab.net.server_ns, "link", "set", &lab.net.server_if, "down"]);
+        ip(&[
+            "link", "add", &name, "type", "veth", "peer", "name", "cb-hostp", "netns", &cli,
+        ]);
+        lab.host = Some(HostVeth(name.clone()));
+        ip(&["-n", &cli, "link", "set", "cb-hostp", "master", BRIDGE]);
+        ip(&["-n", &cli, "link", "set", "cb-hostp", "up"]);
+        ip(&["addr", "add", &format!("{}/24", lab.net.server_ip()), "dev", &name]);
+        ip(&["link", "set", &name, "up"]);
+        Some((lab, name))
+    }
+
+    /// Starts the plain router DHCP of proxy mode (`None` in full mode).
+    pub fn router(&self) -> Option<Router> {
+        self.start_router().map(Router)
     }
 
     /// The plain DHCP server of proxy mode: addresses, a router option, nothing about booting.
@@ -645,7 +692,29 @@ impl Lab {
             DnsmasqProc::start(&self.net, rendered.dnsmasq_args.clone(), &assets).expect("dnsmasq is installed");
         let setup = t0.elapsed();
 
-        let serial_path = work.path().join("serial.log");
+        let servers = Processes {
+            dnsmasq: &dnsmasq,
+            matchbox: &matchbox,
+            router: router.as_ref(),
+        };
+        self.watch(a, s, rendered, client, &servers, work.path(), split, setup)
+    }
+
+    /// Boots `client` against servers already running, watches it until it powers off,
+    /// fails, or [`BOOT_TIMEOUT`] passes, and says how far it got.
+    #[allow(clippy::too_many_arguments)]
+    pub fn watch(
+        &self,
+        a: &Artifacts,
+        s: &Settings,
+        rendered: &Rendered,
+        client: Client,
+        servers: &dyn Servers,
+        work: &Path,
+        split: Option<cozyboot::uki::Parts>,
+        setup: Duration,
+    ) -> Outcome {
+        let serial_path = work.join("serial.log");
         let qemu_cmd = client.qemu(a, TAP, &serial_path);
         let qemu_line = format!("{qemu_cmd:?}");
         let mut wrapped = Command::new("ip");
@@ -676,9 +745,9 @@ impl Lab {
         loop {
             let serial = read_lossy(&serial_path);
             let ev = Evidence {
-                dnsmasq: dnsmasq.log(),
-                router: router.as_ref().map(Logged::log).unwrap_or_default(),
-                matchbox: matchbox.log(),
+                dnsmasq: servers.dnsmasq_log(),
+                router: servers.router_log(),
+                matchbox: servers.matchbox_log(),
                 serial,
                 qemu: qemu.log(),
             };
@@ -710,9 +779,9 @@ impl Lab {
         let boot_time = started.elapsed();
         drop(qemu); // kills it if it still runs
         let evidence = Evidence {
-            dnsmasq: dnsmasq.log(),
-            router: router.as_ref().map(Logged::log).unwrap_or_default(),
-            matchbox: matchbox.log(),
+            dnsmasq: servers.dnsmasq_log(),
+            router: servers.router_log(),
+            matchbox: servers.matchbox_log(),
             serial: read_lossy(&serial_path),
             qemu: String::new(),
         };
@@ -744,6 +813,42 @@ impl Lab {
             boot_time,
             evidence,
         }
+    }
+}
+
+/// Where the logs of the servers a boot talks to come from.
+pub trait Servers {
+    fn dnsmasq_log(&self) -> String;
+    fn matchbox_log(&self) -> String;
+    /// The plain router DHCP of proxy mode (empty in full mode).
+    fn router_log(&self) -> String;
+}
+
+/// dnsmasq and the matchbox double as processes in the lab's server namespace.
+struct Processes<'a> {
+    dnsmasq: &'a DnsmasqProc,
+    matchbox: &'a Logged,
+    router: Option<&'a Logged>,
+}
+
+impl Servers for Processes<'_> {
+    fn dnsmasq_log(&self) -> String {
+        self.dnsmasq.log()
+    }
+    fn matchbox_log(&self) -> String {
+        self.matchbox.log()
+    }
+    fn router_log(&self) -> String {
+        self.router.map(Logged::log).unwrap_or_default()
+    }
+}
+
+/// The router's dnsmasq of proxy mode, stopped on drop.
+pub struct Router(Logged);
+
+impl Router {
+    pub fn log(&self) -> String {
+        self.0.log()
     }
 }
 

@@ -1,0 +1,302 @@
+//! Real firmware boots through the path users run: `cozyboot up` on the host network, its
+//! containers (the dnsmasq image's entrypoint, bind mounts, matchbox as a container), and a
+//! Talos-style image that holds only UKIs (`/usr/install/<arch>/vmlinuz.efi`, built with
+//! ukify by `scripts/firmware-artifacts`), which `up` finds, splits and serves.
+//!
+//! The network (see `support::firmware::Lab::on_host`): a veth this test creates, its host
+//! end carrying the server address, its peer a port of a bridge in a private namespace where
+//! QEMU's tap is; in proxy mode a plain router DHCP sits on that bridge too. Before `up`
+//! starts anything, each test asserts that the rendered dnsmasq binds only that veth
+//! (`--interface=<veth>` and `--bind-interfaces`): no DHCP server of a test ever answers on
+//! a real interface. After the boot, `validate --probe-dhcp` acts as a PXE client from the
+//! host end of the veth on the same site.
+//!
+//! Needs root, Docker, the local test registry and the firmware artifacts; in CI a missing
+//! one fails the test.
+
+mod support;
+
+use assert_cmd::Command as Bin;
+use cozyboot::render;
+use cozyboot::settings::{net::FixedNet, Purpose};
+use serde_json::Value;
+use std::fs;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::firmware::{one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage, UKI};
+use support::images;
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The containers `up` started, read through `docker logs` (what a user would read).
+struct Containers<'a> {
+    dnsmasq: &'a str,
+    matchbox: &'a str,
+    router: Option<&'a support::firmware::Router>,
+}
+
+impl Servers for Containers<'_> {
+    fn dnsmasq_log(&self) -> String {
+        docker(&["logs", self.dnsmasq]).1
+    }
+    fn matchbox_log(&self) -> String {
+        docker(&["logs", self.matchbox]).1
+    }
+    fn router_log(&self) -> String {
+        self.router.map(|r| r.log()).unwrap_or_default()
+    }
+}
+
+/// Everything this test made in the engine: containers and image tags; removed on drop.
+struct Made {
+    containers: Vec<String>,
+    tags: Vec<String>,
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            for suffix in ["", "-cozyboot-new", "-cozyboot-old"] {
+                docker(&["rm", "-f", &format!("{c}{suffix}")]);
+            }
+        }
+        for t in &self.tags {
+            docker(&["rmi", t]);
+        }
+    }
+}
+
+/// A talos image in the shape of a Talos >= 1.10 installer: only the ukify-built UKIs.
+fn uki_image(a: &Artifacts, reference: &str, work: &Path) {
+    let root = work.join("image-root");
+    for arch in ["arm64", "amd64"] {
+        let dir = root.join("usr/install").join(arch);
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(a.path(&format!("{arch}/{UKI}")), dir.join(UKI)).unwrap();
+    }
+    let tar = work.join("image.tar");
+    let ok = Command::new("tar")
+        .args(["-C", root.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar of the UKI image");
+    let (ok, out) = docker(&[
+        "import",
+        "--change",
+        "LABEL io.cozyboot.test=firmware-up",
+        tar.to_str().unwrap(),
+        reference,
+    ]);
+    assert!(ok, "docker import: {out}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cozyboot(args: &[String]) -> (i32, Value, String) {
+    let out = Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .args(args)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Boots `client` through the site `cozyboot up` starts on the host network, then probes it
+/// with `validate --probe-dhcp`. `None` when it cannot run here (it said why).
+fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value)> {
+    let artifacts = Artifacts::find()?;
+    if !images::require_docker() {
+        return None;
+    }
+    images::ensure().unwrap();
+    let _one_at_a_time = one_boot_at_a_time();
+    let (lab, host_if) = Lab::on_host(mode)?;
+    let work = tempfile::tempdir().unwrap();
+    let net = &lab.net;
+    let id = format!("fw{}-{}", std::process::id(), net.subnet);
+    let prefix = images::registry_prefix();
+    let talos = format!("{prefix}/talos/cozystack-spin-only/talos:{id}");
+    let matchbox_image = format!("{prefix}/talos/cozystack-spin-only/matchbox:{id}");
+    let (matchbox, dnsmasq) = (format!("cbfw-m-{id}"), format!("cbfw-d-{id}"));
+    let _made = Made {
+        containers: vec![matchbox.clone(), dnsmasq.clone()],
+        tags: vec![talos.clone(), matchbox_image.clone()],
+    };
+    uki_image(&artifacts, &talos, work.path());
+    let stock = format!("{prefix}/talos/cozystack-spin-only/matchbox:v1.0.0");
+    for args in [vec!["pull", "-q", stock.as_str()], vec!["tag", &stock, &matchbox_image]] {
+        let (ok, out) = docker(&args);
+        assert!(ok, "docker {args:?}: {out}");
+    }
+
+    let data = work.path().join("data");
+    let port = free_port();
+    let mut settings = vec![
+        format!("--iface={host_if}"),
+        format!("--server-ip={}", net.server_ip()),
+        format!("--subnet={}/24", net.ip(0)),
+        "--arch=arm64,amd64".to_string(),
+        format!("--http-port={port}"),
+        format!("--data-dir={}", data.display()),
+        format!("--registry={prefix}"),
+        format!(
+            "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
+            images::REGISTRY,
+            images::DNSMASQ_TAG
+        ),
+        format!("--tag={id}"),
+        format!("--ipxe-arm64={}", artifacts.path("ipxe/ipxe-arm64.efi").display()),
+        format!("--matchbox-name={matchbox}"),
+        format!("--dnsmasq-name={dnsmasq}"),
+    ];
+    if mode == Mode::Full {
+        settings.push(format!("--dhcp-range={},{}", net.ip(100), net.ip(150)));
+    }
+
+    // The safety rule, checked before anything starts: dnsmasq binds the test's veth only.
+    let mut render_args = vec!["render".to_string(), "--json".into()];
+    render_args.extend(settings.iter().cloned());
+    let (code, rendered_json, stderr) = cozyboot(&render_args);
+    assert_eq!(code, 0, "render: {stderr}");
+    let argv: Vec<String> = serde_json::from_value(rendered_json["dnsmasq"]["args"].clone())
+        .unwrap_or_else(|_| panic!("render --json has dnsmasq.args: {rendered_json:#}"));
+    let interfaces: Vec<&String> = argv.iter().filter(|a| a.starts_with("--interface")).collect();
+    assert_eq!(interfaces, [&format!("--interface={host_if}")], "{argv:?}");
+    assert!(argv.iter().any(|a| a == "--bind-interfaces"), "{argv:?}");
+    assert!(!argv.iter().any(|a| a.starts_with("--except-interface")), "{argv:?}");
+
+    let t0 = Instant::now();
+    let mut up_args = vec!["up".to_string(), "--json".into()];
+    up_args.extend(settings.iter().cloned());
+    let (code, report, stderr) = cozyboot(&up_args);
+    assert_eq!(code, 0, "up failed: {stderr}\n{report:#}");
+    let (_, cmd) = docker(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Cmd}} {{.HostConfig.NetworkMode}}",
+        &dnsmasq,
+    ]);
+    assert!(
+        cmd.contains(&format!("--interface={host_if}")) && cmd.contains("--bind-interfaces") && cmd.contains(" host"),
+        "the running dnsmasq: {cmd}"
+    );
+    let router = lab.router();
+    let setup = t0.elapsed();
+
+    // The same settings as the CLI resolved, for the watch (bootloader names, profiles).
+    let s = support::settings::valid(&settings, &FixedNet::default(), Purpose::Render);
+    let rendered = render::render(&s);
+    let servers = Containers {
+        dnsmasq: &dnsmasq,
+        matchbox: &matchbox,
+        router: router.as_ref(),
+    };
+    let outcome = lab.watch(&artifacts, &s, &rendered, client, &servers, work.path(), None, setup);
+    let name = std::thread::current().name().unwrap_or("boot").replace("::", "-");
+    let logs = outcome.save(&name);
+    println!("{}\n  full logs: {}", outcome.timeline(), logs.display());
+
+    let mut validate_args = vec!["validate".to_string(), "--json".into(), "--probe-dhcp".into()];
+    validate_args.extend(settings.iter().cloned());
+    let (_, validation, _) = cozyboot(&validate_args);
+    Some((outcome, validation))
+}
+
+fn assert_booted_through_up(o: &Outcome, validation: &Value) {
+    assert_eq!(o.failed_at, None, "the boot broke:\n{}", o.report());
+    let marker = format!("{} arch={}", support::firmware::MARKER, o.client.uname_m());
+    assert!(o.evidence.serial.contains(&marker), "no `{marker}`:\n{}", o.report());
+    let cmdline = o.cmdline.as_deref().unwrap_or_default();
+    let serial = match o.client {
+        Client::Arm64Uefi => "console=ttyAMA0,115200",
+        Client::X64Uefi | Client::X86Bios => "console=ttyS0",
+    };
+    let consoles: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter(|a| a.starts_with("console="))
+        .collect();
+    assert_eq!(consoles.last(), Some(&serial), "`{cmdline}`:\n{}", o.report());
+    assert!(
+        cmdline.contains("talos.platform=metal") && !cmdline.contains("cozyboot.embedded=1"),
+        "the kernel got cozyboot's arguments, not the UKI's embedded ones: `{cmdline}`"
+    );
+    assert!(o.reached.iter().any(|(s, _)| *s == Stage::Initrd), "{}", o.report());
+    // The probe, from the host end of the veth, against the same running site.
+    let checks = validation["checks"].as_array().cloned().unwrap_or_default();
+    let failing: Vec<String> = checks
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| format!("{} {} {}", c["id"], c["finding"], c["evidence"]))
+        .collect();
+    assert!(
+        failing.is_empty(),
+        "validate --probe-dhcp failed:\n{}",
+        failing.join("\n")
+    );
+    let probed: Vec<&Value> = checks
+        .iter()
+        .filter(|c| c["id"].as_str().is_some_and(|i| i.starts_with("probe.arch-")))
+        .collect();
+    assert!(
+        probed.len() >= 3 && probed.iter().all(|c| c["status"] == "pass"),
+        "{validation:#}"
+    );
+    assert_eq!(validation["ok"], true, "{validation:#}");
+}
+
+fn boots(client: Client, mode: Mode) {
+    let Some((outcome, validation)) = boot(client, mode) else {
+        return;
+    };
+    assert_booted_through_up(&outcome, &validation);
+}
+
+#[test]
+fn up_on_the_host_network_boots_arm64_uefi_with_full_dhcp() {
+    boots(Client::Arm64Uefi, Mode::Full);
+}
+
+#[test]
+fn up_on_the_host_network_boots_arm64_uefi_with_proxy_dhcp() {
+    boots(Client::Arm64Uefi, Mode::Proxy);
+}
+
+#[test]
+fn up_on_the_host_network_boots_x64_uefi_with_full_dhcp() {
+    boots(Client::X64Uefi, Mode::Full);
+}
+
+#[test]
+fn up_on_the_host_network_boots_x64_uefi_with_proxy_dhcp() {
+    boots(Client::X64Uefi, Mode::Proxy);
+}
+
+#[test]
+fn up_on_the_host_network_boots_bios_with_full_dhcp() {
+    boots(Client::X86Bios, Mode::Full);
+}
+
+#[test]
+fn up_on_the_host_network_boots_bios_with_proxy_dhcp() {
+    boots(Client::X86Bios, Mode::Proxy);
+}
