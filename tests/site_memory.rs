@@ -183,7 +183,7 @@ fn after_up_every_command_finds_the_site_with_no_settings() {
     }
     let (code, _, text) = bare(&site, cwd, &["down"]);
     assert_eq!(code, 2, "a bare down with two sites acts on neither: {text}");
-    assert_eq!(site.container(&second.matchbox).2, true, "nothing was stopped");
+    assert!(site.container(&second.matchbox).2, "nothing was stopped");
     let (code, status, text) = bare(&site, cwd, &["status", "--json"]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(data_dirs(&status), vec![a.clone(), second.data.clone()]);

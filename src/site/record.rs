@@ -14,6 +14,10 @@
 //!   is never resolved from: it is what `validate` compares the settings of the day against
 //!   (`config.site-settings`) and what the list of sites shows.
 
+// A ConfigError carries the file, problem and fix a user needs; it is built once, on the
+// error path, so its size does not matter (as in `settings`).
+#![allow(clippy::result_large_err)]
+
 use crate::error::ConfigError;
 use crate::settings::raw::key_name;
 use crate::settings::{Raw, Resolved, SiteLayer, Source};
