@@ -12,8 +12,9 @@ use std::path::PathBuf;
     long_about = "cozyboot turns a Linux host with Docker into a PXE/iPXE boot server for Talos Linux \
 nodes of Cozystack's spin-only and spin-tailscale variants: dnsmasq (DHCP + TFTP) and matchbox (HTTP), \
 configured correctly for ARM64 UEFI (client-arch 11) and x86.\n\n\
-Settings come from built-in defaults, then a YAML file (--config, or ./cozyboot.yaml), then \
-COZYBOOT_* environment variables, then flags; later sources win."
+Settings come from built-in defaults, then the site `up` recorded (<data-dir>/.cozyboot/site.json), \
+then a YAML file (--config, or ./cozyboot.yaml), then COZYBOOT_* environment variables, then flags; \
+later sources win. After `up`, the other commands need no settings: they find the site it recorded."
 )]
 pub struct Cli {
     /// Print one JSON document on stdout instead of text (progress and logs go to stderr).
@@ -28,21 +29,91 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Each command's help ends with real examples (a test parses every one of them).
+const UP_EXAMPLES: &str = "\
+Examples:
+  # Proxy DHCP beside the router, for arm64 nodes on eth0
+  cozyboot up --iface eth0
+
+  # Full DHCP, arm64 and x86 nodes, a pinned tag, one machine config for every node
+  cozyboot up --iface eth0 --dhcp-range 10.20.13.150,10.20.13.200 --gateway 10.20.13.1 --dns 10.20.13.1 --arch arm64,amd64 --tag v1.3.3 --talos-config ./worker.yaml
+
+  # Show what would change, and change nothing
+  cozyboot up --config site.yaml --dry-run";
+
+const RENDER_EXAMPLES: &str = "\
+Examples:
+  # The recorded site's settings, and where each value came from
+  cozyboot render --print-settings
+
+  # Render for another host into a directory of its own
+  cozyboot render --iface eth0 --server-ip 10.20.13.140 --subnet 10.20.13.0/24 --output ./matchbox";
+
+const VALIDATE_EXAMPLES: &str = "\
+Examples:
+  # Check the site `up` recorded (several sites: add --data-dir)
+  cozyboot validate
+
+  # For CI: one JSON document, and warnings fail too
+  cozyboot validate --json --strict
+
+  # Also act as a PXE client on the boot segment (needs root)
+  cozyboot validate --probe-dhcp --data-dir /opt/matchbox";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  # Every recorded site, its containers and assets
+  cozyboot status
+
+  # One site, as JSON
+  cozyboot status --data-dir /srv/site-b --json";
+
+const LOGS_EXAMPLES: &str = "\
+Examples:
+  # Follow dnsmasq (DHCP and TFTP requests)
+  cozyboot logs dnsmasq -f
+
+  # The last 100 lines of both containers of one site
+  cozyboot logs --tail 100 --data-dir /srv/site-b";
+
+const RESTART_EXAMPLES: &str = "\
+Examples:
+  # Restart the recorded site's matchbox and dnsmasq
+  cozyboot restart
+
+  # Restart only dnsmasq of one site
+  cozyboot restart dnsmasq --data-dir /srv/site-b";
+
+const DOWN_EXAMPLES: &str = "\
+Examples:
+  # Stop the recorded site; assets, config and its recorded settings stay
+  cozyboot down
+
+  # Remove one site entirely, and forget it
+  cozyboot down --purge --data-dir /srv/site-b";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Pull the images, extract the Talos assets, write the matchbox config and start matchbox and dnsmasq.
+    #[command(after_help = UP_EXAMPLES)]
     Up(UpArgs),
     /// Render the matchbox config and the dnsmasq arguments without touching Docker.
+    #[command(after_help = RENDER_EXAMPLES)]
     Render(RenderArgs),
     /// Check, with evidence, whether machines will boot from this server.
+    #[command(after_help = VALIDATE_EXAMPLES)]
     Validate(ValidateArgs),
-    /// Show the managed containers, their images and the assets.
+    /// Show the recorded sites, the managed containers, their images and the assets.
+    #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
     /// Show the logs of matchbox, dnsmasq or both.
+    #[command(after_help = LOGS_EXAMPLES)]
     Logs(LogsArgs),
     /// Restart the managed containers (or one of them).
+    #[command(after_help = RESTART_EXAMPLES)]
     Restart(RestartArgs),
-    /// Stop and remove the managed containers; the data dir is kept unless --purge.
+    /// Stop and remove the managed containers; the data dir and the site's record are kept unless --purge.
+    #[command(after_help = DOWN_EXAMPLES)]
     Down(DownArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
@@ -98,7 +169,8 @@ pub struct StatusArgs {
 /// Narrows day-2 commands to one boot site when a host runs several.
 #[derive(Debug, Default, Args)]
 pub struct SiteArgs {
-    /// Only the containers `up` started with this data dir [default: all managed containers].
+    /// The boot site with this data dir [default: the site recorded on this host; every
+    /// managed container when none is].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -133,7 +205,8 @@ pub struct RestartArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
-    /// Also remove what cozyboot wrote to the data dir (assets, rendered config, certificates).
+    /// Also remove what cozyboot wrote to the data dir (assets, rendered config, certificates,
+    /// the recorded settings) and forget the site.
     #[arg(long)]
     pub purge: bool,
     /// Also purged when no managed container names it.
@@ -187,7 +260,8 @@ pub struct SettingsArgs {
     /// matchbox HTTP port [default: 8080].
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<String>,
-    /// Where assets and matchbox config live [default: /opt/matchbox].
+    /// Where assets and matchbox config live; also picks one of several recorded sites
+    /// [default: the recorded site's, else /opt/matchbox].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Architectures to serve [default: arm64].
@@ -278,6 +352,39 @@ impl SettingsArgs {
             log_level: t(&self.log_level),
             matchbox_name: t(&self.matchbox_name),
             dnsmasq_name: t(&self.dnsmasq_name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every example in every command's help parses, so none can rot into a lie.
+    #[test]
+    fn every_command_ends_its_help_with_examples_that_parse() {
+        let cli = Cli::command();
+        for name in ["up", "render", "validate", "status", "logs", "restart", "down"] {
+            let cmd = cli.find_subcommand(name).unwrap();
+            let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.starts_with("Examples:"), "{name}: {help:?}");
+            let examples: Vec<&str> = help
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("cozyboot "))
+                .collect();
+            assert!(
+                (2..=3).contains(&examples.len()),
+                "{name}: two or three examples: {examples:?}"
+            );
+            for example in examples {
+                let words = shell_words::split(example).unwrap();
+                assert_eq!(words[1], name, "an example of {name} runs {name}: {example}");
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("{name}: `{example}` does not parse: {e}");
+                }
+            }
         }
     }
 }

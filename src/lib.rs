@@ -18,6 +18,7 @@ pub mod probe;
 pub mod progress;
 pub mod render;
 pub mod settings;
+pub mod site;
 pub mod state;
 pub mod tls;
 pub mod uki;

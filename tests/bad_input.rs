@@ -84,6 +84,7 @@ fn the_binary_exits_2_and_reports_json() {
         .unwrap()
         .current_dir(dir.path())
         .env_clear()
+        .env("COZYBOOT_SITES_DIR", dir.path().join("sites"))
         .args([
             "render",
             "--json",

@@ -107,9 +107,11 @@ fn free_port() -> u16 {
     TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
 }
 
-fn cozyboot(args: &[String]) -> (i32, Value, String) {
+/// The CLI as a user runs it, with the list of sites kept in the test's own folder.
+fn cozyboot(work: &Path, args: &[String]) -> (i32, Value, String) {
     let out = Bin::cargo_bin("cozyboot")
         .unwrap()
+        .env("COZYBOOT_SITES_DIR", work.join("sites"))
         .args(args)
         .timeout(Duration::from_secs(300))
         .output()
@@ -176,7 +178,7 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value)> {
     // The safety rule, checked before anything starts: dnsmasq binds the test's veth only.
     let mut render_args = vec!["render".to_string(), "--json".into()];
     render_args.extend(settings.iter().cloned());
-    let (code, rendered_json, stderr) = cozyboot(&render_args);
+    let (code, rendered_json, stderr) = cozyboot(work.path(), &render_args);
     assert_eq!(code, 0, "render: {stderr}");
     let argv: Vec<String> = serde_json::from_value(rendered_json["dnsmasq"]["args"].clone())
         .unwrap_or_else(|_| panic!("render --json has dnsmasq.args: {rendered_json:#}"));
@@ -188,7 +190,7 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value)> {
     let t0 = Instant::now();
     let mut up_args = vec!["up".to_string(), "--json".into()];
     up_args.extend(settings.iter().cloned());
-    let (code, report, stderr) = cozyboot(&up_args);
+    let (code, report, stderr) = cozyboot(work.path(), &up_args);
     assert_eq!(code, 0, "up failed: {stderr}\n{report:#}");
     let (_, cmd) = docker(&[
         "inspect",
@@ -218,7 +220,7 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value)> {
 
     let mut validate_args = vec!["validate".to_string(), "--json".into(), "--probe-dhcp".into()];
     validate_args.extend(settings.iter().cloned());
-    let (_, validation, _) = cozyboot(&validate_args);
+    let (_, validation, _) = cozyboot(work.path(), &validate_args);
     Some((outcome, validation))
 }
 

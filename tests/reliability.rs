@@ -156,7 +156,9 @@ impl Site {
 
     fn command(&self, tag: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cozyboot"));
-        cmd.current_dir(self.dir.path()).args(self.args(tag));
+        cmd.current_dir(self.dir.path())
+            .env("COZYBOOT_SITES_DIR", self.dir.path().join("sites"))
+            .args(self.args(tag));
         cmd
     }
 

@@ -244,6 +244,7 @@ fn resolve_and_check(flags: Raw, env: &dyn Fn(&str) -> Option<String>) {
             flags: flags.clone(),
             host: &host(),
             purpose,
+            site: &settings::no_site,
         });
         match result {
             Ok(resolved) => {
@@ -302,6 +303,7 @@ pub fn check_settings_yaml(data: &[u8]) {
                 flags: Raw::default(),
                 host: &host(),
                 purpose: Purpose::Serve,
+                site: &settings::no_site,
             })
             .expect_err("a file that does not parse cannot resolve");
             let _ = fs::remove_file(&path);

@@ -1,30 +1,41 @@
 //! `status`, `logs`, `restart`, `down`: containers are found by cozyboot's labels (like kind),
-//! so these need no settings and work whatever names `up` was given.
+//! so these need no settings and work whatever names `up` was given. Which site they act on:
+//! `--data-dir` if given, else the one site recorded on this host (several: exit 2 with the
+//! list), else every managed container, as before sites were recorded. `status` shows every
+//! recorded site, running or not.
 
-use super::{runtime, Output};
+use super::{registry, runtime, Output};
 use crate::cli::{DownArgs, LogsArgs, RestartArgs, Role as CliRole, SiteArgs, StatusArgs};
 use crate::engine::docker::{ContainerInfo, Engine};
 use crate::error::{Error, Result};
 use crate::render::containers::{Role, LABEL_DATA_DIR, LABEL_MANAGED, LABEL_ROLE};
+use crate::site;
 use crate::state;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-async fn managed(engine: &Engine, site: &SiteArgs) -> Result<Vec<(Role, ContainerInfo)>> {
-    let dir = site
-        .data_dir
+fn given_dir(site: &SiteArgs) -> Option<PathBuf> {
+    site.data_dir
         .as_ref()
-        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
+        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+}
+
+/// The data dir a command that acts on one site means; `None`: every managed container.
+fn scope(site: &SiteArgs) -> Result<Option<PathBuf>> {
+    match given_dir(site) {
+        Some(dir) => Ok(Some(dir)),
+        None => Ok(site::find(None, &registry())?.map(|(dir, _)| dir)),
+    }
+}
+
+async fn managed(engine: &Engine, dir: Option<&Path>) -> Result<Vec<(Role, ContainerInfo)>> {
     let mut found: Vec<(Role, ContainerInfo)> = engine
         .list_labelled(&format!("{LABEL_MANAGED}=true"))
         .await?
         .into_iter()
-        .filter(|c| {
-            dir.as_ref()
-                .is_none_or(|d| c.labels.get(LABEL_DATA_DIR).map(PathBuf::from).as_ref() == Some(d))
-        })
+        .filter(|c| dir.is_none_or(|d| c.labels.get(LABEL_DATA_DIR).map(PathBuf::from).as_deref() == Some(d)))
         .filter_map(|c| {
             let role = c.labels.get(LABEL_ROLE).and_then(|r| Role::from_label(r))?;
             Some((role, c))
@@ -35,13 +46,13 @@ async fn managed(engine: &Engine, site: &SiteArgs) -> Result<Vec<(Role, Containe
 }
 
 /// The managed containers of `role` (both when `None`); none at all is an error.
-async fn selected(engine: &Engine, site: &SiteArgs, role: Option<CliRole>) -> Result<Vec<(Role, ContainerInfo)>> {
+async fn selected(engine: &Engine, dir: Option<&Path>, role: Option<CliRole>) -> Result<Vec<(Role, ContainerInfo)>> {
     let wanted = |r: &Role| match role {
         None => true,
         Some(CliRole::Matchbox) => *r == Role::Matchbox,
         Some(CliRole::Dnsmasq) => *r == Role::Dnsmasq,
     };
-    let found: Vec<(Role, ContainerInfo)> = managed(engine, site)
+    let found: Vec<(Role, ContainerInfo)> = managed(engine, dir)
         .await?
         .into_iter()
         .filter(|(r, _)| wanted(r))
@@ -52,17 +63,48 @@ async fn selected(engine: &Engine, site: &SiteArgs, role: Option<CliRole>) -> Re
     Ok(found)
 }
 
+/// The recorded sites `status` shows: the one given, else all.
+fn recorded_sites(given: Option<&Path>) -> Vec<(PathBuf, site::Record)> {
+    match given {
+        Some(dir) => site::load(dir)
+            .ok()
+            .flatten()
+            .map(|r| (dir.to_path_buf(), r))
+            .into_iter()
+            .collect(),
+        None => site::sites(&registry()),
+    }
+}
+
 fn none_found() -> Error {
     Error::Failed("no containers managed by cozyboot were found\n  fix: start them with `cozyboot up`".into())
 }
 
 pub fn status(args: &StatusArgs) -> Result<Output> {
     runtime()?.block_on(async {
-        let engine = Engine::connect().await?;
-        let found = managed(&engine, &args.site).await?;
-        let mut containers = Vec::new();
+        let given = given_dir(&args.site);
+        let sites = recorded_sites(given.as_deref());
         let mut human = String::new();
-        let mut data_dirs = BTreeSet::new();
+        let mut data_dirs: BTreeSet<String> = BTreeSet::new();
+        let mut site_docs = Vec::new();
+        for (dir, r) in &sites {
+            let age = state::now().saturating_sub(r.recorded_at);
+            human.push_str(&format!(
+                "site      {}  {}, recorded {} ago\n",
+                dir.display(),
+                r.summary(),
+                humantime(age)
+            ));
+            data_dirs.insert(dir.display().to_string());
+            site_docs.push(json!({
+                "data_dir": dir, "record": site::record::file(dir), "recorded_at": r.recorded_at,
+                "iface": r.value("iface"), "variant": r.value("variant"), "tag": r.value("tag"),
+                "server_ip": r.value("server-ip"), "http_port": r.value("http-port"),
+            }));
+        }
+        let engine = Engine::connect().await?;
+        let found = managed(&engine, given.as_deref()).await?;
+        let mut containers = Vec::new();
         for (role, c) in &found {
             let image = engine.image(&c.image).await?;
             let mode = if c.cmd.iter().any(|a| a.contains(",proxy")) {
@@ -133,15 +175,16 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
         }
         Ok(Output {
             human,
-            json: json!({ "containers": containers, "assets": assets, "bootloaders": bootloaders }),
+            json: json!({ "sites": site_docs, "containers": containers, "assets": assets, "bootloaders": bootloaders }),
         })
     })
 }
 
 pub fn logs(args: &LogsArgs) -> Result<Output> {
     runtime()?.block_on(async {
+        let dir = scope(&args.site)?;
         let engine = Engine::connect().await?;
-        let found = selected(&engine, &args.site, args.role).await?;
+        let found = selected(&engine, dir.as_deref(), args.role).await?;
         if args.follow {
             let [(_, c)] = found.as_slice() else {
                 return Err(Error::Config(vec![crate::error::ConfigError::new(
@@ -175,12 +218,12 @@ pub fn logs(args: &LogsArgs) -> Result<Output> {
 
 pub fn restart(args: &RestartArgs) -> Result<Output> {
     runtime()?.block_on(async {
+        let dir = scope(&args.site)?;
         let engine = Engine::connect().await?;
-        let found = selected(&engine, &args.site, args.role).await?;
-        let mut found = found;
+        let mut found = selected(&engine, dir.as_deref(), args.role).await?;
         // A dnsmasq in matchbox's network namespace loses its network when matchbox restarts.
         if found.iter().any(|(r, _)| *r == Role::Matchbox) && !found.iter().any(|(r, _)| *r == Role::Dnsmasq) {
-            let followers = managed(&engine, &args.site)
+            let followers = managed(&engine, dir.as_deref())
                 .await?
                 .into_iter()
                 .filter(|(r, c)| *r == Role::Dnsmasq && c.network_mode.starts_with("container:"));
@@ -203,10 +246,11 @@ pub fn restart(args: &RestartArgs) -> Result<Output> {
 
 pub fn down(args: &DownArgs) -> Result<Output> {
     runtime()?.block_on(async {
+        let dir = scope(&args.site)?;
         let engine = Engine::connect().await?;
-        let found = managed(&engine, &args.site).await?;
+        let found = managed(&engine, dir.as_deref()).await?;
         let mut removed = Vec::new();
-        let mut data_dirs: BTreeSet<PathBuf> = args.site.data_dir.iter().cloned().collect();
+        let mut data_dirs: BTreeSet<PathBuf> = dir.iter().cloned().collect();
         // dnsmasq first: it may share matchbox's network namespace.
         for (_, c) in found.iter().rev() {
             engine.remove(&c.name, true).await?;
@@ -214,9 +258,15 @@ pub fn down(args: &DownArgs) -> Result<Output> {
             removed.push(c.name.clone());
         }
         let mut purged = Vec::new();
+        let mut forgotten = Vec::new();
         if args.purge {
+            let registry = registry();
             for dir in &data_dirs {
                 purged.extend(purge(dir)?);
+                // Purged, the site is gone: no later command should find it.
+                if registry.forget(dir)? {
+                    forgotten.push(dir.display().to_string());
+                }
             }
         }
         let mut human = if removed.is_empty() {
@@ -226,12 +276,17 @@ pub fn down(args: &DownArgs) -> Result<Output> {
         };
         if args.purge {
             human.push_str(&format!("\npurged {} path(s) cozyboot wrote", purged.len()));
+            for dir in &forgotten {
+                human.push_str(&format!("\nforgot the site {dir}"));
+            }
         } else if !data_dirs.is_empty() {
-            human.push_str("\nthe data dir was kept (use --purge to remove what cozyboot wrote)");
+            human.push_str(
+                "\nthe data dir and the site's recorded settings were kept (use --purge to remove what cozyboot wrote)",
+            );
         }
         Ok(Output {
             human,
-            json: json!({ "removed": removed, "purged": purged }),
+            json: json!({ "removed": removed, "purged": purged, "forgotten": forgotten }),
         })
     })
 }

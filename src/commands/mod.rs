@@ -8,7 +8,8 @@ mod validate;
 use crate::cli::{Cli, Command, SettingsArgs};
 use crate::error::{Error, Result};
 use crate::settings::{self, net::SystemNet, Purpose, Resolved};
-use std::path::PathBuf;
+use crate::site::{self, Registry};
+use std::path::{Path, PathBuf};
 
 /// What a command has to say, in both forms; `main` picks one.
 #[derive(Debug)]
@@ -39,15 +40,43 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::Failed(format!("starting the async runtime: {e}")))
 }
 
-/// Resolves settings from the real process environment and the host's interfaces.
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// The host's registry of boot sites, for whoever runs cozyboot.
+pub(crate) fn registry() -> Registry {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    Registry::locate(&env, is_root)
+}
+
+/// Resolves settings from the real process environment and the host's interfaces, over the
+/// recorded site the other sources point at (see [`crate::site`]).
 pub fn resolve(args: &SettingsArgs, config: Option<PathBuf>, purpose: Purpose) -> Result<Resolved> {
-    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+    let registry = registry();
+    let find = |named: Option<&Path>| Ok(site::find(named, &registry)?.map(|(dir, r)| r.layer(&dir)));
+    resolve_with(args, config, purpose, &find)
+}
+
+/// Resolves settings without any recorded site: what `up` is given is the whole site.
+pub fn resolve_fresh(args: &SettingsArgs, config: Option<PathBuf>, purpose: Purpose) -> Result<Resolved> {
+    resolve_with(args, config, purpose, &settings::no_site)
+}
+
+fn resolve_with(
+    args: &SettingsArgs,
+    config: Option<PathBuf>,
+    purpose: Purpose,
+    site: settings::FindSite<'_>,
+) -> Result<Resolved> {
     settings::resolve(settings::Inputs {
         config_file: config,
         env: &env,
         flags: args.to_raw(),
         host: &SystemNet,
         purpose,
+        site,
     })
 }
 

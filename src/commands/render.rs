@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 const DOCKER_RUN: &str = include_str!("../../templates/docker-run.sh.j2");
 const SETTINGS_TABLE: &str = include_str!("../../templates/settings.txt.j2");
+const PRECEDENCE: &str = "Later sources win: default < site (what `up` recorded in <data-dir>/.cozyboot/site.json) \
+< config file < environment COZYBOOT_* < flag. Derived values are worked out from the result.";
 
 pub fn run(args: &RenderArgs, config: Option<PathBuf>) -> Result<Output> {
     let resolved = resolve(&args.settings, config, Purpose::Render)?;
@@ -106,12 +108,17 @@ fn print_settings(resolved: &Resolved) -> Output {
         .map(|r| r["key"].as_str().map_or(0, str::len))
         .max()
         .unwrap_or(0);
-    let human = template("settings", SETTINGS_TABLE, context! { rows, width })
+    let mut human = template("settings", SETTINGS_TABLE, context! { rows, width })
         .trim_start()
         .to_string();
+    human.push_str(&format!("\n\n{PRECEDENCE}"));
     Output {
         human,
-        json: json!({ "settings": resolved.settings, "origins": resolved.origins, "config_file": resolved.config_file }),
+        json: json!({
+            "settings": resolved.settings, "origins": resolved.origins,
+            "config_file": resolved.config_file, "site_file": resolved.site_file,
+            "precedence": ["default", "site", "file", "env", "flag"],
+        }),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `cozyboot up`: resolve, connect, plan, apply, report.
 
-use super::{resolve, runtime, Output};
+use super::{registry, resolve_fresh, runtime, Output};
 use crate::apply::{self, UpReport};
 use crate::cli::UpArgs;
 use crate::engine::docker::Engine;
@@ -9,10 +9,13 @@ use crate::progress::ProgressMode;
 use crate::settings::Purpose;
 use std::path::PathBuf;
 
+/// `up` never reads a site's record: what it is given is the whole site (a setting given
+/// once could otherwise never be taken away, `--rpc` for one). After a successful run it
+/// records those settings, so the other commands need none.
 pub fn run(args: &UpArgs, config: Option<PathBuf>, json: bool) -> Result<Output> {
-    let resolved = resolve(&args.settings, config, Purpose::Serve)?;
+    let resolved = resolve_fresh(&args.settings, config, Purpose::Serve)?;
     let s = &resolved.settings;
-    let report = runtime()?.block_on(async {
+    let mut report = runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         let options = apply::UpOptions {
             dry_run: args.dry_run,
@@ -21,6 +24,12 @@ pub fn run(args: &UpArgs, config: Option<PathBuf>, json: bool) -> Result<Output>
         };
         apply::up(s, &engine, options).await
     })?;
+    if !report.dry_run {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        report
+            .warnings
+            .extend(crate::site::remember(&resolved, &cwd, &registry()));
+    }
     Ok(Output {
         human: human(&report, &s.http_base()),
         json: serde_json::to_value(&report).expect("report serializes"),

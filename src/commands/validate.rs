@@ -14,6 +14,7 @@ pub fn run(args: &ValidateArgs, config: Option<PathBuf>, json: bool) -> Result<O
     let options = Options {
         strict: args.strict,
         probe: probe_options(args, s)?,
+        origins: resolved.origins.clone(),
     };
     let report = runtime()?.block_on(async {
         let engine = Engine::connect().await?;

@@ -1,5 +1,9 @@
-//! Settings: built-in defaults < config file < `COZYBOOT_*` environment < flags, validated
-//! into one [`Settings`] value before anything is touched.
+//! Settings: built-in defaults < the recorded site < config file < `COZYBOOT_*` environment <
+//! flags, validated into one [`Settings`] value before anything is touched.
+//!
+//! The recorded site (`<data-dir>/.cozyboot/site.json`, see [`crate::site`]) is what `up`
+//! was given last time; it sits just above the defaults so that anything typed now, in any
+//! form, still wins, and a bare `cozyboot validate` means "the site as `up` left it".
 
 // A ConfigError carries the field, value, source, problem and fix a user needs; it is built
 // once per bad input, so its size on the error path does not matter.
@@ -14,18 +18,18 @@ mod talos;
 use crate::arch::Arch;
 use crate::error::{ConfigError, Error};
 use ipnet::Ipv4Net;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_IPXE_ARM64_URL, DEFAULT_REGISTRY};
 pub use raw::Raw;
 pub use talos::TalosConfig;
 
 /// Where a setting's value came from, shown by `render --print-settings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
 pub enum Source {
     Default,
@@ -34,6 +38,22 @@ pub enum Source {
     Flag(String),
     /// Computed from other settings or from the host (e.g. the address of `--iface`).
     Derived(String),
+    /// Recorded by `up` in a site file; `given` is where `up` got it from.
+    Site {
+        file: PathBuf,
+        given: Box<Source>,
+    },
+}
+
+impl Source {
+    /// Where a value first came from, looking through site records (a value `up` took from
+    /// a record keeps the source it was recorded with).
+    pub fn original(&self) -> &Source {
+        match self {
+            Source::Site { given, .. } => given.original(),
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for Source {
@@ -44,6 +64,7 @@ impl fmt::Display for Source {
             Source::Env(v) => write!(f, "environment {v}"),
             Source::Flag(flag) => write!(f, "flag {flag}"),
             Source::Derived(how) => write!(f, "derived: {how}"),
+            Source::Site { file, given } => write!(f, "site ({}), first from {given}", file.display()),
         }
     }
 }
@@ -290,6 +311,30 @@ pub struct Resolved {
     pub origins: BTreeMap<String, Source>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// The site record laid under the other sources, if any.
+    pub site_file: Option<PathBuf>,
+    /// Every value some source gave, merged, before validation: what `up` records.
+    #[serde(skip)]
+    pub raw: Raw,
+}
+
+/// A site's recorded settings as a layer of resolution (see [`crate::site::Record`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteLayer {
+    /// The record's file, named as the source of its values.
+    pub file: PathBuf,
+    pub raw: Raw,
+    /// Where each recorded value came from when `up` ran.
+    pub sources: BTreeMap<String, Source>,
+}
+
+/// Finds the recorded site to resolve against, given the data dir named by the other sources
+/// (`None` when none names one). `Ok(None)`: no recorded site, resolve as without one.
+pub type FindSite<'a> = &'a dyn Fn(Option<&Path>) -> Result<Option<SiteLayer>, Error>;
+
+/// For callers that never resolve against a recorded site (`up`, tests of other layers).
+pub fn no_site(_: Option<&Path>) -> Result<Option<SiteLayer>, Error> {
+    Ok(None)
 }
 
 /// The inputs to resolution, gathered by the CLI so that this module never reads the
@@ -302,54 +347,73 @@ pub struct Inputs<'a> {
     /// How each flag was spelled, for messages (`server_ip` → `--server-ip`).
     pub host: &'a dyn net::HostNet,
     pub purpose: Purpose,
+    /// The recorded site, if any, looked up once the other layers say which data dir is meant.
+    pub site: FindSite<'a>,
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "cozyboot.yaml";
 
 /// Merges every source and validates the result; every problem found is reported at once.
 pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, Error> {
-    let mut origins = BTreeMap::new();
-    let mut merged = Raw::default();
-
     let config_file = match inputs.config_file.clone() {
         Some(path) => Some(path),
         None => (inputs.env)("COZYBOOT_CONFIG")
             .map(PathBuf::from)
             .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists())),
     };
-    if let Some(path) = &config_file {
-        let layer = raw::from_file(path).map_err(Error::config)?;
+    let file_layer = match &config_file {
+        Some(path) => Some(raw::from_file(path).map_err(Error::config)?),
+        None => None,
+    };
+    let env_layer = Raw::from_env(inputs.env);
+
+    // The data dir the user names (flag > environment > file) says which site is meant.
+    let named_data_dir = [&inputs.flags, &env_layer]
+        .into_iter()
+        .chain(file_layer.as_ref())
+        .find_map(|layer| layer.data_dir.clone())
+        .map(|d| std::path::absolute(&d).unwrap_or(d));
+    let site = (inputs.site)(named_data_dir.as_deref())?;
+
+    let mut origins = BTreeMap::new();
+    let mut merged = Raw::default();
+    let site_file = site.as_ref().map(|s| s.file.clone());
+    if let Some(site) = site {
+        let mut site_origins = BTreeMap::new();
+        merged.overlay(site.raw, &Source::Default, &mut site_origins);
+        for (key, _) in site_origins {
+            let given = site.sources.get(&key).map_or(Source::Default, |s| s.original().clone());
+            origins.insert(
+                key,
+                Source::Site {
+                    file: site.file.clone(),
+                    given: Box::new(given),
+                },
+            );
+        }
+    }
+    if let (Some(path), Some(layer)) = (&config_file, file_layer) {
         merged.overlay(layer, &Source::File(path.clone()), &mut origins);
     }
-
-    let env_layer = Raw::from_env(inputs.env);
-    let env_keys: Vec<String> = Raw::KEYS
-        .iter()
-        .map(|(k, _)| raw::env_name(k))
-        .filter(|k| (inputs.env)(k).is_some())
-        .collect();
     let mut env_origins = BTreeMap::new();
     merged.overlay(env_layer, &Source::Env(String::new()), &mut env_origins);
     for (key, _) in env_origins {
-        let var = env_keys
-            .iter()
-            .find(|v| **v == raw::env_name(&key.replace('-', "_")))
-            .cloned()
-            .unwrap_or_default();
+        let var = raw::env_name(&key.replace('-', "_"));
         origins.insert(key, Source::Env(var));
     }
-
     let mut flag_origins = BTreeMap::new();
     merged.overlay(inputs.flags, &Source::Flag(String::new()), &mut flag_origins);
     for (key, _) in flag_origins {
         origins.insert(key.clone(), Source::Flag(format!("--{key}")));
     }
 
-    let settings = build::build(merged, &mut origins, inputs.host, inputs.purpose)?;
+    let settings = build::build(merged.clone(), &mut origins, inputs.host, inputs.purpose)?;
     Ok(Resolved {
         settings,
         origins,
         config_file,
+        site_file,
+        raw: merged,
     })
 }
 

@@ -179,8 +179,9 @@ fn strip_location(message: &str) -> String {
 }
 
 impl Raw {
-    /// Paths in a config file are relative to the file, not to wherever cozyboot runs.
-    fn anchor_paths(&mut self, base: &Path) {
+    /// Paths in a config file are relative to the file, not to wherever cozyboot runs; paths
+    /// a site records are made absolute the same way, against the directory `up` ran in.
+    pub fn anchor_paths(&mut self, base: &Path) {
         let anchor = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -12,14 +12,16 @@ mod foreign;
 pub mod logs;
 pub mod matchbox;
 pub mod probe;
+pub mod site;
 
 use crate::engine::docker::Engine;
 use crate::error::Error;
 use crate::render;
-use crate::settings::Settings;
+use crate::settings::{Settings, Source};
 use crate::state;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// Bumped only when a key is renamed or removed; CI jobs parse this document.
 pub const SCHEMA: &str = "cozyboot.validate/v1";
@@ -167,6 +169,8 @@ pub struct Options {
     pub strict: bool,
     /// Act as a PXE client on this interface (`--probe-dhcp`).
     pub probe: Option<probe::ProbeOptions>,
+    /// Where each setting came from, to name it when it differs from the site's record.
+    pub origins: BTreeMap<String, Source>,
 }
 
 /// Runs every family against the server `s` describes.
@@ -191,6 +195,7 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     checks.extend(asset_checks);
     checks.extend(config::checks(s, &rendered, &seen));
     checks.push(foreign::check(s, &rendered));
+    checks.push(site::check(s, &options.origins));
     checks.extend(logs::checks(dnsmasq_log.as_deref()));
     checks.extend(probe::checks(s, options.probe.as_ref()).await);
     Ok(Report {

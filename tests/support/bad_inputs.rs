@@ -157,5 +157,6 @@ pub fn resolve(case: &Case, dir: &Path) -> Result<settings::Resolved, cozyboot::
         flags: args.settings.to_raw(),
         host: &host(),
         purpose: Purpose::Serve,
+        site: &settings::no_site,
     })
 }

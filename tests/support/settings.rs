@@ -21,6 +21,7 @@ pub fn resolve(flags: &[String], host: &dyn HostNet, purpose: Purpose) -> Result
         flags: args.settings.to_raw(),
         host,
         purpose,
+        site: &settings::no_site,
     })
 }
 

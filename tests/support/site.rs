@@ -86,6 +86,26 @@ impl Site {
         format!("10.215.{}.10", self.subnet)
     }
 
+    /// The registry of recorded sites the test's commands use (`COZYBOOT_SITES_DIR`), so
+    /// that no test reads or writes the host's.
+    pub fn sites_dir(&self) -> PathBuf {
+        self.dir.path().join("sites")
+    }
+
+    /// `cozyboot` run as the site's tests run it: in the site's dir, with its own registry
+    /// of sites and the stand-in host iPXE package, talking to the local registry directly.
+    pub fn cozyboot(&self) -> Bin {
+        let mut bin = Bin::cargo_bin("cozyboot").unwrap();
+        bin.current_dir(self.dir.path())
+            .env("COZYBOOT_SITES_DIR", self.sites_dir())
+            .env("COZYBOOT_TEST_HOST_IPXE_ARM64", &self.host_ipxe_arm64)
+            .env_remove("COZYBOOT_IPXE_ARM64_URL")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .timeout(std::time::Duration::from_secs(300));
+        bin
+    }
+
     pub fn args(&self, tag: &str) -> Vec<String> {
         let s = self.subnet;
         vec![
@@ -123,18 +143,12 @@ impl Site {
     }
 
     fn run(&self, command: &str, tag: &str, extra: &[&str]) -> (i32, Value, String) {
-        let out = Bin::cargo_bin("cozyboot")
-            .unwrap()
-            .current_dir(self.dir.path())
-            .env("COZYBOOT_TEST_HOST_IPXE_ARM64", &self.host_ipxe_arm64)
-            .env_remove("COZYBOOT_IPXE_ARM64_URL")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
+        let out = self
+            .cozyboot()
             .arg(command)
             .arg("--json")
             .args(self.args(tag))
             .args(extra)
-            .timeout(std::time::Duration::from_secs(300))
             .output()
             .unwrap();
         let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);

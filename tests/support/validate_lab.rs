@@ -326,6 +326,8 @@ impl Lab {
             .arg(env!("CARGO_BIN_EXE_cozyboot"))
             .args(args)
             .current_dir(self.dir.path())
+            // The lab's own registry of sites: the host's is never read or written.
+            .env("COZYBOOT_SITES_DIR", self.dir.path().join("sites"))
             .timeout(COMMAND_TIMEOUT)
             .output()
             .unwrap()
