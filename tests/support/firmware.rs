@@ -950,12 +950,16 @@ impl Watch<'_> {
             }
             Stage::BootIpxe => ev.matchbox.contains("HTTP GET /boot.ipxe"),
             Stage::Ipxe => {
-                // The request, and no 404 ("No matching profile") after it.
-                ev.matchbox.contains("HTTP GET /ipxe?") && {
-                    let after = &ev.matchbox[ev.matchbox.find("HTTP GET /ipxe?").unwrap()..];
-                    let next = after[1..].find("HTTP GET").map(|i| &after[..i + 1]).unwrap_or(after);
-                    !next.contains("No matching") && !next.contains("No profile named")
-                }
+                // The request, then the next request with no 404 ("No matching profile")
+                // between. matchbox logs the 404 on a line of its own just after the request,
+                // so the request alone, read a moment too early, does not tell.
+                ev.matchbox.find("HTTP GET /ipxe?").is_some_and(|at| {
+                    let after = &ev.matchbox[at + 1..];
+                    after.find("HTTP GET").is_some_and(|next| {
+                        let between = &after[..next];
+                        !between.contains("No matching") && !between.contains("No profile named")
+                    })
+                })
             }
             Stage::Kernel => ev.matchbox.contains(&self.asset(cozyboot::render::talos::KERNEL)),
             Stage::Initrd => ev.matchbox.contains(&self.asset(cozyboot::render::talos::INITRAMFS)),
