@@ -785,6 +785,13 @@ impl Lab {
             serial: read_lossy(&serial_path),
             qemu: String::new(),
         };
+        // QEMU may have written its last lines and exited between the loop's last read of
+        // the evidence and its exit check: judge the final evidence too.
+        for stage in watch.stages() {
+            if !reached.iter().any(|(s, _)| *s == stage) && watch.reached(stage, &evidence) {
+                reached.push((stage, boot_time));
+            }
+        }
         let failed_at = watch
             .stages()
             .into_iter()
