@@ -27,8 +27,8 @@ const SETTLE: Duration = Duration::from_millis(300);
 ///
 /// matchbox is asked from where its address can really be reached (see [`reach`]): from this
 /// host, or from inside its own network namespace. When neither is possible its start-up log
-/// line stands in, and the warning returned says that HTTP was not checked.
-pub(super) async fn start_and_wait(cx: &Context<'_>, role: Role, name: &str) -> Result<Option<String>, Error> {
+/// line stands in, and the answer says that HTTP was not checked.
+pub(super) async fn start_and_wait(cx: &Context<'_>, role: Role, name: &str) -> Result<Checked, Error> {
     cx.engine.start(name).await?;
     let vantage = match role {
         Role::Matchbox => Some(reach::vantage(cx.s, cx.engine, name).await?),
@@ -56,11 +56,37 @@ pub(super) async fn start_and_wait(cx: &Context<'_>, role: Role, name: &str) -> 
     tokio::time::sleep(SETTLE).await;
     still_running(cx, name).await?;
     Ok(match vantage {
-        Some(Vantage::Nowhere { why, fix }) => Some(format!(
+        Some(Vantage::InContainer { why, .. }) => Checked::FromInside(why),
+        Some(Vantage::Nowhere { why, fix }) => Checked::NotOverHttp(format!(
             "{name} runs and logged `{MATCHBOX_STARTED}`, but its HTTP answer could not be checked from this host: {why}\n  fix: {fix}"
         )),
-        _ => None,
+        _ => Checked::Here,
     })
+}
+
+/// How a started container's health was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Checked {
+    /// From this host (or by dnsmasq's log).
+    Here,
+    /// matchbox answered inside its own network namespace; says why not from here.
+    FromInside(String),
+    /// matchbox's HTTP answer could not be checked: a warning saying why, with the fix.
+    NotOverHttp(String),
+}
+
+impl Checked {
+    /// What the `done` line adds, and the warning, if any.
+    pub(super) fn report(self) -> (String, Option<String>) {
+        match self {
+            Checked::Here => (String::new(), None),
+            Checked::FromInside(why) => (
+                format!(" (health checked from inside its network namespace: {why})"),
+                None,
+            ),
+            Checked::NotOverHttp(warning) => (" (HTTP not checked)".into(), Some(warning)),
+        }
+    }
 }
 
 /// `None` when healthy, else what is still missing. `vantage` is where matchbox is asked
@@ -146,8 +172,8 @@ fn indent(text: &str) -> String {
 
 /// Creates the new container beside the old, stops the old, starts the new; if the new one
 /// does not come up, it is removed and the old one is put back and started again.
-/// Returns what `start_and_wait` warned about the new container.
-pub(super) async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -> Result<Option<String>, Error> {
+/// Returns how the new container's health was checked.
+pub(super) async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -> Result<Checked, Error> {
     let spec = spec_for(cx, role);
     let engine = cx.engine;
     let name = spec.name.as_str();
@@ -167,9 +193,9 @@ pub(super) async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -
     engine.rename(name, &old_name).await?;
     engine.rename(&new_name, name).await?;
     match start_and_wait(cx, role, name).await {
-        Ok(warning) => {
+        Ok(checked) => {
             engine.remove(&old_name, true).await?;
-            Ok(warning)
+            Ok(checked)
         }
         Err(e) => {
             let _ = engine.remove(name, true).await;

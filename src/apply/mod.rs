@@ -550,18 +550,20 @@ async fn execute(
         Action::CreateContainer { role, .. } => {
             let spec = spec_for(cx, *role);
             cx.engine.create(spec).await?;
-            match lifecycle::start_and_wait(cx, *role, &spec.name).await {
-                Ok(warning) => warnings.extend(warning),
+            let (how, warning) = match lifecycle::start_and_wait(cx, *role, &spec.name).await {
+                Ok(checked) => checked.report(),
                 Err(e) => {
                     let _ = cx.engine.remove(&spec.name, true).await;
                     return Err(e);
                 }
-            }
-            Some(format!("started {}", spec.name))
+            };
+            warnings.extend(warning);
+            Some(format!("started {}{how}", spec.name))
         }
         Action::ReplaceContainer { role, reason, .. } => {
-            warnings.extend(lifecycle::replace(cx, *role, observed).await?);
-            Some(format!("replaced {} ({reason})", spec_for(cx, *role).name))
+            let (how, warning) = lifecycle::replace(cx, *role, observed).await?.report();
+            warnings.extend(warning);
+            Some(format!("replaced {} ({reason}){how}", spec_for(cx, *role).name))
         }
         Action::Keep { name, .. } => Some(format!("unchanged: {name}")),
     })

@@ -97,15 +97,32 @@ pub async fn vantage(s: &Settings, engine: &Engine, container: &str) -> Result<V
         });
     }
     Ok(match engine.container(container).await?.and_then(|c| c.pid) {
-        Some(pid) => Vantage::InContainer {
-            name: container.to_string(),
-            pid,
-            why,
+        // Entering another network namespace takes CAP_SYS_ADMIN; say so now rather than
+        // fail the checks later.
+        Some(_) if !is_root() => Vantage::Nowhere {
+            why: format!("{why}, and only root can check from inside {container}'s network namespace"),
+            fix: NOWHERE_FIX.into(),
+        },
+        Some(pid) => match netns::open(pid) {
+            Ok(_) => Vantage::InContainer {
+                name: container.to_string(),
+                pid,
+                why,
+            },
+            Err(e) => Vantage::Nowhere {
+                why: format!("{why}, and {container}'s network namespace cannot be entered: {e}"),
+                fix: NOWHERE_FIX.into(),
+            },
         },
         None => Vantage::Stopped {
             why: format!("{why}, and {container}, from inside which it could be asked, is not running"),
         },
     })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// `Ok` when `dest` can be asked from here: a local address, or a directly connected one
@@ -120,7 +137,7 @@ pub fn from_here(dest: Ipv4Addr, route: &Route, network: Option<&NetworkInfo>) -
             )),
             _ => Ok(()),
         },
-        other => Err(format!("{dest} is {other} from this host")),
+        other => Err(format!("from this host, {dest} is {other}")),
     }
 }
 

@@ -39,7 +39,7 @@ impl fmt::Display for Route {
                 f,
                 "reachable only through a gateway (the route leaves from {source}, an address on another subnet)"
             ),
-            Route::NoRoute(why) => write!(f, "not routable from here ({why})"),
+            Route::NoRoute(why) => write!(f, "not routable ({why})"),
         }
     }
 }
