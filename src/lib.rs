@@ -16,6 +16,7 @@ pub mod plan;
 pub mod ports;
 pub mod probe;
 pub mod progress;
+pub mod reach;
 pub mod render;
 pub mod settings;
 pub mod site;

@@ -5,12 +5,16 @@ use super::{spec_for, Context};
 use crate::engine::spec::NetworkMode;
 use crate::error::Error;
 use crate::plan::Observed;
+use crate::reach::{self, Vantage};
 use crate::render::containers::Role;
 use std::time::Duration;
 
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const DNSMASQ_STARTED: &str = "started, version";
+/// What matchbox logs once its HTTP listener is up.
+const MATCHBOX_STARTED: &str = "Starting matchbox HTTP server";
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often a starting container is looked at.
 const POLL: Duration = Duration::from_millis(100);
@@ -20,18 +24,21 @@ const SETTLE: Duration = Duration::from_millis(300);
 /// Starts the container and waits until it shows its health signal — matchbox answers
 /// `GET /` with `matchbox`, dnsmasq logs its start line — and is still running a moment later.
 /// A crash at any point fails at once, with the container's last log lines.
-pub(super) async fn start_and_wait(cx: &Context<'_>, role: Role, name: &str) -> Result<(), Error> {
+///
+/// matchbox is asked from where its address can really be reached (see [`reach`]): from this
+/// host, or from inside its own network namespace. When neither is possible its start-up log
+/// line stands in, and the answer says that HTTP was not checked.
+pub(super) async fn start_and_wait(cx: &Context<'_>, role: Role, name: &str) -> Result<Checked, Error> {
     cx.engine.start(name).await?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()
-        .map_err(|e| Error::Failed(e.to_string()))?;
+    let vantage = match role {
+        Role::Matchbox => Some(reach::vantage(cx.s, cx.engine, name).await?),
+        Role::Dnsmasq => None,
+    };
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let mut waiting_for;
     loop {
         still_running(cx, name).await?;
-        waiting_for = match healthy(cx, role, name, &client).await? {
+        waiting_for = match healthy(cx, name, vantage.as_ref()).await? {
             None => break,
             Some(why) => why,
         };
@@ -47,28 +54,88 @@ pub(super) async fn start_and_wait(cx: &Context<'_>, role: Role, name: &str) -> 
         tokio::time::sleep(POLL).await;
     }
     tokio::time::sleep(SETTLE).await;
-    still_running(cx, name).await
+    still_running(cx, name).await?;
+    Ok(match vantage {
+        Some(Vantage::InContainer { why, .. }) => Checked::FromInside(why),
+        Some(Vantage::Nowhere { why, fix }) => Checked::NotOverHttp(format!(
+            "{name} runs and logged `{MATCHBOX_STARTED}`, but its HTTP answer could not be checked from this host: {why}\n  fix: {fix}"
+        )),
+        _ => Checked::Here,
+    })
 }
 
-/// `None` when healthy, else what is still missing.
-async fn healthy(cx: &Context<'_>, role: Role, name: &str, client: &reqwest::Client) -> Result<Option<String>, Error> {
-    Ok(match role {
-        Role::Matchbox => {
+/// How a started container's health was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Checked {
+    /// From this host (or by dnsmasq's log).
+    Here,
+    /// matchbox answered inside its own network namespace; says why not from here.
+    FromInside(String),
+    /// matchbox's HTTP answer could not be checked: a warning saying why, with the fix.
+    NotOverHttp(String),
+}
+
+impl Checked {
+    /// What the `done` line adds, and the warning, if any.
+    pub(super) fn report(self) -> (String, Option<String>) {
+        match self {
+            Checked::Here => (String::new(), None),
+            Checked::FromInside(why) => (
+                format!(" (health checked from inside its network namespace: {why})"),
+                None,
+            ),
+            Checked::NotOverHttp(warning) => (" (HTTP not checked)".into(), Some(warning)),
+        }
+    }
+}
+
+/// `None` when healthy, else what is still missing. `vantage` is where matchbox is asked
+/// from; dnsmasq (`None`) is judged by its log.
+async fn healthy(cx: &Context<'_>, name: &str, vantage: Option<&Vantage>) -> Result<Option<String>, Error> {
+    let started = |line: &'static str| async move {
+        let logs = cx.engine.logs(name, Some(200)).await?;
+        Ok::<_, Error>((!logs.contains(line)).then(|| format!("{name} has not logged `{line}`")))
+    };
+    Ok(match vantage {
+        None => started(DNSMASQ_STARTED).await?,
+        Some(Vantage::Nowhere { .. } | Vantage::Stopped { .. }) => started(MATCHBOX_STARTED).await?,
+        Some(vantage) => {
             let url = format!("{}/", cx.s.http_base());
-            match client.get(&url).send().await {
-                Ok(r) if r.status().is_success() => {
-                    let body = r.text().await.unwrap_or_default();
-                    (body.trim() != "matchbox").then(|| format!("GET {url} answered {body:?}, not `matchbox`"))
-                }
-                Ok(r) => Some(format!("GET {url} answered HTTP {}", r.status())),
-                Err(e) => Some(format!("GET {url}: {e}")),
+            let asked = url.clone();
+            let from = match vantage {
+                Vantage::InContainer { .. } => format!(" (from inside {name}'s network namespace)"),
+                _ => String::new(),
+            };
+            match vantage.run(cx.engine, move || says_matchbox(asked)).await {
+                Ok(answer) => answer.map(|why| format!("{why}{from}")),
+                Err(e) => Some(format!("GET {url}{from}: {e}")),
             }
         }
-        Role::Dnsmasq => {
-            let logs = cx.engine.logs(name, Some(200)).await?;
-            (!logs.contains(DNSMASQ_STARTED)).then(|| format!("dnsmasq has not logged `{DNSMASQ_STARTED}`"))
-        }
     })
+}
+
+/// `None` when `GET url` answers `matchbox`, else what it did instead. Never sent to an
+/// address reached through a gateway: a stranger's answer would be taken for matchbox's.
+async fn says_matchbox(url: String) -> Option<String> {
+    let parsed = match reqwest::Url::parse(&url) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("{url} is not a URL: {e}")),
+    };
+    if let Err(refused) = reach::guard(&parsed) {
+        return Some(refused);
+    }
+    let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).no_proxy().build() {
+        Ok(c) => c,
+        Err(e) => return Some(format!("cannot make an HTTP client: {e}")),
+    };
+    match client.get(parsed).send().await {
+        Ok(r) if r.status().is_success() => {
+            let body = r.text().await.unwrap_or_default();
+            (body.trim() != "matchbox").then(|| format!("GET {url} answered {body:?}, not `matchbox`"))
+        }
+        Ok(r) => Some(format!("GET {url} answered HTTP {}", r.status())),
+        Err(e) => Some(format!("GET {url}: {e}")),
+    }
 }
 
 /// Fails when the container exited or was restarted by its restart policy (a crash loop).
@@ -105,7 +172,8 @@ fn indent(text: &str) -> String {
 
 /// Creates the new container beside the old, stops the old, starts the new; if the new one
 /// does not come up, it is removed and the old one is put back and started again.
-pub(super) async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -> Result<(), Error> {
+/// Returns how the new container's health was checked.
+pub(super) async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -> Result<Checked, Error> {
     let spec = spec_for(cx, role);
     let engine = cx.engine;
     let name = spec.name.as_str();
@@ -125,9 +193,9 @@ pub(super) async fn replace(cx: &Context<'_>, role: Role, observed: &Observed) -
     engine.rename(name, &old_name).await?;
     engine.rename(&new_name, name).await?;
     match start_and_wait(cx, role, name).await {
-        Ok(()) => {
+        Ok(checked) => {
             engine.remove(&old_name, true).await?;
-            Ok(())
+            Ok(checked)
         }
         Err(e) => {
             let _ = engine.remove(name, true).await;

@@ -184,7 +184,7 @@ pub async fn up(s: &Settings, engine: &Engine, options: UpOptions) -> Result<UpR
         if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
             eprintln!("{}", action.describe());
         }
-        let line = execute(&cx, action, &observed, &mut st, &mut fetched).await?;
+        let line = execute(&cx, action, &observed, &mut st, &mut fetched, &mut report.warnings).await?;
         report.done.extend(line);
     }
     report.actions.extend(actions);
@@ -471,6 +471,7 @@ async fn execute(
     observed: &Observed,
     st: &mut State,
     fetched: &mut Option<Vec<u8>>,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<String>, Error> {
     let s = cx.s;
     Ok(match action {
@@ -549,15 +550,20 @@ async fn execute(
         Action::CreateContainer { role, .. } => {
             let spec = spec_for(cx, *role);
             cx.engine.create(spec).await?;
-            if let Err(e) = lifecycle::start_and_wait(cx, *role, &spec.name).await {
-                let _ = cx.engine.remove(&spec.name, true).await;
-                return Err(e);
-            }
-            Some(format!("started {}", spec.name))
+            let (how, warning) = match lifecycle::start_and_wait(cx, *role, &spec.name).await {
+                Ok(checked) => checked.report(),
+                Err(e) => {
+                    let _ = cx.engine.remove(&spec.name, true).await;
+                    return Err(e);
+                }
+            };
+            warnings.extend(warning);
+            Some(format!("started {}{how}", spec.name))
         }
         Action::ReplaceContainer { role, reason, .. } => {
-            lifecycle::replace(cx, *role, observed).await?;
-            Some(format!("replaced {} ({reason})", spec_for(cx, *role).name))
+            let (how, warning) = lifecycle::replace(cx, *role, observed).await?.report();
+            warnings.extend(warning);
+            Some(format!("replaced {} ({reason}){how}", spec_for(cx, *role).name))
         }
         Action::Keep { name, .. } => Some(format!("unchanged: {name}")),
     })

@@ -18,9 +18,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions,
-    StopContainerOptionsBuilder, WaitContainerOptions,
+    DownloadFromContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
+    StartContainerOptions, StopContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -182,6 +182,28 @@ pub struct ContainerInfo {
     pub exit_code: Option<i64>,
     pub cmd: Vec<String>,
     pub network_mode: String,
+    /// The pid of the container's first process as the engine's host sees it, while it runs:
+    /// the way into its network namespace (`/proc/<pid>/ns/net`).
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+/// What cozyboot needs to know about a Docker network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub name: String,
+    /// `bridge`, `macvlan`, `ipvlan`, ...
+    pub driver: String,
+    /// The host interface a macvlan or ipvlan network hangs off (`-o parent=`).
+    pub parent: Option<String>,
+}
+
+impl NetworkInfo {
+    /// macvlan and ipvlan children cannot be reached from their parent interface on the
+    /// same host (the kernel keeps them apart by design).
+    pub fn hides_children_from_parent(&self) -> bool {
+        matches!(self.driver.as_str(), "macvlan" | "ipvlan")
+    }
 }
 
 impl From<ContainerInspectResponse> for ContainerInfo {
@@ -206,6 +228,8 @@ impl From<ContainerInspectResponse> for ContainerInfo {
             exit_code,
             cmd: config.cmd.unwrap_or_default(),
             network_mode: c.host_config.and_then(|h| h.network_mode).unwrap_or_default(),
+            // Docker reports 0 for a container that is not running.
+            pid: state.pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0),
         }
     }
 }
@@ -332,6 +356,28 @@ impl Engine {
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(api(format!("inspecting container {name}"), e)),
         }
+    }
+
+    /// A Docker network by name or id; `None` when there is none.
+    pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, EngineError> {
+        match self.docker.inspect_network(name, None::<InspectNetworkOptions>).await {
+            Ok(n) => {
+                let options = n.options.unwrap_or_default();
+                Ok(Some(NetworkInfo {
+                    name: n.name.unwrap_or_else(|| name.to_string()),
+                    driver: n.driver.unwrap_or_default(),
+                    parent: options.get("parent").cloned(),
+                }))
+            }
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(api(format!("inspecting network {name}"), e)),
+        }
+    }
+
+    /// Whether the engine runs on this machine (a unix socket), so that the pids it reports
+    /// are this machine's.
+    pub fn is_local(&self) -> bool {
+        self.host.starts_with("unix://")
     }
 
     /// All containers, running or not, carrying `label` (`key` or `key=value`), by name.

@@ -5,6 +5,7 @@ use super::{Check, Findings, Status};
 use crate::arch::Arch;
 use crate::engine::docker::{ContainerInfo, Engine};
 use crate::matchbox_version::{self, Verdict};
+use crate::reach::{self, Vantage};
 use crate::settings::{NodeConfig, Settings};
 use crate::state::State;
 use reqwest::{Client, StatusCode, Url};
@@ -61,17 +62,67 @@ impl Script {
     }
 }
 
-pub async fn checks(s: &Settings) -> Vec<Check> {
+/// Every matchbox check, asked from where matchbox can really be reached (see [`reach`]):
+/// from this host, or from inside the matchbox container's network namespace; when neither
+/// is possible the health check says so and the rest are skipped.
+pub async fn checks(s: &Settings, engine: &Engine) -> Vec<Check> {
+    let vantage = match reach::vantage(s, engine, &s.names.matchbox).await {
+        Ok(v) => v,
+        Err(e) => {
+            let health = Check::fail(HEALTH, "cannot tell where matchbox can be asked from").evidence(e.to_string());
+            return skipping_the_rest(s, health, "matchbox could not be asked (see matchbox.health)");
+        }
+    };
+    let health = match &vantage {
+        Vantage::Nowhere { why, fix } => Some(
+            Check::warn(
+                HEALTH,
+                format!("matchbox could not be asked over HTTP from here: {why}"),
+            )
+            .fix(fix.clone()),
+        ),
+        Vantage::Stopped { why } => Some(
+            Check::fail(HEALTH, format!("matchbox cannot be asked: {why}"))
+                .fix("run `cozyboot up`; see containers.matchbox.running"),
+        ),
+        _ => None,
+    };
+    if let Some(health) = health {
+        return skipping_the_rest(s, health, "matchbox could not be asked from here (see matchbox.health)");
+    }
+    let settings = s.clone();
+    let mut checks = match vantage.run(engine, move || async move { ask(&settings).await }).await {
+        Ok(checks) => checks,
+        Err(e) => {
+            let health = Check::fail(
+                HEALTH,
+                "matchbox could not be asked from inside its container's network namespace",
+            )
+            .evidence(e)
+            .fix(reach::NOWHERE_FIX);
+            return skipping_the_rest(s, health, "matchbox could not be asked (see matchbox.health)");
+        }
+    };
+    if let (Some(line), Some(health)) = (vantage.evidence(), checks.first_mut()) {
+        health.evidence.insert(0, line);
+    }
+    checks
+}
+
+fn skipping_the_rest(s: &Settings, health: Check, why: &str) -> Vec<Check> {
+    let skipped = later_ids(s).into_iter().map(|id| Check::skip(id, why));
+    std::iter::once(health).chain(skipped).collect()
+}
+
+/// The checks themselves, from the calling thread's network namespace.
+async fn ask(s: &Settings) -> Vec<Check> {
     let client = match Client::builder().timeout(TIMEOUT).no_proxy().build() {
         Ok(c) => c,
         Err(e) => return vec![Check::fail(HEALTH, format!("cannot make an HTTP client: {e}"))],
     };
     let health = health(&client, s).await;
     if health.status != Status::Pass {
-        let skipped = later_ids(s)
-            .into_iter()
-            .map(|id| Check::skip(id, format!("matchbox did not answer (see {HEALTH})")));
-        return std::iter::once(health).chain(skipped).collect();
+        return skipping_the_rest(s, health, &format!("matchbox did not answer (see {HEALTH})"));
     }
     let mut checks = vec![health, boot_ipxe(&client, s).await];
     for &arch in &s.arches {
@@ -102,6 +153,7 @@ fn later_ids(s: &Settings) -> Vec<String> {
 
 /// `(status, body)` of a GET, or the transport error in words.
 async fn get(client: &Client, url: &str) -> Result<(StatusCode, String), String> {
+    reach::guard(&Url::parse(url).map_err(|e| format!("{url} is not a URL: {e}"))?)?;
     let response = client.get(url).send().await.map_err(|e| describe(&e))?;
     let status = response.status();
     let body = response.text().await.map_err(|e| describe(&e))?;
@@ -320,6 +372,7 @@ fn shown(n: Option<u64>) -> String {
 /// The length a GET of `url` would return, learnt without downloading it: HEAD, or for
 /// servers that refuse HEAD a one-byte ranged GET.
 async fn length(client: &Client, url: &Url) -> Result<Option<u64>, String> {
+    reach::guard(url)?;
     let head = client.head(url.clone()).send().await.map_err(|e| describe(&e))?;
     let header = |r: &reqwest::Response, name: reqwest::header::HeaderName| {
         r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)

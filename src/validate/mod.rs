@@ -180,7 +180,7 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     let first = containers::first_look(s, engine).await?;
     let talos_image_id = engine.image(&s.talos_image()).await?.map(|i| i.id);
     // These run inside the containers' watch window instead of after it.
-    let matchbox_checks = matchbox::checks(s).await;
+    let matchbox_checks = matchbox::checks(s, engine).await;
     let st = state::load(&s.data_dir);
     let asset_checks = assets::checks(s, &st, talos_image_id.as_deref());
     let (mut checks, seen) = containers::checks(s, engine, engine_arch, first).await?;

@@ -261,6 +261,13 @@ fn tftp_matches_disk(s: &Settings, o: &ProbeOptions, server: Ipv4Addr, name: &st
 }
 
 fn script_answers(url: &str, handle: &tokio::runtime::Handle, f: &mut Findings) {
+    // Asked from this host: never through a gateway, where another server could answer.
+    let guarded = reqwest::Url::parse(url)
+        .map_err(|e| format!("{url} is not a URL: {e}"))
+        .and_then(|u| crate::reach::guard(&u));
+    if let Err(refused) = guarded {
+        return f.warn(format!("the iPXE URL {url} was not fetched: {refused}"));
+    }
     let fetched = handle.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(WAIT)
