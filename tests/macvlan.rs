@@ -129,6 +129,7 @@ impl MacvlanSite {
             .arg("--json")
             .args(self.settings())
             .current_dir(self.dir.path())
+            .env("COZYBOOT_SITES_DIR", self.dir.path().join("sites"))
             .env("COZYBOOT_TEST_HOST_IPXE_ARM64", self.dir.path().join("no-host-package"))
             .env_remove("COZYBOOT_IPXE_ARM64_URL")
             .output()

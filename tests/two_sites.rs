@@ -148,6 +148,7 @@ fn cozyboot(args: &[String], dir: &Path, user: Option<&User>) -> (i32, Value, St
         .args(&args[1..])
         .current_dir(dir)
         .env("HOME", dir)
+        .env("COZYBOOT_SITES_DIR", dir.join("sites"))
         .env("COZYBOOT_TEST_HOST_IPXE_ARM64", dir.join("no-host-package"))
         .env_remove("COZYBOOT_IPXE_ARM64_URL")
         .output()
