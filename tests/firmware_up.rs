@@ -153,24 +153,19 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value)> {
 
     let data = work.path().join("data");
     let port = free_port();
-    let mut settings = vec![
+    let mut settings = images::registry_flags().to_vec();
+    settings.extend([
         format!("--iface={host_if}"),
         format!("--server-ip={}", net.server_ip()),
         format!("--subnet={}/24", net.ip(0)),
         "--arch=arm64,amd64".to_string(),
         format!("--http-port={port}"),
         format!("--data-dir={}", data.display()),
-        format!("--registry={prefix}"),
-        format!(
-            "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
-            images::REGISTRY,
-            images::DNSMASQ_TAG
-        ),
         format!("--tag={id}"),
         format!("--ipxe-arm64={}", artifacts.path("ipxe/ipxe-arm64.efi").display()),
         format!("--matchbox-name={matchbox}"),
         format!("--dnsmasq-name={dnsmasq}"),
-    ];
+    ]);
     if mode == Mode::Full {
         settings.push(format!("--dhcp-range={},{}", net.ip(100), net.ip(150)));
     }

@@ -97,13 +97,8 @@ impl MacvlanSite {
 
     fn settings(&self) -> Vec<String> {
         let x = self.subnet;
-        vec![
-            format!("--registry={}", images::registry_prefix()),
-            format!(
-                "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
-                images::REGISTRY,
-                images::DNSMASQ_TAG
-            ),
+        let mut args = images::registry_flags().to_vec();
+        args.extend([
             "--tag=latest".into(),
             format!("--network={}", self.net),
             format!("--server-ip={}", self.server_ip()),
@@ -114,7 +109,8 @@ impl MacvlanSite {
             format!("--matchbox-name={}", self.matchbox),
             format!("--dnsmasq-name={}", self.dnsmasq),
             "--arch=arm64".into(),
-        ]
+        ]);
+        args
     }
 
     /// `cozyboot <command> --json <settings>` inside the namespace, as root or as `user`.

@@ -133,15 +133,9 @@ impl Site {
 
     fn args(&self, tag: &str) -> Vec<String> {
         let s = self.subnet;
-        vec![
-            "up".into(),
-            "--json".into(),
-            format!("--registry={}", images::registry_prefix()),
-            format!(
-                "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
-                images::REGISTRY,
-                images::DNSMASQ_TAG
-            ),
+        let mut args = vec!["up".into(), "--json".into()];
+        args.extend(images::registry_flags());
+        args.extend([
             format!("--tag={tag}"),
             format!("--network={}", self.net),
             format!("--server-ip={}", self.server_ip()),
@@ -151,7 +145,8 @@ impl Site {
             format!("--ipxe-arm64={}", self.arm64_efi.display()),
             format!("--matchbox-name={}", self.matchbox),
             format!("--dnsmasq-name={}", self.dnsmasq),
-        ]
+        ]);
+        args
     }
 
     fn command(&self, tag: &str) -> Command {

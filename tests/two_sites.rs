@@ -52,13 +52,8 @@ impl Site {
     }
 
     fn settings(&self) -> Vec<String> {
-        vec![
-            format!("--registry={}", images::registry_prefix()),
-            format!(
-                "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
-                images::REGISTRY,
-                images::DNSMASQ_TAG
-            ),
+        let mut args = images::registry_flags().to_vec();
+        args.extend([
             "--tag=latest".into(),
             "--network=host".into(),
             format!("--iface={}", self.veth.host),
@@ -68,7 +63,8 @@ impl Site {
             format!("--matchbox-name={}", self.matchbox),
             format!("--dnsmasq-name={}", self.dnsmasq),
             "--arch=arm64".into(),
-        ]
+        ]);
+        args
     }
 
     /// The dnsmasq argv `render` shows for this site, which `up` will run.
@@ -170,25 +166,6 @@ fn inspect(name: &str, format: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn http_get(url: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(std::time::Duration::from_secs(5))
-            .build()
-            .unwrap()
-            .get(url)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    })
-}
-
 #[test]
 fn two_sites_on_two_interfaces_share_the_dhcp_port_and_live_apart() {
     if !images::require_docker() || !hostnet::require_root("the two-sites test") {
@@ -264,7 +241,8 @@ fn two_sites_on_two_interfaces_share_the_dhcp_port_and_live_apart() {
     for name in [&site1.matchbox, &site1.dnsmasq] {
         assert_eq!(inspect(name, "{{.Id}}"), None, "{name} was removed");
     }
-    let (status, body) = http_get(&format!("http://10.218.2.1:{}/", site2.http_port));
+    let (status, body) = support::http::get(&format!("http://10.218.2.1:{}/", site2.http_port));
+    let body = String::from_utf8_lossy(&body);
     assert_eq!((status, body.trim()), (200, "matchbox"), "site 2's matchbox answers");
     assert_eq!(
         inspect(&site2.dnsmasq, "{{.State.Running}}").as_deref(),

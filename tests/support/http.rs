@@ -1,5 +1,5 @@
 //! A tiny HTTP file server on 127.0.0.1 that counts the requests it answers: the stand-in for
-//! a download URL (boot.ipxe.org, a mirror).
+//! a download URL (boot.ipxe.org, a mirror); and a blocking GET for tests that ask a server.
 
 // Shared by several test crates, each of which uses only part of it.
 #![allow(dead_code)]
@@ -102,4 +102,24 @@ pub fn closed_url(path: &str) -> String {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     format!("http://{addr}{path}")
+}
+
+/// `(status, body)` of a GET of `url` (no proxy, 5 s), from a test's plain thread.
+pub fn get(url: &str) -> (u16, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        (r.status().as_u16(), r.bytes().await.unwrap_or_default().to_vec())
+    })
 }

@@ -47,6 +47,15 @@ pub fn matchbox_image(variant: &str, tag: &str) -> String {
     format!("{}/talos/{variant}/matchbox:{tag}", registry_prefix())
 }
 
+/// The flags that point cozyboot at the local test registry's images (`--registry`,
+/// `--dnsmasq-image`); the tag is the caller's.
+pub fn registry_flags() -> [String; 2] {
+    [
+        format!("--registry={}", registry_prefix()),
+        format!("--dnsmasq-image={REGISTRY}/poseidon/dnsmasq:{DNSMASQ_TAG}-{{arch}}"),
+    ]
+}
+
 /// The dnsmasq image for this host's architecture.
 pub fn dnsmasq_image() -> String {
     let arch = match std::env::consts::ARCH {

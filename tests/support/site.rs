@@ -108,28 +108,23 @@ impl Site {
 
     pub fn args(&self, tag: &str) -> Vec<String> {
         let s = self.subnet;
-        vec![
-            format!("--registry={}", images::registry_prefix()),
-            format!(
-                "--dnsmasq-image={}/poseidon/dnsmasq:{}-{{arch}}",
-                images::REGISTRY,
-                images::DNSMASQ_TAG
-            ),
-            format!("--tag={tag}"),
-            format!("--network={}", self.net),
-            format!("--server-ip={}", self.server_ip()),
-            format!("--subnet=10.215.{s}.0/24"),
-            format!("--dhcp-range=10.215.{s}.100,10.215.{s}.150"),
-            format!("--data-dir={}", self.data().display()),
-            format!("--matchbox-name={}", self.matchbox),
-            format!("--dnsmasq-name={}", self.dnsmasq),
-        ]
-        .into_iter()
-        .chain(
-            self.explicit_ipxe_arm64
-                .then(|| format!("--ipxe-arm64={}", self.arm64_efi.display())),
-        )
-        .collect()
+        images::registry_flags()
+            .into_iter()
+            .chain([
+                format!("--tag={tag}"),
+                format!("--network={}", self.net),
+                format!("--server-ip={}", self.server_ip()),
+                format!("--subnet=10.215.{s}.0/24"),
+                format!("--dhcp-range=10.215.{s}.100,10.215.{s}.150"),
+                format!("--data-dir={}", self.data().display()),
+                format!("--matchbox-name={}", self.matchbox),
+                format!("--dnsmasq-name={}", self.dnsmasq),
+            ])
+            .chain(
+                self.explicit_ipxe_arm64
+                    .then(|| format!("--ipxe-arm64={}", self.arm64_efi.display())),
+            )
+            .collect()
     }
 
     /// Runs `cozyboot up --json` with the site's settings plus `extra`.
@@ -171,22 +166,7 @@ impl Site {
     }
 
     pub fn http_get(&self, path: &str) -> (u16, Vec<u8>) {
-        let url = format!("http://{}:8080{path}", self.server_ip());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let r = reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .unwrap()
-                .get(&url)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-        })
+        super::http::get(&format!("http://{}:8080{path}", self.server_ip()))
     }
 }
 
