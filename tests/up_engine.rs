@@ -297,7 +297,7 @@ fn an_asset_that_does_not_match_the_images_checksums_fails_and_changes_nothing()
     );
     assert!(before == after, "assets, state or containers changed");
     assert_eq!(
-        docker(&["ps", "-aq", "--filter", "label=io.cozyboot.temporary"]),
+        site.temporary_containers(),
         "",
         "temporary container removed"
     );
@@ -340,7 +340,7 @@ fn links_beside_the_assets_are_ignored_and_linked_assets_are_refused() {
     assert!(staging.is_empty(), "staging removed");
     assert!(!site.dir.path().join("escape").exists() && !Path::new("/escape").exists());
     assert_eq!(
-        docker(&["ps", "-aq", "--filter", "label=io.cozyboot.temporary"]),
+        site.temporary_containers(),
         "",
         "temporary container removed"
     );
@@ -374,7 +374,7 @@ fn a_matchbox_older_than_v0_11_is_refused_before_anything_is_replaced() {
     );
     assert!(before == after, "containers or state changed");
     assert_eq!(
-        docker(&["ps", "-aq", "--filter", "label=io.cozyboot.temporary"]),
+        site.temporary_containers(),
         "",
         "the -version container was removed"
     );

@@ -165,6 +165,19 @@ impl Site {
         (parts[0].into(), parts[1].into(), parts[2] == "true")
     }
 
+    /// Ids of this site's temporary containers (extraction, `-version`), which must never
+    /// outlive an `up`. Scoped by the data dir: other test processes share the engine.
+    pub fn temporary_containers(&self) -> String {
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=io.cozyboot.temporary",
+            "--filter",
+            &format!("label={}={}", cozyboot::render::containers::LABEL_DATA_DIR, self.data().display()),
+        ])
+    }
+
     pub fn http_get(&self, path: &str) -> (u16, Vec<u8>) {
         super::http::get(&format!("http://{}:8080{path}", self.server_ip()))
     }
