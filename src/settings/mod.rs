@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 mod build;
+pub mod choice;
 pub mod images;
 pub mod net;
 pub mod raw;
@@ -87,6 +88,15 @@ impl Variant {
     }
 }
 
+impl choice::Choice for Variant {
+    const WHAT: &'static str = "variant";
+    const ALL: &'static [Self] = &Variant::ALL;
+
+    fn name(self) -> &'static str {
+        Variant::name(self)
+    }
+}
+
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -126,6 +136,42 @@ pub enum PullPolicy {
     Missing,
     Always,
     Never,
+}
+
+impl choice::Choice for PullPolicy {
+    const WHAT: &'static str = "pull policy";
+    const ALL: &'static [Self] = &[PullPolicy::Missing, PullPolicy::Always, PullPolicy::Never];
+
+    fn name(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
+    }
+}
+
+/// matchbox's `-log-level` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl choice::Choice for LogLevel {
+    const WHAT: &'static str = "matchbox log level";
+    const ALL: &'static [Self] = &[LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error];
+
+    fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
 }
 
 /// File names of the bootloaders in the TFTP root.
@@ -295,7 +341,7 @@ impl Settings {
             ),
             ("rpc", self.rpc_port.is_some().to_string()),
             ("rpc-port", opt(self.rpc_port.map(|p| p.to_string()))),
-            ("pull", format!("{:?}", self.pull).to_ascii_lowercase()),
+            ("pull", choice::Choice::name(self.pull).to_string()),
             ("log-level", self.log_level.clone()),
             ("matchbox-name", self.names.matchbox.clone()),
             ("dnsmasq-name", self.names.dnsmasq.clone()),
