@@ -23,7 +23,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// YAML config file [default: ./cozyboot.yaml when it exists; env: COZYBOOT_CONFIG].
+    /// YAML config file [env: COZYBOOT_CONFIG; else ./cozyboot.yaml when it exists].
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -386,7 +386,7 @@ pub fn no_site(_: Option<&Path>) -> Result<Option<SiteLayer>, Error> {
 /// The inputs to resolution, gathered by the CLI so that this module never reads the
 /// process environment or argv itself.
 pub struct Inputs<'a> {
-    /// `--config`; when `None`, `./cozyboot.yaml` is read if it exists.
+    /// `--config`; when `None`, see [`config_file_to_read`].
     pub config_file: Option<PathBuf>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub flags: Raw,
@@ -399,14 +399,21 @@ pub struct Inputs<'a> {
 
 pub const DEFAULT_CONFIG_FILE: &str = "cozyboot.yaml";
 
+/// Which config file is read: `--config`, else `COZYBOOT_CONFIG`, else `./cozyboot.yaml` when
+/// it exists. What the user names beats what merely lies in the working directory, so an
+/// exported `COZYBOOT_CONFIG` is not silently ignored in a folder that has a `cozyboot.yaml`.
+fn config_file_to_read(
+    flag: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+    exists: &dyn Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    flag.or_else(|| env("COZYBOOT_CONFIG").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| exists(p)))
+}
+
 /// Merges every source and validates the result; every problem found is reported at once.
 pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, Error> {
-    let config_file = match inputs.config_file.clone() {
-        Some(path) => Some(path),
-        None => (inputs.env)("COZYBOOT_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists())),
-    };
+    let config_file = config_file_to_read(inputs.config_file.clone(), inputs.env, &|p| p.exists());
     let file_layer = match &config_file {
         Some(path) => Some(raw::from_file(path).map_err(Error::config)?),
         None => None,
@@ -470,4 +477,26 @@ pub(crate) fn error_for(
     fix: impl Into<String>,
 ) -> ConfigError {
     ConfigError::new(field, problem, fix).from_source(origins.get(field))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_precedence_is_flag_then_environment_then_the_working_directory() {
+        let env_set = |k: &str| (k == "COZYBOOT_CONFIG").then(|| "/etc/from-env.yaml".to_string());
+        let env_unset = |_: &str| None;
+        let cwd_has_one = |p: &Path| p == Path::new(DEFAULT_CONFIG_FILE);
+        let cwd_has_none = |_: &Path| false;
+        let flag = || Some(PathBuf::from("/srv/from-flag.yaml"));
+        let pick = |flag, env: &dyn Fn(&str) -> Option<String>, exists: &dyn Fn(&Path) -> bool| {
+            config_file_to_read(flag, env, exists).map(|p| p.display().to_string())
+        };
+
+        assert_eq!(pick(flag(), &env_set, &cwd_has_one).as_deref(), Some("/srv/from-flag.yaml"));
+        assert_eq!(pick(None, &env_set, &cwd_has_one).as_deref(), Some("/etc/from-env.yaml"));
+        assert_eq!(pick(None, &env_unset, &cwd_has_one).as_deref(), Some("cozyboot.yaml"));
+        assert_eq!(pick(None, &env_unset, &cwd_has_none), None);
+    }
 }
