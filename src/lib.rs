@@ -19,6 +19,7 @@ pub mod probe;
 pub mod progress;
 pub mod reach;
 pub mod render;
+pub mod setting_problem;
 pub mod settings;
 pub mod site;
 pub mod state;

@@ -8,7 +8,8 @@ use super::{
     Settings, Source, Variant,
 };
 use crate::arch::Arch;
-use crate::error::{ConfigError, Error};
+use crate::error::Error;
+use crate::setting_problem::ConfigError;
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -17,58 +17,19 @@ pub mod raw;
 mod talos;
 
 use crate::arch::Arch;
-use crate::error::{ConfigError, Error};
+use crate::error::Error;
+use crate::setting_problem::ConfigError;
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+pub use crate::setting_problem::Source;
 pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_IPXE_ARM64_URL, DEFAULT_REGISTRY};
 pub use raw::Raw;
 pub use talos::TalosConfig;
-
-/// Where a setting's value came from, shown by `render --print-settings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
-pub enum Source {
-    Default,
-    File(PathBuf),
-    Env(String),
-    Flag(String),
-    /// Computed from other settings or from the host (e.g. the address of `--iface`).
-    Derived(String),
-    /// Recorded by `up` in a site file; `given` is where `up` got it from.
-    Site {
-        file: PathBuf,
-        given: Box<Source>,
-    },
-}
-
-impl Source {
-    /// Where a value first came from, looking through site records (a value `up` took from
-    /// a record keeps the source it was recorded with).
-    pub fn original(&self) -> &Source {
-        match self {
-            Source::Site { given, .. } => given.original(),
-            other => other,
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::File(p) => write!(f, "config file {}", p.display()),
-            Source::Env(v) => write!(f, "environment {v}"),
-            Source::Flag(flag) => write!(f, "flag {flag}"),
-            Source::Derived(how) => write!(f, "derived: {how}"),
-            Source::Site { file, given } => write!(f, "site ({}), first from {given}", file.display()),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -494,8 +455,14 @@ mod tests {
             config_file_to_read(flag, env, exists).map(|p| p.display().to_string())
         };
 
-        assert_eq!(pick(flag(), &env_set, &cwd_has_one).as_deref(), Some("/srv/from-flag.yaml"));
-        assert_eq!(pick(None, &env_set, &cwd_has_one).as_deref(), Some("/etc/from-env.yaml"));
+        assert_eq!(
+            pick(flag(), &env_set, &cwd_has_one).as_deref(),
+            Some("/srv/from-flag.yaml")
+        );
+        assert_eq!(
+            pick(None, &env_set, &cwd_has_one).as_deref(),
+            Some("/etc/from-env.yaml")
+        );
         assert_eq!(pick(None, &env_unset, &cwd_has_one).as_deref(), Some("cozyboot.yaml"));
         assert_eq!(pick(None, &env_unset, &cwd_has_none), None);
     }
