@@ -438,7 +438,9 @@ mod tests {
         assert!(is_noop(&plan(&d, &o)), "they cover the address: nothing to do");
 
         o.certificates = None;
-        assert!(plan(&d, &o).contains(&Action::GenerateCertificates { reason: "none yet".into() }));
+        assert!(plan(&d, &o).contains(&Action::GenerateCertificates {
+            reason: "none yet".into()
+        }));
 
         o.certificates = d.certificates.clone();
         d.certificates = Some(ServerNames::for_server("10.0.0.3".parse().unwrap()));
@@ -447,7 +449,11 @@ mod tests {
             .iter()
             .filter_map(|a| match a {
                 Action::GenerateCertificates { reason } => Some(reason.as_str()),
-                Action::ReplaceContainer { role: Role::Matchbox, reason, .. } => Some(reason.as_str()),
+                Action::ReplaceContainer {
+                    role: Role::Matchbox,
+                    reason,
+                    ..
+                } => Some(reason.as_str()),
                 _ => None,
             })
             .collect();

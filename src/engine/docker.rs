@@ -1127,9 +1127,16 @@ mod tests {
     fn pulls_by_name_and_tag_and_never_all_tags() {
         // How references split is image_ref's (tested there); the engine's part is that a
         // missing tag means `latest` (an empty tag would pull every tag) and a digest pins.
-        for (reference, name, tag) in [("alpine", "alpine", "latest"), ("127.0.0.1:5000/a/b:tag", "127.0.0.1:5000/a/b", "tag")] {
+        for (reference, name, tag) in [
+            ("alpine", "alpine", "latest"),
+            ("127.0.0.1:5000/a/b:tag", "127.0.0.1:5000/a/b", "tag"),
+        ] {
             let (got_name, got_tag) = split_reference(reference).unwrap();
-            assert_eq!((got_name.as_str(), got_tag.as_deref()), (name, Some(tag)), "{reference}");
+            assert_eq!(
+                (got_name.as_str(), got_tag.as_deref()),
+                (name, Some(tag)),
+                "{reference}"
+            );
         }
         let digest = "quay.io/poseidon/matchbox@sha256:0123abcd";
         assert_eq!(split_reference(digest).unwrap(), (digest.to_owned(), None));

@@ -108,7 +108,9 @@ mod tests {
             other => panic!("{other}"),
         }
         let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("clap refused {argv:?}: {e}"));
-        let Command::Render(args) = cli.command else { unreachable!() };
+        let Command::Render(args) = cli.command else {
+            unreachable!()
+        };
         let env = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let resolved = crate::settings::resolve(Inputs {
             config_file,
@@ -132,7 +134,11 @@ mod tests {
     fn spellings<T: Choice>() -> Vec<(&'static str, T)> {
         T::ALL
             .iter()
-            .flat_map(|c| std::iter::once(c.name()).chain(c.aliases().iter().copied()).map(|s| (s, *c)))
+            .flat_map(|c| {
+                std::iter::once(c.name())
+                    .chain(c.aliases().iter().copied())
+                    .map(|s| (s, *c))
+            })
             .collect()
     }
 
@@ -140,9 +146,21 @@ mod tests {
     fn flags_environment_and_file_accept_the_same_spellings() {
         let mut cases: Vec<(&str, &str, &str)> = Vec::new();
         cases.extend(spellings::<Arch>().into_iter().map(|(s, c)| ("arch", s, c.name())));
-        cases.extend(spellings::<Variant>().into_iter().map(|(s, c)| ("variant", s, c.name())));
-        cases.extend(spellings::<PullPolicy>().into_iter().map(|(s, c)| ("pull", s, c.name())));
-        cases.extend(spellings::<LogLevel>().into_iter().map(|(s, c)| ("log-level", s, c.name())));
+        cases.extend(
+            spellings::<Variant>()
+                .into_iter()
+                .map(|(s, c)| ("variant", s, c.name())),
+        );
+        cases.extend(
+            spellings::<PullPolicy>()
+                .into_iter()
+                .map(|(s, c)| ("pull", s, c.name())),
+        );
+        cases.extend(
+            spellings::<LogLevel>()
+                .into_iter()
+                .map(|(s, c)| ("log-level", s, c.name())),
+        );
         assert!(cases.contains(&("arch", "aarch64", "arm64")));
         for (key, spelling, meant) in cases {
             for source in ["flag", "env", "file"] {
@@ -155,7 +173,12 @@ mod tests {
 
     #[test]
     fn a_bad_value_gets_the_same_error_from_flags_environment_and_file() {
-        for (key, bad) in [("arch", "ppc64"), ("variant", "spin-all"), ("pull", "sometimes"), ("log-level", "loud")] {
+        for (key, bad) in [
+            ("arch", "ppc64"),
+            ("variant", "spin-all"),
+            ("pull", "sometimes"),
+            ("log-level", "loud"),
+        ] {
             let errors: Vec<ConfigError> = ["flag", "env", "file"]
                 .into_iter()
                 .map(|source| {

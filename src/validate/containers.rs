@@ -187,11 +187,11 @@ fn differs_in(running: &str, expected: &str) -> String {
     let arch = |t: &str| ["-amd64", "-arm64"].into_iter().find(|a| t.ends_with(a));
     if rn != en {
         " (another repository: wrong variant or registry?)".into()
-    } else if arch(&rt) != arch(&et) && arch(&et).is_some() {
+    } else if arch(rt) != arch(et) && arch(et).is_some() {
         format!(
             " (arch suffix {} instead of {})",
-            arch(&rt).unwrap_or("none"),
-            arch(&et).unwrap_or_default()
+            arch(rt).unwrap_or("none"),
+            arch(et).unwrap_or_default()
         )
     } else {
         format!(" (tag {rt} instead of {et})")
