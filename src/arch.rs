@@ -183,17 +183,34 @@ impl fmt::Display for Arch {
     }
 }
 
+impl crate::settings::choice::Choice for Arch {
+    const WHAT: &'static str = "architecture";
+    const ALL: &'static [Self] = &Arch::ALL;
+
+    fn name(self) -> &'static str {
+        Arch::name(self)
+    }
+
+    /// The kernel's and Debian's spellings, as `uname -m` and `dpkg --print-architecture` say.
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Arch::Arm64 => &["aarch64"],
+            Arch::Amd64 => &["x86_64", "x86-64"],
+        }
+    }
+}
+
 impl FromStr for Arch {
     type Err = String;
 
+    /// As a setting is parsed, with the value in the message (a `talos-nodes` entry shows
+    /// its MAC address, not the architecture).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "arm64" | "aarch64" => Ok(Arch::Arm64),
-            "amd64" | "x86_64" | "x86-64" => Ok(Arch::Amd64),
-            other => Err(format!(
-                "unknown architecture '{other}': cozyboot serves 'arm64' and 'amd64'"
-            )),
-        }
+        use crate::settings::choice::Choice;
+        <Arch as Choice>::parse(s).map_err(|problem| {
+            let names: Vec<String> = Arch::ALL.iter().map(|a| format!("'{a}'")).collect();
+            format!("{problem} '{}': cozyboot serves {}", s.trim(), names.join(" and "))
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 //! Command-line types only: parsing lives here, behaviour lives in `commands`.
 
+use crate::arch::Arch;
 use crate::settings::raw::{NodeEntry, Raw, Text};
+use crate::settings::{choice, LogLevel, PullPolicy, Variant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -21,7 +23,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// YAML config file [default: ./cozyboot.yaml when it exists; env: COZYBOOT_CONFIG].
+    /// YAML config file [env: COZYBOOT_CONFIG; else ./cozyboot.yaml when it exists].
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -225,7 +227,7 @@ pub struct CompletionsArgs {
 #[command(next_help_heading = "Settings")]
 pub struct SettingsArgs {
     /// Cozystack Talos variant [default: spin-only].
-    #[arg(long, value_parser = ["spin-only", "spin-tailscale"])]
+    #[arg(long, value_parser = choice::value_parser::<Variant>())]
     pub variant: Option<String>,
     /// Image tag of the variant's talos and matchbox images [default: latest].
     #[arg(long)]
@@ -265,7 +267,7 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Architectures to serve [default: arm64].
-    #[arg(long, value_name = "ARCH", value_delimiter = ',', value_parser = ["arm64", "amd64"])]
+    #[arg(long, value_name = "ARCH", value_delimiter = ',', value_parser = choice::value_parser::<Arch>())]
     pub arch: Vec<String>,
     /// File name of the arm64 iPXE binary in the TFTP root [default: bootaa64.efi].
     #[arg(long, value_name = "NAME")]
@@ -303,10 +305,10 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
     /// When to pull images [default: missing].
-    #[arg(long, value_parser = ["missing", "always", "never"])]
+    #[arg(long, value_parser = choice::value_parser::<PullPolicy>())]
     pub pull: Option<String>,
     /// matchbox log level [default: info].
-    #[arg(long, value_parser = ["debug", "info", "warn", "error"])]
+    #[arg(long, value_parser = choice::value_parser::<LogLevel>())]
     pub log_level: Option<String>,
     /// Name of the matchbox container [default: matchbox].
     #[arg(long, value_name = "NAME")]

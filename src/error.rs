@@ -1,7 +1,6 @@
 //! Errors that reach the user, and the exit code each kind maps to.
 
-use crate::settings::Source;
-use std::fmt;
+pub use crate::setting_problem::ConfigError;
 
 /// Exit codes are part of the interface: scripts and CI jobs branch on them.
 pub mod exit {
@@ -11,51 +10,6 @@ pub mod exit {
     pub const CONFIG: i32 = 2;
     /// The Docker Engine could not be reached.
     pub const DOCKER_UNREACHABLE: i32 = 3;
-}
-
-/// One problem with one setting: what, where it came from, why it is wrong, how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ConfigError {
-    pub field: String,
-    pub value: Option<String>,
-    pub source: Option<Source>,
-    pub problem: String,
-    pub fix: String,
-}
-
-impl ConfigError {
-    pub fn new(field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.into(),
-            value: None,
-            source: None,
-            problem: problem.into(),
-            fix: fix.into(),
-        }
-    }
-
-    pub fn value(mut self, value: impl Into<String>) -> Self {
-        self.value = Some(value.into());
-        self
-    }
-
-    pub fn from_source(mut self, source: Option<&Source>) -> Self {
-        self.source = source.cloned();
-        self
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.field)?;
-        if let Some(value) = &self.value {
-            write!(f, " = '{value}'")?;
-        }
-        if let Some(source) = &self.source {
-            write!(f, " (from {source})")?;
-        }
-        write!(f, ": {}\n  fix: {}", self.problem, self.fix)
-    }
 }
 
 /// Everything a command can fail with.

@@ -8,6 +8,7 @@ use crate::engine::spec::ContainerSpec;
 use crate::render::containers::{Role, LABEL_SPEC_HASH};
 use crate::settings::PullPolicy;
 use crate::state::{SourceKind, State};
+use crate::tls::ServerNames;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +26,8 @@ pub struct Desired {
     pub x86_bootloaders: bool,
     /// Where the arm64 iPXE binary comes from, when arm64 is served.
     pub arm64_source: Option<Arm64Source>,
-    pub certificates: bool,
+    /// The names matchbox's gRPC server certificate must cover, when the API is enabled.
+    pub certificates: Option<ServerNames>,
     /// matchbox first: dnsmasq may share its network namespace.
     pub containers: Vec<(Role, ContainerSpec)>,
     /// Whether dnsmasq shares matchbox's network namespace (so a new matchbox means a new dnsmasq).
@@ -56,7 +58,8 @@ pub struct Observed {
     pub assets_present: BTreeMap<String, bool>,
     pub x86_bootloaders_present: bool,
     pub arm64_bootloader_present: bool,
-    pub certificates_present: bool,
+    /// The names the certificates on disk cover; `None` when there is no complete set.
+    pub certificates: Option<ServerNames>,
     pub containers: BTreeMap<String, ObservedContainer>,
 }
 
@@ -101,7 +104,9 @@ pub enum Action {
     WriteConfig {
         files: Vec<String>,
     },
-    GenerateCertificates,
+    GenerateCertificates {
+        reason: String,
+    },
     CreateContainer {
         role: Role,
         name: String,
@@ -147,7 +152,7 @@ impl Action {
                 (_, None) => format!("install the arm64 iPXE binary from {source} ({kind}; {reason})"),
             },
             Action::WriteConfig { files } => format!("write {} matchbox file(s)", files.len()),
-            Action::GenerateCertificates => "generate matchbox gRPC TLS certificates".into(),
+            Action::GenerateCertificates { reason } => format!("generate matchbox gRPC TLS certificates ({reason})"),
             Action::CreateContainer { name, .. } => format!("create and start {name}"),
             Action::ReplaceContainer { name, reason, .. } => format!("replace {name} ({reason})"),
             Action::Keep { name, .. } => format!("keep {name} (unchanged, running)"),
@@ -244,8 +249,14 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Action> {
         }
     }
 
-    if d.certificates && !o.certificates_present {
-        actions.push(Action::GenerateCertificates);
+    let certificates_reason = d.certificates.as_ref().and_then(|wanted| match &o.certificates {
+        None => Some("none yet".to_string()),
+        Some(have) if have != wanted => Some(format!("they cover {have}, not {wanted}")),
+        Some(_) => None,
+    });
+    let certificates_regenerated = certificates_reason.is_some();
+    if let Some(reason) = certificates_reason {
+        actions.push(Action::GenerateCertificates { reason });
     }
     if !d.files_to_write.is_empty() {
         actions.push(Action::WriteConfig {
@@ -258,6 +269,10 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Action> {
         let reason = container_reason(spec, o.containers.get(&spec.name), image_id(&spec.image));
         let reason = match reason {
             Some(r) => Some(r),
+            // matchbox reads its certificates only when it starts.
+            None if *role == Role::Matchbox && certificates_regenerated => {
+                Some(Reason::Replace("its gRPC TLS certificates were regenerated".into()))
+            }
             None if *role == Role::Dnsmasq && d.dnsmasq_follows_matchbox && matchbox_replaced => {
                 Some(Reason::Replace("it shares matchbox's network namespace".into()))
             }
@@ -349,7 +364,7 @@ mod tests {
             arches: vec![Arch::Arm64],
             x86_bootloaders: false,
             arm64_source: None,
-            certificates: false,
+            certificates: None,
             containers: vec![
                 (Role::Matchbox, spec("matchbox", &["-address=0.0.0.0:8080"], "m1")),
                 (Role::Dnsmasq, spec("dnsmasq", &["-d"], "d1")),
@@ -401,6 +416,7 @@ mod tests {
             images,
             state,
             assets_present: BTreeMap::from([("arm64".into(), true)]),
+            certificates: d.certificates.clone(),
             containers,
             ..Observed::default()
         }
@@ -412,6 +428,42 @@ mod tests {
         let o = settled(&d);
         assert!(pulls(&d, &o).unwrap().is_empty());
         assert!(is_noop(&plan(&d, &o)));
+    }
+
+    #[test]
+    fn certificates_are_generated_when_missing_and_again_when_the_server_address_changes() {
+        let mut d = desired();
+        d.certificates = Some(ServerNames::for_server("10.0.0.2".parse().unwrap()));
+        let mut o = settled(&d);
+        assert!(is_noop(&plan(&d, &o)), "they cover the address: nothing to do");
+
+        o.certificates = None;
+        assert!(plan(&d, &o).contains(&Action::GenerateCertificates {
+            reason: "none yet".into()
+        }));
+
+        o.certificates = d.certificates.clone();
+        d.certificates = Some(ServerNames::for_server("10.0.0.3".parse().unwrap()));
+        let actions = plan(&d, &o);
+        let reasons: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::GenerateCertificates { reason } => Some(reason.as_str()),
+                Action::ReplaceContainer {
+                    role: Role::Matchbox,
+                    reason,
+                    ..
+                } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "they cover 10.0.0.2, 127.0.0.1, localhost, matchbox, not 10.0.0.3, 127.0.0.1, localhost, matchbox",
+                "its gRPC TLS certificates were regenerated",
+            ]
+        );
     }
 
     #[test]

@@ -207,7 +207,7 @@ fn desired(cx: &Context<'_>) -> Desired {
         arches: s.arches.clone(),
         x86_bootloaders: s.serves(Arch::Amd64),
         arm64_source: cx.arm64.clone(),
-        certificates: s.rpc_port.is_some(),
+        certificates: s.rpc_port.map(|_| crate::tls::ServerNames::for_server(s.server_ip)),
         containers: vec![
             (Role::Matchbox, cx.specs[0].clone()),
             (Role::Dnsmasq, cx.specs[1].clone()),
@@ -251,7 +251,7 @@ async fn observe(cx: &Context<'_>) -> Result<Observed, Error> {
         assets_present,
         x86_bootloaders_present,
         arm64_bootloader_present,
-        certificates_present: crate::tls::present(&containers::tls_dir(s)),
+        certificates: crate::tls::covered(&containers::tls_dir(s)),
         containers,
     })
 }
@@ -534,8 +534,9 @@ async fn execute(
             save(s, st)?;
             Some(line)
         }
-        Action::GenerateCertificates => {
-            crate::tls::generate(&containers::tls_dir(s), s.server_ip).map_err(Error::Failed)?;
+        Action::GenerateCertificates { .. } => {
+            let names = crate::tls::ServerNames::for_server(s.server_ip);
+            crate::tls::generate(&containers::tls_dir(s), &names).map_err(Error::Failed)?;
             Some(format!(
                 "generated gRPC TLS certificates in {}",
                 containers::tls_dir(s).display()

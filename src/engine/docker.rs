@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use super::extract::{extract, ExtractError, ExtractReport, Limits};
 use super::spec::{ContainerSpec, NetworkMode};
+use crate::image_ref::ImageRef;
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Connecting and pinging a healthy local engine takes milliseconds; anything slower is a
@@ -924,24 +925,17 @@ fn split_reference(reference: &str) -> Result<(String, Option<String>), EngineEr
     if reference.is_empty() || reference.chars().any(char::is_whitespace) {
         return Err(invalid("it is empty or contains whitespace"));
     }
-    if let Some((name, digest)) = reference.split_once('@') {
-        if name.is_empty() || !digest.contains(':') {
+    let parts = ImageRef::split(reference);
+    if let Some(digest) = parts.digest {
+        if parts.name.is_empty() || !digest.contains(':') {
             return Err(invalid("expected name@algorithm:digest"));
         }
         return Ok((reference.to_owned(), None));
     }
-    let last_part_start = reference.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match reference[last_part_start..].rfind(':') {
-        Some(i) => {
-            let colon = last_part_start + i;
-            (&reference[..colon], &reference[colon + 1..])
-        }
-        None => (reference, "latest"),
-    };
-    if name.is_empty() || name.ends_with('/') || tag.is_empty() {
+    if parts.name.is_empty() || parts.name.ends_with('/') || parts.tag == Some("") {
         return Err(invalid("expected [registry[:port]/]name[:tag]"));
     }
-    Ok((name.to_owned(), Some(tag.to_owned())))
+    Ok((parts.name.to_owned(), Some(parts.tag_or_latest().to_owned())))
 }
 
 /// The name Docker puts first in the tar of a directory: its last path component.
@@ -1130,22 +1124,19 @@ mod tests {
     use std::path::PathBuf;
 
     #[test]
-    fn splits_references_without_ever_pulling_all_tags() {
-        let cases = [
-            ("alpine", "alpine", Some("latest")),
-            ("alpine:3.20", "alpine", Some("3.20")),
-            (
-                "ghcr.io/cozystack/cozystack/talos:v1.10.5",
-                "ghcr.io/cozystack/cozystack/talos",
-                Some("v1.10.5"),
-            ),
-            ("127.0.0.1:5000/a/b:tag", "127.0.0.1:5000/a/b", Some("tag")),
-            ("127.0.0.1:5000/a/b", "127.0.0.1:5000/a/b", Some("latest")),
-            ("localhost:5000/x", "localhost:5000/x", Some("latest")),
-        ];
-        for (reference, name, tag) in cases {
+    fn pulls_by_name_and_tag_and_never_all_tags() {
+        // How references split is image_ref's (tested there); the engine's part is that a
+        // missing tag means `latest` (an empty tag would pull every tag) and a digest pins.
+        for (reference, name, tag) in [
+            ("alpine", "alpine", "latest"),
+            ("127.0.0.1:5000/a/b:tag", "127.0.0.1:5000/a/b", "tag"),
+        ] {
             let (got_name, got_tag) = split_reference(reference).unwrap();
-            assert_eq!((got_name.as_str(), got_tag.as_deref()), (name, tag), "{reference}");
+            assert_eq!(
+                (got_name.as_str(), got_tag.as_deref()),
+                (name, Some(tag)),
+                "{reference}"
+            );
         }
         let digest = "quay.io/poseidon/matchbox@sha256:0123abcd";
         assert_eq!(split_reference(digest).unwrap(), (digest.to_owned(), None));

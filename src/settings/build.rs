@@ -1,13 +1,15 @@
 //! Turning a merged [`Raw`] layer into validated [`Settings`], collecting every problem.
 
+use super::choice::Choice;
 use super::net::HostNet;
 use super::raw::{NodeEntry, Raw, Text};
 use super::{
-    error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, Network, NodeConfig, PullPolicy, Settings,
-    Source, Variant,
+    error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, LogLevel, Network, NodeConfig, PullPolicy,
+    Settings, Source, Variant,
 };
 use crate::arch::Arch;
-use crate::error::{ConfigError, Error};
+use crate::error::Error;
+use crate::setting_problem::ConfigError;
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -20,7 +22,6 @@ pub const DEFAULT_DATA_DIR: &str = "/opt/matchbox";
 /// boot.ipxe.org/<platform>/).
 pub const DEFAULT_IPXE_ARM64_URL: &str = "https://boot.ipxe.org/arm64-efi/ipxe.efi";
 const DEFAULT_LEASE_TIME: &str = "12h";
-const MATCHBOX_LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error"];
 
 /// What the settings are for decides what must exist on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,17 @@ impl Checker<'_> {
             e = e.value(v);
         }
         self.errors.push(e);
+    }
+
+    /// A [`Choice`] setting's value, or the same error whichever source gave it.
+    fn choice<T: Choice>(&mut self, field: &str, text: &str) -> Option<T> {
+        match T::parse(text) {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                self.fail(field, Some(text), problem, T::fix());
+                None
+            }
+        }
     }
 
     fn default<T>(&mut self, field: &str, value: T) -> T {
@@ -100,18 +112,7 @@ pub(super) fn build(
 
     let variant = match text(&raw.variant) {
         None => Some(c.default("variant", Variant::SpinOnly)),
-        Some(v) => match Variant::ALL.into_iter().find(|x| x.name() == v.trim()) {
-            Some(x) => Some(x),
-            None => {
-                c.fail(
-                    "variant",
-                    Some(v),
-                    "unknown variant",
-                    "use 'spin-only' or 'spin-tailscale'",
-                );
-                None
-            }
-        },
+        Some(v) => c.choice("variant", v),
     };
 
     let tag = match text(&raw.tag) {
@@ -258,33 +259,16 @@ pub(super) fn build(
 
     let pull = match text(&raw.pull) {
         None => c.default("pull", PullPolicy::Missing),
-        Some("missing") => PullPolicy::Missing,
-        Some("always") => PullPolicy::Always,
-        Some("never") => PullPolicy::Never,
-        Some(other) => {
-            c.fail(
-                "pull",
-                Some(other),
-                "unknown pull policy",
-                "use missing, always or never",
-            );
-            PullPolicy::Missing
-        }
+        Some(p) => c.choice("pull", p).unwrap_or(PullPolicy::Missing),
     };
 
+    // Kept as text: it is passed to matchbox as is.
     let log_level = match text(&raw.log_level) {
-        None => c.default("log-level", "info".to_string()),
-        Some(l) if MATCHBOX_LOG_LEVELS.contains(&l) => l.to_string(),
-        Some(l) => {
-            c.fail(
-                "log-level",
-                Some(l),
-                "not a matchbox log level",
-                format!("use one of {}", MATCHBOX_LOG_LEVELS.join(", ")),
-            );
-            l.to_string()
-        }
-    };
+        None => c.default("log-level", LogLevel::Info),
+        Some(l) => c.choice("log-level", l).unwrap_or(LogLevel::Info),
+    }
+    .name()
+    .to_string();
 
     let names = ContainerNames {
         matchbox: container_name(&mut c, "matchbox-name", &raw.matchbox_name, "matchbox"),

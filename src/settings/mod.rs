@@ -10,64 +10,26 @@
 #![allow(clippy::result_large_err)]
 
 mod build;
+pub mod choice;
 pub mod images;
 pub mod net;
 pub mod raw;
 mod talos;
 
 use crate::arch::Arch;
-use crate::error::{ConfigError, Error};
+use crate::error::Error;
+use crate::setting_problem::ConfigError;
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+pub use crate::setting_problem::Source;
 pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_IPXE_ARM64_URL, DEFAULT_REGISTRY};
 pub use raw::Raw;
 pub use talos::TalosConfig;
-
-/// Where a setting's value came from, shown by `render --print-settings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
-pub enum Source {
-    Default,
-    File(PathBuf),
-    Env(String),
-    Flag(String),
-    /// Computed from other settings or from the host (e.g. the address of `--iface`).
-    Derived(String),
-    /// Recorded by `up` in a site file; `given` is where `up` got it from.
-    Site {
-        file: PathBuf,
-        given: Box<Source>,
-    },
-}
-
-impl Source {
-    /// Where a value first came from, looking through site records (a value `up` took from
-    /// a record keeps the source it was recorded with).
-    pub fn original(&self) -> &Source {
-        match self {
-            Source::Site { given, .. } => given.original(),
-            other => other,
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::File(p) => write!(f, "config file {}", p.display()),
-            Source::Env(v) => write!(f, "environment {v}"),
-            Source::Flag(flag) => write!(f, "flag {flag}"),
-            Source::Derived(how) => write!(f, "derived: {how}"),
-            Source::Site { file, given } => write!(f, "site ({}), first from {given}", file.display()),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -84,6 +46,15 @@ impl Variant {
             Variant::SpinOnly => "spin-only",
             Variant::SpinTailscale => "spin-tailscale",
         }
+    }
+}
+
+impl choice::Choice for Variant {
+    const WHAT: &'static str = "variant";
+    const ALL: &'static [Self] = &Variant::ALL;
+
+    fn name(self) -> &'static str {
+        Variant::name(self)
     }
 }
 
@@ -126,6 +97,42 @@ pub enum PullPolicy {
     Missing,
     Always,
     Never,
+}
+
+impl choice::Choice for PullPolicy {
+    const WHAT: &'static str = "pull policy";
+    const ALL: &'static [Self] = &[PullPolicy::Missing, PullPolicy::Always, PullPolicy::Never];
+
+    fn name(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
+    }
+}
+
+/// matchbox's `-log-level` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl choice::Choice for LogLevel {
+    const WHAT: &'static str = "matchbox log level";
+    const ALL: &'static [Self] = &[LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error];
+
+    fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
 }
 
 /// File names of the bootloaders in the TFTP root.
@@ -295,7 +302,7 @@ impl Settings {
             ),
             ("rpc", self.rpc_port.is_some().to_string()),
             ("rpc-port", opt(self.rpc_port.map(|p| p.to_string()))),
-            ("pull", format!("{:?}", self.pull).to_ascii_lowercase()),
+            ("pull", choice::Choice::name(self.pull).to_string()),
             ("log-level", self.log_level.clone()),
             ("matchbox-name", self.names.matchbox.clone()),
             ("dnsmasq-name", self.names.dnsmasq.clone()),
@@ -340,7 +347,7 @@ pub fn no_site(_: Option<&Path>) -> Result<Option<SiteLayer>, Error> {
 /// The inputs to resolution, gathered by the CLI so that this module never reads the
 /// process environment or argv itself.
 pub struct Inputs<'a> {
-    /// `--config`; when `None`, `./cozyboot.yaml` is read if it exists.
+    /// `--config`; when `None`, see [`config_file_to_read`].
     pub config_file: Option<PathBuf>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub flags: Raw,
@@ -353,14 +360,21 @@ pub struct Inputs<'a> {
 
 pub const DEFAULT_CONFIG_FILE: &str = "cozyboot.yaml";
 
+/// Which config file is read: `--config`, else `COZYBOOT_CONFIG`, else `./cozyboot.yaml` when
+/// it exists. What the user names beats what merely lies in the working directory, so an
+/// exported `COZYBOOT_CONFIG` is not silently ignored in a folder that has a `cozyboot.yaml`.
+fn config_file_to_read(
+    flag: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+    exists: &dyn Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    flag.or_else(|| env("COZYBOOT_CONFIG").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| exists(p)))
+}
+
 /// Merges every source and validates the result; every problem found is reported at once.
 pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, Error> {
-    let config_file = match inputs.config_file.clone() {
-        Some(path) => Some(path),
-        None => (inputs.env)("COZYBOOT_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists())),
-    };
+    let config_file = config_file_to_read(inputs.config_file.clone(), inputs.env, &|p| p.exists());
     let file_layer = match &config_file {
         Some(path) => Some(raw::from_file(path).map_err(Error::config)?),
         None => None,
@@ -424,4 +438,32 @@ pub(crate) fn error_for(
     fix: impl Into<String>,
 ) -> ConfigError {
     ConfigError::new(field, problem, fix).from_source(origins.get(field))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_precedence_is_flag_then_environment_then_the_working_directory() {
+        let env_set = |k: &str| (k == "COZYBOOT_CONFIG").then(|| "/etc/from-env.yaml".to_string());
+        let env_unset = |_: &str| None;
+        let cwd_has_one = |p: &Path| p == Path::new(DEFAULT_CONFIG_FILE);
+        let cwd_has_none = |_: &Path| false;
+        let flag = || Some(PathBuf::from("/srv/from-flag.yaml"));
+        let pick = |flag, env: &dyn Fn(&str) -> Option<String>, exists: &dyn Fn(&Path) -> bool| {
+            config_file_to_read(flag, env, exists).map(|p| p.display().to_string())
+        };
+
+        assert_eq!(
+            pick(flag(), &env_set, &cwd_has_one).as_deref(),
+            Some("/srv/from-flag.yaml")
+        );
+        assert_eq!(
+            pick(None, &env_set, &cwd_has_one).as_deref(),
+            Some("/etc/from-env.yaml")
+        );
+        assert_eq!(pick(None, &env_unset, &cwd_has_one).as_deref(), Some("cozyboot.yaml"));
+        assert_eq!(pick(None, &env_unset, &cwd_has_none), None);
+    }
 }

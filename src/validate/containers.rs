@@ -2,6 +2,7 @@
 
 use super::{Check, Findings};
 use crate::engine::docker::{ContainerInfo, Engine, EngineError};
+use crate::image_ref::ImageRef;
 use crate::render::containers::Role;
 use crate::settings::Settings;
 use std::time::Duration;
@@ -177,20 +178,20 @@ async fn image(engine: &Engine, role: Role, expected: &str, c: Option<&Container
 
 /// Names what part of two image references differs: the variant, the tag, the arch suffix.
 fn differs_in(running: &str, expected: &str) -> String {
-    let split = |r: &str| match r.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-        Some((name, tag)) => (name.to_string(), tag.to_string()),
-        None => (r.to_string(), "latest".to_string()),
+    let split = |r| {
+        let parts = ImageRef::split(r);
+        (parts.name, parts.tag_or_latest())
     };
     let (rn, rt) = split(running);
     let (en, et) = split(expected);
     let arch = |t: &str| ["-amd64", "-arm64"].into_iter().find(|a| t.ends_with(a));
     if rn != en {
         " (another repository: wrong variant or registry?)".into()
-    } else if arch(&rt) != arch(&et) && arch(&et).is_some() {
+    } else if arch(rt) != arch(et) && arch(et).is_some() {
         format!(
             " (arch suffix {} instead of {})",
-            arch(&rt).unwrap_or("none"),
-            arch(&et).unwrap_or_default()
+            arch(rt).unwrap_or("none"),
+            arch(et).unwrap_or_default()
         )
     } else {
         format!(" (tag {rt} instead of {et})")
