@@ -9,6 +9,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod foreign;
+pub mod journey;
 pub mod layout;
 pub mod matchbox_version;
 pub mod pe;
