@@ -180,6 +180,13 @@ impl Folder {
 
     pub fn add(&mut self, e: &Event) {
         let at = e.at;
+        if is_validate_probe(&e.what) {
+            // `cozyboot validate` asks /boot.ipxe, then /ipxe and the assets as its sample MAC.
+            if matches!(e.what, What::Profile { .. }) {
+                self.boot_scripts.pop_front();
+            }
+            return;
+        }
         match &e.what {
             What::DhcpRequest {
                 mac,
@@ -277,6 +284,19 @@ impl Folder {
             }
         }
     }
+}
+
+/// [`crate::validate::matchbox::SAMPLE_MAC`] as the parsers normalise it.
+const VALIDATE_MAC: &str = "02:63:6f:7a:79:01";
+
+/// `cozyboot validate`'s requests carry a MAC no NIC has; they are not a machine.
+fn is_validate_probe(what: &What) -> bool {
+    let mac = match what {
+        What::Profile { mac, .. } => Some(mac),
+        What::NoProfile { mac, .. } | What::Asset { mac, .. } | What::Config { mac } => mac.as_ref(),
+        _ => None,
+    };
+    mac.is_some_and(|m| m == VALIDATE_MAC)
 }
 
 /// Journeys from facts of both logs. Facts are ordered by time; facts without one (dnsmasq
@@ -394,6 +414,17 @@ mod tests {
         let j = &fold(events)["52:54:00:c0:0b:11"];
         assert_eq!(j.attempts, 2);
         assert!(j.stages.is_empty());
+    }
+
+    #[test]
+    fn validates_sample_mac_is_no_machine() {
+        let text = "\
+time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /boot.ipxe\"
+time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /ipxe?uuid=x&mac=02-63-6f-7a-79-01&arch=arm64\"
+time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /assets/talos/arm64/vmlinuz?mac=02-63-6f-7a-79-01\"
+";
+        assert!(fold(matchbox_log::events(text)).is_empty());
+        assert_eq!(VALIDATE_MAC.replace(':', "-"), crate::validate::matchbox::SAMPLE_MAC);
     }
 
     #[test]
