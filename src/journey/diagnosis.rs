@@ -8,10 +8,19 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct Site {
     pub arches: Vec<Arch>,
-    /// Talos configs are served to this MAC (`talos-config`, or a `talos-nodes` entry).
-    pub serves_config: fn(&str) -> bool,
+    /// `talos-config` is set: every machine is served a config.
+    pub config_for_all: bool,
+    /// The MACs of `talos-nodes` entries (lower-case, colons).
+    pub config_macs: Vec<String>,
     /// `server-ip:http-port`, to name in fixes.
     pub http: String,
+}
+
+impl Site {
+    /// Talos configs are served to this MAC, so it should fetch one.
+    pub fn serves_config(&self, mac: &str) -> bool {
+        self.config_for_all || self.config_macs.iter().any(|m| m == mac)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -163,7 +172,7 @@ pub fn diagnose(j: &Journey, site: &Site, now: i64) -> Diagnosis {
                 .into(),
         );
     }
-    let wants_config = (site.serves_config)(&j.mac);
+    let wants_config = site.serves_config(&j.mac);
     if wants_config && !j.reached(Stage::Config) {
         return d(
             Stage::Config,
@@ -199,7 +208,8 @@ mod tests {
     fn site(arches: &[Arch]) -> Site {
         Site {
             arches: arches.to_vec(),
-            serves_config: |_| false,
+            config_for_all: false,
+            config_macs: Vec::new(),
             http: "10.0.0.1:8080".into(),
         }
     }
@@ -292,7 +302,7 @@ mod tests {
         let k = cut(&[Stage::Dhcp, Stage::Tftp, Stage::BootIpxe, Stage::Profile, Stage::Kernel]);
         assert!(diagnose(&k, &s, LATER).finding.contains("never the initramfs"));
         let with_config = Site {
-            serves_config: |_| true,
+            config_macs: vec![base.mac.clone()],
             ..s.clone()
         };
         assert_eq!(diagnose(&base, &with_config, LATER).stopped_before, Some(Stage::Config));

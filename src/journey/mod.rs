@@ -9,5 +9,7 @@ pub mod clock;
 pub mod diagnosis;
 pub mod dnsmasq_log;
 pub mod event;
+pub mod journal;
 pub mod matchbox_log;
 pub mod model;
+pub mod report;
