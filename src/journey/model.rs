@@ -162,6 +162,8 @@ pub struct Folder {
     /// The machine of the last `/ipxe`: assets fetched without `?mac=` (profiles rendered by
     /// an older cozyboot) are its, as iPXE fetches them right after.
     last_profile: Option<String>,
+    /// Addresses `cozyboot validate --probe-dhcp` was offered: their TFTP is no machine's.
+    own_ips: std::collections::HashSet<Ipv4Addr>,
 }
 
 impl Folder {
@@ -182,8 +184,19 @@ impl Folder {
         let at = e.at;
         if is_validate_probe(&e.what) {
             // `cozyboot validate` asks /boot.ipxe, then /ipxe and the assets as its sample MAC.
-            if matches!(e.what, What::Profile { .. }) {
-                self.boot_scripts.pop_front();
+            match &e.what {
+                What::Profile { .. } => {
+                    self.boot_scripts.pop_front();
+                }
+                // Its DHCP probe then fetches the bootloader over TFTP from this address.
+                What::DhcpOffer { ip: Some(ip), .. } => {
+                    self.own_ips.insert(*ip);
+                }
+                // In proxy mode its TFTP comes from an address never logged: no machine's.
+                What::BootFile { file, .. } => {
+                    self.offered_file.remove(file);
+                }
+                _ => {}
             }
             return;
         }
@@ -224,7 +237,7 @@ impl Folder {
             }
             What::TftpSent { file, ip } | What::TftpMissing { file, ip } => {
                 // iPXE looks for autoexec.ipxe first; its absence is normal.
-                if file == "autoexec.ipxe" {
+                if file == "autoexec.ipxe" || self.own_ips.contains(ip) {
                     return;
                 }
                 let Some(mac) = self.ip_to_mac.get(ip).or_else(|| self.offered_file.get(file)).cloned() else {
@@ -286,17 +299,21 @@ impl Folder {
     }
 }
 
-/// [`crate::validate::matchbox::SAMPLE_MAC`] as the parsers normalise it.
-const VALIDATE_MAC: &str = "02:63:6f:7a:79:01";
+/// `cozyboot validate` asks as MACs of its own (locally administered, "coz y" in hex):
+/// `02-63-6f-7a-79-01` for matchbox ([`crate::validate::matchbox::SAMPLE_MAC`]), `...:02` for
+/// its DHCP probe. They are not machines.
+const COZYBOOT_MACS: &str = "02:63:6f:7a:79:";
 
-/// `cozyboot validate`'s requests carry a MAC no NIC has; they are not a machine.
 fn is_validate_probe(what: &What) -> bool {
     let mac = match what {
-        What::Profile { mac, .. } => Some(mac),
+        What::DhcpRequest { mac, .. }
+        | What::DhcpOffer { mac, .. }
+        | What::BootFile { mac, .. }
+        | What::Profile { mac, .. } => Some(mac),
         What::NoProfile { mac, .. } | What::Asset { mac, .. } | What::Config { mac } => mac.as_ref(),
         _ => None,
     };
-    mac.is_some_and(|m| m == VALIDATE_MAC)
+    mac.is_some_and(|m| m.starts_with(COZYBOOT_MACS))
 }
 
 /// Journeys from facts of both logs. Facts are ordered by time; facts without one (dnsmasq
@@ -424,7 +441,11 @@ time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /ipxe?uuid=x&mac=02-63-6
 time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /assets/talos/arm64/vmlinuz?mac=02-63-6f-7a-79-01\"
 ";
         assert!(fold(matchbox_log::events(text)).is_empty());
-        assert_eq!(VALIDATE_MAC.replace(':', "-"), crate::validate::matchbox::SAMPLE_MAC);
+        assert!(crate::validate::matchbox::SAMPLE_MAC
+            .replace('-', ":")
+            .starts_with(COZYBOOT_MACS));
+        let probe = "dnsmasq-dhcp: 5 available DHCP range: x\ndnsmasq-dhcp: 5 vendor class: PXEClient:Arch:00011:UNDI:003000\ndnsmasq-dhcp: 5 DHCPDISCOVER(eth0) 02:63:6f:7a:79:02 \ndnsmasq-dhcp: 5 DHCPOFFER(eth0) 10.0.0.9 02:63:6f:7a:79:02 \ndnsmasq-tftp: sent /a/bootaa64.efi to 10.0.0.9\n";
+        assert!(fold(dnsmasq_log::events(probe)).is_empty());
     }
 
     #[test]
