@@ -1070,7 +1070,7 @@ impl Outcome {
             .flat_map(|log| log.lines())
             .filter(|l| l.contains("DHCPACK(") && l.contains(mac))
             .filter_map(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
-            .last()
+            .next_back()
     }
 
     /// The journey cozyboot reports equals what happened in this boot: the architecture the
