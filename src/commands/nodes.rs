@@ -91,16 +91,7 @@ fn site_of(dir: Option<&Path>) -> (Site, Vec<String>) {
         ..SettingsArgs::default()
     };
     match resolve(&args, None, Purpose::Serve) {
-        Ok(r) => {
-            let s = r.settings;
-            let site = Site {
-                arches: s.arches.clone(),
-                config_for_all: s.talos_config.is_some(),
-                config_macs: s.talos_nodes.iter().map(|n| n.mac.to_lowercase()).collect(),
-                http: format!("{}:{}", s.server_ip, s.http_port),
-            };
-            (site, Vec::new())
-        }
+        Ok(r) => (Site::of(&r.settings), Vec::new()),
         Err(e) => (
             Site {
                 arches: Arch::ALL.to_vec(),

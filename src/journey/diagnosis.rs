@@ -17,6 +17,16 @@ pub struct Site {
 }
 
 impl Site {
+    /// What these settings serve.
+    pub fn of(s: &crate::settings::Settings) -> Site {
+        Site {
+            arches: s.arches.clone(),
+            config_for_all: s.talos_config.is_some(),
+            config_macs: s.talos_nodes.iter().map(|n| n.mac.to_lowercase()).collect(),
+            http: format!("{}:{}", s.server_ip, s.http_port),
+        }
+    }
+
     /// Talos configs are served to this MAC, so it should fetch one.
     pub fn serves_config(&self, mac: &str) -> bool {
         self.config_for_all || self.config_macs.iter().any(|m| m == mac)

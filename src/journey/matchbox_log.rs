@@ -12,6 +12,9 @@
 use super::clock::parse_rfc3339;
 use super::event::{normalize_mac, split_docker_time, Event, What};
 
+/// [`crate::validate::matchbox::SAMPLE_MAC`], as the parsers write MACs.
+const VALIDATE_MAC: &str = "02:63:6f:7a:79:01";
+
 /// Reads one line; `None` for lines that tell nothing about a machine.
 pub fn parse_line(line: &str) -> Option<Event> {
     let (docker_at, line) = split_docker_time(line);
@@ -39,7 +42,13 @@ fn request(url: &str) -> Option<What> {
             .split('&')
             .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
     };
-    let mac = param("mac").and_then(normalize_mac);
+    // validate's requests (a node's check asks as that node) count as validate's own MAC,
+    // which the fold drops; so does its `/boot.ipxe` then.
+    let mac = if query.split('&').any(|kv| kv == crate::validate::matchbox::MARK) {
+        Some(VALIDATE_MAC.to_string())
+    } else {
+        param("mac").and_then(normalize_mac)
+    };
     Some(match path {
         "/boot.ipxe" => What::BootScript,
         "/ipxe" => What::Profile {
@@ -146,6 +155,28 @@ mod tests {
             what(r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /generic?arch=arm64&mac=52-54-00-c0-0b-11""#),
             Some(What::Config {
                 mac: Some("52:54:00:c0:0b:11".into())
+            })
+        );
+    }
+
+    #[test]
+    fn validates_requests_for_a_node_are_validates() {
+        assert_eq!(VALIDATE_MAC.replace(':', "-"), crate::validate::matchbox::SAMPLE_MAC);
+        assert_eq!(
+            what(
+                r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /ipxe?uuid=x&mac=dc-a6-32-01-02-03&domain=&hostname=&serial=&arch=arm64&cozyboot=validate""#
+            ),
+            Some(What::Profile {
+                mac: VALIDATE_MAC.into(),
+                arch: Some("arm64".into())
+            })
+        );
+        assert_eq!(
+            what(
+                r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /generic?arch=arm64&mac=dc-a6-32-01-02-03&cozyboot=validate""#
+            ),
+            Some(What::Config {
+                mac: Some(VALIDATE_MAC.into())
             })
         );
     }

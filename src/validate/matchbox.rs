@@ -228,9 +228,14 @@ async fn boot_ipxe(client: &Client, s: &Settings) -> Check {
     Check::pass(BOOT_IPXE, "/boot.ipxe chains to /ipxe with `arch=${buildarch}`").evidence(evidence)
 }
 
+/// Added to every `/ipxe` and `/generic` request validate makes (matchbox ignores a label no
+/// group selects on): a node's check asks as that node's MAC, and `cozyboot nodes` must not
+/// take validate for the machine.
+pub const MARK: &str = "cozyboot=validate";
+
 fn ipxe_url(s: &Settings, buildarch: &str, mac: &str) -> String {
     format!(
-        "{}/ipxe?uuid={SAMPLE_UUID}&mac={mac}&domain=&hostname=&serial=&arch={buildarch}",
+        "{}/ipxe?uuid={SAMPLE_UUID}&mac={mac}&domain=&hostname=&serial=&arch={buildarch}&{MARK}",
         s.http_base()
     )
 }
@@ -321,6 +326,7 @@ fn expand(url: &str, buildarch: &str, mac: &str) -> String {
 /// Fetches the machine config the kernel line points at; returns its body when served.
 async fn talos_config(client: &Client, url: &str, buildarch: &str, mac: &str, f: &mut Findings) -> Option<String> {
     let url = expand(url, buildarch, mac);
+    let url = format!("{url}{}{MARK}", if url.contains('?') { '&' } else { '?' });
     match get(client, &url).await {
         Ok((status, body)) if status.is_success() => {
             f.note(format!("talos.config: GET {url} → {status}, {} bytes", body.len()));
