@@ -78,6 +78,17 @@ Examples:
   # The last 100 lines of both containers of one site
   cozyboot logs --tail 100 --data-dir /srv/site-b";
 
+const NODES_EXAMPLES: &str = "\
+Examples:
+  # Every machine seen, the stages it reached and why it stopped
+  cozyboot nodes
+
+  # CI: wait up to 10 minutes for 3 machines to fetch their kernel
+  cozyboot nodes --wait 3 --stage kernel --timeout 600
+
+  # Redraw live while machines boot
+  cozyboot nodes --watch";
+
 const RESTART_EXAMPLES: &str = "\
 Examples:
   # Restart the recorded site's matchbox and dnsmasq
@@ -111,6 +122,9 @@ pub enum Command {
     /// Show the logs of matchbox, dnsmasq or both.
     #[command(after_help = LOGS_EXAMPLES)]
     Logs(LogsArgs),
+    /// Every machine's way from DHCP to Talos maintenance mode, and where each one stopped.
+    #[command(after_help = NODES_EXAMPLES)]
+    Nodes(NodesArgs),
     /// Restart the managed containers (or one of them).
     #[command(after_help = RESTART_EXAMPLES)]
     Restart(RestartArgs),
@@ -195,6 +209,31 @@ pub struct LogsArgs {
     pub tail: Option<usize>,
     #[command(flatten)]
     pub site: SiteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub site: SiteArgs,
+    /// Wait until N machines reached --stage (exit 0); after --timeout exit 1 with where each stopped.
+    #[arg(long, value_name = "N")]
+    pub wait: Option<usize>,
+    /// The stage --wait waits for: dhcp, tftp, boot-ipxe, profile, kernel, initramfs, config, talos.
+    #[arg(long, default_value = "talos", value_parser = parse_stage, requires = "wait")]
+    pub stage: crate::journey::model::Stage,
+    /// Seconds --wait waits (or --watch redraws) before giving up.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Redraw the table every 2 seconds until interrupted (or --timeout).
+    #[arg(long, conflicts_with = "wait")]
+    pub watch: bool,
+    /// Do not try TCP 50000 (Talos maintenance mode) on the machines' addresses.
+    #[arg(long)]
+    pub no_probe: bool,
+}
+
+fn parse_stage(s: &str) -> Result<crate::journey::model::Stage, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,9 @@ pub enum Error {
     /// `validate` found failing checks (already printed).
     #[error("{0}")]
     ChecksFailed(String),
+    /// `nodes --wait`: fewer machines than asked reached the stage in time (table printed).
+    #[error("{0}")]
+    NotReached(String),
 }
 
 fn render_config_errors(errors: &[ConfigError]) -> String {
@@ -44,7 +47,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::CONFIG,
             Error::DockerUnreachable(_) => exit::DOCKER_UNREACHABLE,
-            Error::Failed(_) | Error::ChecksFailed(_) => exit::FAILED,
+            Error::Failed(_) | Error::ChecksFailed(_) | Error::NotReached(_) => exit::FAILED,
         }
     }
 
@@ -59,6 +62,7 @@ impl Error {
             Error::DockerUnreachable(_) => "docker-unreachable",
             Error::Failed(_) => "failed",
             Error::ChecksFailed(_) => "checks-failed",
+            Error::NotReached(_) => "not-reached",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod foreign;
 pub mod image_ref;
+pub mod journey;
 pub mod layout;
 pub mod matchbox_version;
 pub mod pe;

@@ -40,6 +40,15 @@ fn report(error: &Error, json: bool) {
         eprintln!("error: validate found problems (exit {})", error.exit_code());
         return;
     }
+    // `nodes --wait`: where each machine stopped is the output that matters.
+    if let Error::NotReached(rendered) = error {
+        print_stdout(rendered);
+        eprintln!(
+            "error: not enough machines reached the stage in time (exit {})",
+            error.exit_code()
+        );
+        return;
+    }
     if json {
         let problems = match error {
             Error::Config(list) => serde_json::to_value(list).unwrap_or_default(),

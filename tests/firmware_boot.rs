@@ -93,6 +93,7 @@ fn serial_console(client: Client) -> &'static str {
 /// `console=`.
 fn assert_booted(o: &Outcome) {
     assert_eq!(o.failed_at, None, "the boot broke:\n{}", o.report());
+    o.assert_journey();
     let marker = format!("{} arch={}", support::firmware::MARKER, o.client.uname_m());
     assert!(
         o.evidence.serial.contains(&marker),
@@ -310,6 +311,21 @@ fn mutation_arch_12_leaves_arm64_uefi_without_a_boot_file() {
         "AAVMF says `No valid offer`:\n{}",
         o.report()
     );
+    // `cozyboot nodes` says so: offered, no boot file, and the arch-12 rule named.
+    let j = o.journey().expect("cozyboot's journeys hold the VM");
+    assert!(j.offered && j.stages.is_empty() && j.client_arch == Some(11), "{j:#?}");
+    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Arm64]), i64::MAX / 2);
+    assert!(d.finding.contains("client-arch,12"), "{d:#?}");
+}
+
+/// The site these tests serve, as `cozyboot nodes` judges journeys against it.
+fn journey_site(arches: &[cozyboot::arch::Arch]) -> cozyboot::journey::diagnosis::Site {
+    cozyboot::journey::diagnosis::Site {
+        arches: arches.to_vec(),
+        config_for_all: false,
+        config_macs: Vec::new(),
+        http: "test".into(),
+    }
 }
 
 /// A BIOS machine chained through iPXE reports `arch=i386`: without the `i386` group matchbox
@@ -322,6 +338,15 @@ fn mutation_no_i386_group_stops_bios_at_ipxe() {
     assert_fails_at(&o, Stage::Ipxe);
     assert!(o.evidence.matchbox.contains("No matching profile"), "{}", o.report());
     assert!(o.evidence.matchbox.contains("arch:i386"), "{}", o.report());
+    let j = o.journey().expect("cozyboot's journeys hold the VM");
+    assert!(j.no_profile, "{j:#?}");
+    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Amd64]), i64::MAX / 2);
+    assert_eq!(
+        d.stopped_before,
+        Some(cozyboot::journey::model::Stage::Profile),
+        "{d:#?}"
+    );
+    assert!(d.finding.contains("no group for arch=i386"), "{d:#?}");
 }
 
 /// Without a serial `console=` last on the kernel line (amd64 profiles before issue 9 had only

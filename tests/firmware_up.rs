@@ -125,7 +125,7 @@ fn cozyboot(work: &Path, args: &[String]) -> (i32, Value, String) {
 
 /// Boots `client` through the site `cozyboot up` starts on the host network, then probes it
 /// with `validate --probe-dhcp`. `None` when it cannot run here (it said why).
-fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value)> {
+fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value, Value)> {
     let artifacts = Artifacts::find()?;
     if !images::require_docker() {
         return None;
@@ -216,7 +216,16 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value)> {
     let mut validate_args = vec!["validate".to_string(), "--json".into(), "--probe-dhcp".into()];
     validate_args.extend(settings.iter().cloned());
     let (_, validation, _) = cozyboot(work.path(), &validate_args);
-    Some((outcome, validation))
+    // What `cozyboot nodes` makes of the running containers' logs (read through the engine).
+    // No TCP probe: the VM is powered off, and the test asserts only what the logs tell.
+    let nodes_args: Vec<String> = ["nodes", "--json", "--no-probe"]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("--data-dir={}", data.display())])
+        .collect();
+    let (code, nodes, stderr) = cozyboot(work.path(), &nodes_args);
+    assert_eq!(code, 0, "nodes: {stderr}\n{nodes:#}");
+    Some((outcome, validation, nodes))
 }
 
 fn assert_booted_through_up(o: &Outcome, validation: &Value) {
@@ -262,10 +271,50 @@ fn assert_booted_through_up(o: &Outcome, validation: &Value) {
 }
 
 fn boots(client: Client, mode: Mode) {
-    let Some((outcome, validation)) = boot(client, mode) else {
+    let Some((outcome, validation, nodes)) = boot(client, mode) else {
         return;
     };
     assert_booted_through_up(&outcome, &validation);
+    assert_nodes_saw_the_boot(&outcome, &nodes);
+}
+
+/// `cozyboot nodes --json`, reading the containers `up` started, reports this VM as the
+/// harness saw it boot: its architecture, the address it leased, every stage through the
+/// initramfs, with times; validate's own probes are not machines.
+fn assert_nodes_saw_the_boot(o: &Outcome, nodes: &Value) {
+    assert_eq!(nodes["schema"], "cozyboot.nodes/v1", "{nodes:#}");
+    let machines = nodes["machines"].as_array().cloned().unwrap_or_default();
+    assert!(
+        machines
+            .iter()
+            .all(|m| !m["mac"].as_str().unwrap_or_default().starts_with("02:63:6f:7a:79:")),
+        "validate's probes are counted as machines: {nodes:#}"
+    );
+    let m = machines
+        .iter()
+        .find(|m| m["mac"] == o.client.mac())
+        .unwrap_or_else(|| panic!("no {} in {nodes:#}", o.client.mac()));
+    let j = o.journey().expect("the harness's logs hold the VM");
+    assert_eq!(m["arch"]["client_arch"], serde_json::json!(j.client_arch), "{m:#}");
+    assert_eq!(m["arch"]["ipxe"], serde_json::json!(j.ipxe_arch), "{m:#}");
+    assert_eq!(m["ip"], serde_json::json!(o.leased_ip()), "{m:#}");
+    let stages: Vec<&str> = m["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    let mut want = vec!["dhcp"];
+    if o.client.bootloader().is_some() {
+        want.push("tftp");
+    }
+    want.extend(["boot-ipxe", "profile", "kernel", "initramfs"]);
+    assert_eq!(stages, want, "{m:#}");
+    assert!(
+        m["stages"].as_array().unwrap().iter().all(|s| s["at"].is_string()),
+        "docker's times: {m:#}"
+    );
+    assert_eq!(m["diagnosis"]["stopped_before"], "talos", "{m:#}");
 }
 
 #[test]

@@ -156,7 +156,7 @@ fn kernel_args_are_cozystacks_with_the_serial_console_last() {
     let r = render::render(&settings(&flags));
     let config_url = "talos.config=http://10.20.13.140:8080/generic?arch=${buildarch:uristring}&mac=${mac:hexhyp}";
     for (arch, serial) in [("arm64", "console=ttyAMA0,115200"), ("amd64", "console=ttyS0")] {
-        let kernel = format!("/assets/talos/{arch}/vmlinuz");
+        let kernel = format!("/assets/talos/{arch}/vmlinuz{}", cozyboot::render::matchbox::MAC_QUERY);
         let profiles: Vec<_> = r.tree.profiles.iter().filter(|p| p.boot.kernel == kernel).collect();
         assert!(!profiles.is_empty(), "no {arch} profile");
         for p in profiles {
@@ -203,5 +203,30 @@ fn every_rendered_argv_passes_dnsmasq_test() {
             out.status.success() && stderr.contains("syntax check OK"),
             "dnsmasq rejected {args:?}: {stderr}"
         );
+    }
+}
+
+/// matchbox logs no client address: the kernel and initramfs URLs carry the MAC (iPXE expands
+/// it) so that `cozyboot nodes` can tell whose download each was, and the initramfs keeps the
+/// name `initrd=initramfs.xz` refers to.
+#[test]
+fn asset_urls_carry_the_mac_and_the_initramfs_keeps_its_name() {
+    let r = render::render(&settings(&[GUIDE_FULL, &["--arch=arm64,amd64"]].concat()));
+    assert!(!r.tree.profiles.is_empty());
+    for p in &r.tree.profiles {
+        assert!(
+            p.boot.kernel.ends_with("/vmlinuz?mac=${mac:hexhyp}"),
+            "{}",
+            p.boot.kernel
+        );
+        assert_eq!(p.boot.initrd.len(), 1);
+        let words: Vec<&str> = p.boot.initrd[0].split(' ').collect();
+        assert_eq!(words[..2], ["--name", "initramfs.xz"], "{:?}", p.boot.initrd);
+        assert!(
+            words[2].ends_with("/initramfs.xz?mac=${mac:hexhyp}"),
+            "{:?}",
+            p.boot.initrd
+        );
+        assert!(p.boot.args.iter().any(|a| a == "initrd=initramfs.xz"));
     }
 }

@@ -296,11 +296,7 @@ fn an_asset_that_does_not_match_the_images_checksums_fails_and_changes_nothing()
         site.container(&site.dnsmasq),
     );
     assert!(before == after, "assets, state or containers changed");
-    assert_eq!(
-        site.temporary_containers(),
-        "",
-        "temporary container removed"
-    );
+    assert_eq!(site.temporary_containers(), "", "temporary container removed");
 }
 
 /// Links, devices and fifos BESIDE the served files are never read, so they cannot stop
@@ -339,11 +335,7 @@ fn links_beside_the_assets_are_ignored_and_linked_assets_are_refused() {
         .collect();
     assert!(staging.is_empty(), "staging removed");
     assert!(!site.dir.path().join("escape").exists() && !Path::new("/escape").exists());
-    assert_eq!(
-        site.temporary_containers(),
-        "",
-        "temporary container removed"
-    );
+    assert_eq!(site.temporary_containers(), "", "temporary container removed");
 }
 
 /// matchbox before v0.11.0 sends no `arch` label, so no group of cozyboot's could match:
@@ -373,11 +365,7 @@ fn a_matchbox_older_than_v0_11_is_refused_before_anything_is_replaced() {
         fs::read(site.data().join(".cozyboot/state.json")).unwrap(),
     );
     assert!(before == after, "containers or state changed");
-    assert_eq!(
-        site.temporary_containers(),
-        "",
-        "the -version container was removed"
-    );
+    assert_eq!(site.temporary_containers(), "", "the -version container was removed");
 }
 
 /// The check of one id in a `validate --json` document.

@@ -23,14 +23,14 @@ fn given_dir(site: &SiteArgs) -> Option<PathBuf> {
 }
 
 /// The data dir a command that acts on one site means; `None`: every managed container.
-fn scope(site: &SiteArgs) -> Result<Option<PathBuf>> {
+pub(super) fn scope(site: &SiteArgs) -> Result<Option<PathBuf>> {
     match given_dir(site) {
         Some(dir) => Ok(Some(dir)),
         None => Ok(site::find(None, &registry())?.map(|(dir, _)| dir)),
     }
 }
 
-async fn managed(engine: &Engine, dir: Option<&Path>) -> Result<Vec<(Role, ContainerInfo)>> {
+pub(super) async fn managed(engine: &Engine, dir: Option<&Path>) -> Result<Vec<(Role, ContainerInfo)>> {
     let mut found: Vec<(Role, ContainerInfo)> = engine
         .list_labelled(&format!("{LABEL_MANAGED}=true"))
         .await?

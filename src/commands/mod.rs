@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns an [`Output`] that `main` prints.
 
 mod day2;
+mod nodes;
 pub mod render;
 mod up;
 mod validate;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> Result<Output> {
         Command::Validate(args) => validate::run(&args, cli.config, cli.json),
         Command::Status(args) => day2::status(&args),
         Command::Logs(args) => day2::logs(&args),
+        Command::Nodes(args) => nodes::run(&args, cli.json),
         Command::Restart(args) => day2::restart(&args),
         Command::Down(args) => day2::down(&args),
         Command::Completions(args) => Ok(completions(args.shell)),

@@ -456,7 +456,23 @@ impl Engine {
 
     /// The container's stdout and stderr, interleaved as Docker stored them.
     pub async fn logs(&self, name: &str, tail: Option<usize>) -> Result<String, EngineError> {
-        let mut stream = self.docker.logs(name, Some(logs_options(tail, false)));
+        self.read_logs(name, logs_options(tail, false)).await
+    }
+
+    /// The container's logs with docker's RFC 3339 time in front of each line: dnsmasq writes
+    /// none of its own, and `cozyboot nodes` needs to know when each machine got where.
+    pub async fn logs_with_times(&self, name: &str, tail: Option<usize>) -> Result<String, EngineError> {
+        let mut options = logs_options(tail, false);
+        options.timestamps = true;
+        self.read_logs(name, options).await
+    }
+
+    async fn read_logs(
+        &self,
+        name: &str,
+        options: bollard::query_parameters::LogsOptions,
+    ) -> Result<String, EngineError> {
+        let mut stream = self.docker.logs(name, Some(options));
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| container_error(name, format!("reading logs of {name}"), e))?;

@@ -108,6 +108,11 @@ fn node_entries(s: &Settings, node: &NodeConfig, t: &mut Tree) {
     }
 }
 
+/// Added to the kernel and initrd URLs. matchbox logs only `HTTP GET <url>`, with no client
+/// address: iPXE expanding the MAC into the URL is what lets `cozyboot nodes` tell whose
+/// download it was. matchbox's asset server ignores the query.
+pub const MAC_QUERY: &str = "?mac=${mac:hexhyp}";
+
 fn profile(arch: Arch, id: &str, name: String, s: &Settings, generic_id: Option<String>) -> Profile {
     let base = format!("/assets/talos/{}", arch.asset_dir());
     let with_config = generic_id.is_some();
@@ -115,8 +120,14 @@ fn profile(arch: Arch, id: &str, name: String, s: &Settings, generic_id: Option<
         id: id.to_string(),
         name,
         boot: Boot {
-            kernel: format!("{base}/{}", talos::KERNEL),
-            initrd: vec![format!("{base}/{}", talos::INITRAMFS)],
+            kernel: format!("{base}/{}{MAC_QUERY}", talos::KERNEL),
+            // matchbox writes `initrd <element>`: `--name` keeps the name the kernel's
+            // `initrd=initramfs.xz` refers to whatever the URL ends in.
+            initrd: vec![format!(
+                "--name {} {base}/{}{MAC_QUERY}",
+                talos::INITRAMFS,
+                talos::INITRAMFS
+            )],
             args: talos::kernel_args(s, arch, with_config),
         },
         generic_id: generic_id.unwrap_or_default(),

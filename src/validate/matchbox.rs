@@ -27,6 +27,9 @@ pub struct Script {
     pub kernel: String,
     pub args: Vec<String>,
     pub initrds: Vec<String>,
+    /// The name each initrd is loaded as (`--name`, else the URL's file name), in order:
+    /// what the kernel's `initrd=` must name.
+    pub initrd_names: Vec<String>,
 }
 
 impl Script {
@@ -36,11 +39,27 @@ impl Script {
         }
         let mut kernel = None;
         let mut initrds = Vec::new();
+        let mut initrd_names = Vec::new();
         for line in text.lines().map(str::trim) {
             let mut words = line.split_whitespace();
             match words.next() {
                 Some("kernel") => kernel = Some(words.map(str::to_string).collect::<Vec<_>>()),
-                Some("initrd") => initrds.extend(words.next().map(str::to_string)),
+                Some("initrd") => {
+                    // `initrd [--name NAME | -n NAME | --name=NAME] URL`: cozyboot's profiles
+                    // name the initramfs because their URLs end in `?mac=...`.
+                    let mut name = None;
+                    while let Some(w) = words.next() {
+                        if w == "--name" || w == "-n" {
+                            name = words.next().map(str::to_string);
+                        } else if let Some(n) = w.strip_prefix("--name=") {
+                            name = Some(n.to_string());
+                        } else {
+                            initrd_names.push(name.take().unwrap_or_else(|| basename(w).to_string()));
+                            initrds.push(w.to_string());
+                            break;
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -54,6 +73,7 @@ impl Script {
             kernel: path,
             args: kernel,
             initrds,
+            initrd_names,
         })
     }
 
@@ -208,9 +228,14 @@ async fn boot_ipxe(client: &Client, s: &Settings) -> Check {
     Check::pass(BOOT_IPXE, "/boot.ipxe chains to /ipxe with `arch=${buildarch}`").evidence(evidence)
 }
 
+/// Added to every `/ipxe` and `/generic` request validate makes (matchbox ignores a label no
+/// group selects on): a node's check asks as that node's MAC, and `cozyboot nodes` must not
+/// take validate for the machine.
+pub const MARK: &str = "cozyboot=validate";
+
 fn ipxe_url(s: &Settings, buildarch: &str, mac: &str) -> String {
     format!(
-        "{}/ipxe?uuid={SAMPLE_UUID}&mac={mac}&domain=&hostname=&serial=&arch={buildarch}",
+        "{}/ipxe?uuid={SAMPLE_UUID}&mac={mac}&domain=&hostname=&serial=&arch={buildarch}&{MARK}",
         s.http_base()
     )
 }
@@ -264,7 +289,7 @@ fn kernel_line(script: &Script, f: &mut Findings) {
     if script.arg("talos.platform") != Some("metal") {
         f.fail("the kernel line lacks talos.platform=metal: Talos will not boot as a metal node");
     }
-    let basenames: Vec<&str> = script.initrds.iter().map(|i| basename(i)).collect();
+    let basenames: Vec<&str> = script.initrd_names.iter().map(String::as_str).collect();
     match script.arg("initrd") {
         None => f.fail("the kernel line lacks initrd=<name>: a UEFI kernel then finds no initramfs"),
         Some(name) if !basenames.contains(&name) => f.fail(format!(
@@ -301,6 +326,7 @@ fn expand(url: &str, buildarch: &str, mac: &str) -> String {
 /// Fetches the machine config the kernel line points at; returns its body when served.
 async fn talos_config(client: &Client, url: &str, buildarch: &str, mac: &str, f: &mut Findings) -> Option<String> {
     let url = expand(url, buildarch, mac);
+    let url = format!("{url}{}{MARK}", if url.contains('?') { '&' } else { '?' });
     match get(client, &url).await {
         Ok((status, body)) if status.is_success() => {
             f.note(format!("talos.config: GET {url} → {status}, {} bytes", body.len()));
@@ -325,8 +351,12 @@ async fn files(client: &Client, s: &Settings, arch: Arch, script: Option<&Script
         return Check::skip(&id, format!("no boot script for {arch} (see matchbox.ipxe.*)"));
     };
     let mut f = Findings::default();
+    let buildarch = arch.ipxe_buildarches()[0];
     for path in std::iter::once(&script.kernel).chain(&script.initrds) {
-        let Ok(url) = script.url.join(path) else {
+        // The URLs carry `?mac=${mac:hexhyp}` as iPXE expands it; the sample MAC marks these
+        // requests as validate's, so that `cozyboot nodes` does not count them as a machine.
+        let path = expand(path, buildarch, SAMPLE_MAC);
+        let Ok(url) = script.url.join(&path) else {
             f.fail(format!("{path} is not a valid URL"));
             continue;
         };
@@ -406,7 +436,9 @@ fn disk_path(s: &Settings, url: &Url) -> Option<PathBuf> {
     (ours && !rest.split('/').any(|part| part == "..")).then(|| s.assets_dir().join(rest))
 }
 
+/// The file name of a path or URL, without its query.
 fn basename(path: &str) -> &str {
+    let path = path.split('?').next().unwrap_or(path);
     path.rsplit('/').next().unwrap_or(path)
 }
 
@@ -519,6 +551,21 @@ mod tests {
         );
         assert!(Script::parse(url(), "404 page not found").is_none());
         assert!(Script::parse(url(), "#!ipxe\nchain foo\n").is_none());
+    }
+
+    #[test]
+    fn initrd_name_option_is_the_loaded_name() {
+        let text = "#!ipxe\nkernel /assets/talos/arm64/vmlinuz?mac=${mac:hexhyp} initrd=initramfs.xz\ninitrd --name initramfs.xz /assets/talos/arm64/initramfs.xz?mac=${mac:hexhyp}\ninitrd /a/b.img?x=1\nboot\n";
+        let s = Script::parse(Url::parse("http://10.0.0.1:8080/ipxe?arch=arm64").unwrap(), text).unwrap();
+        assert_eq!(
+            s.initrds,
+            vec!["/assets/talos/arm64/initramfs.xz?mac=${mac:hexhyp}", "/a/b.img?x=1"]
+        );
+        assert_eq!(s.initrd_names, vec!["initramfs.xz", "b.img"]);
+        assert_eq!(
+            expand(&s.kernel, "arm64", SAMPLE_MAC),
+            format!("/assets/talos/arm64/vmlinuz?mac={SAMPLE_MAC}")
+        );
     }
 
     #[test]

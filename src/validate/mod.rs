@@ -11,6 +11,7 @@ pub mod containers;
 mod foreign;
 pub mod logs;
 pub mod matchbox;
+pub mod nodes;
 pub mod probe;
 pub mod site;
 
@@ -197,12 +198,31 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     checks.push(foreign::check(s, &rendered));
     checks.push(site::check(s, &options.origins));
     checks.extend(logs::checks(dnsmasq_log.as_deref()));
+    checks.push(nodes_check(s, engine, &seen).await);
     checks.extend(probe::checks(s, options.probe.as_ref()).await);
     Ok(Report {
         checks,
         strict: options.strict,
         probe_dhcp: options.probe.is_some(),
     })
+}
+
+/// Reads both containers' logs with docker's times, as `cozyboot nodes` does (without its
+/// journal: validate judges the running site) and before the DHCP probe adds its own lines.
+async fn nodes_check(s: &Settings, engine: &Engine, seen: &containers::Seen) -> Check {
+    use crate::journey::{clock, diagnosis::Site, dnsmasq_log, matchbox_log, model};
+    let mut events = Vec::new();
+    if let Some(c) = &seen.dnsmasq {
+        if let Ok(text) = engine.logs_with_times(&c.name, None).await {
+            events.extend(dnsmasq_log::events(&text));
+        }
+    }
+    if let Some(c) = &seen.matchbox {
+        if let Ok(text) = engine.logs_with_times(&c.name, None).await {
+            events.extend(matchbox_log::events(&text));
+        }
+    }
+    nodes::check(&Site::of(s), &model::fold(events), clock::now())
 }
 
 /// Every check of one run, and how to show them.

@@ -17,6 +17,7 @@ pub const WAIT: Duration = Duration::from_secs(4);
 const FIRST_OFFER_PING: Duration = Duration::from_secs(3);
 /// A locally administered MAC no NIC ships with, outside the Raspberry Pi blocks dnsmasq
 /// tags specially.
+// Keep it in the 02:63:6f:7a:79 block: `cozyboot nodes` counts no MAC of it as a machine.
 const MAC: [u8; 6] = [0x02, 0x63, 0x6f, 0x7a, 0x79, 0x02];
 const NOT_RUN: &str = "probe.dhcp";
 const SERVERS: &str = "probe.servers";

@@ -1052,6 +1052,63 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The journey `cozyboot nodes` reads from this boot's dnsmasq and matchbox logs for the
+    /// VM's MAC (the same parsers and fold the command uses).
+    pub fn journey(&self) -> Option<cozyboot::journey::model::Journey> {
+        use cozyboot::journey::{dnsmasq_log, matchbox_log, model};
+        let mut events = dnsmasq_log::events(&self.evidence.dnsmasq);
+        events.extend(matchbox_log::events(&self.evidence.matchbox));
+        model::fold(events).remove(self.client.mac())
+    }
+
+    /// The address the VM leased, read straight from the DHCP server's `DHCPACK` line (ours in
+    /// full mode, the router's in proxy mode): what really happened, independent of the parser.
+    pub fn leased_ip(&self) -> Option<std::net::Ipv4Addr> {
+        let mac = self.client.mac();
+        [&self.evidence.dnsmasq, &self.evidence.router]
+            .into_iter()
+            .flat_map(|log| log.lines())
+            .filter(|l| l.contains("DHCPACK(") && l.contains(mac))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+            .next_back()
+    }
+
+    /// The journey cozyboot reports equals what happened in this boot: the architecture the
+    /// firmware and iPXE gave, the leased address, and every stage through the initramfs.
+    pub fn assert_journey(&self) {
+        use cozyboot::journey::model::Stage as J;
+        let j = self
+            .journey()
+            .unwrap_or_else(|| panic!("cozyboot's journeys hold no {}:\n{}", self.client.mac(), self.report()));
+        let (code, buildarch) = match self.client {
+            Client::Arm64Uefi => (11, "arm64"),
+            Client::X64Uefi => (7, "x86_64"),
+            Client::X86Bios => (0, "i386"),
+        };
+        assert_eq!(j.client_arch, Some(code), "client-arch in {j:#?}");
+        assert_eq!(j.ipxe_arch.as_deref(), Some(buildarch), "iPXE arch in {j:#?}");
+        assert_eq!(j.proxy, self.mode == Mode::Proxy, "proxy in {j:#?}");
+        let leased = self.leased_ip();
+        assert!(
+            leased.is_some(),
+            "no DHCPACK for {} in the logs:\n{}",
+            self.client.mac(),
+            self.report()
+        );
+        assert_eq!(j.ip, leased, "address in {j:#?}");
+        let mut want = vec![J::Dhcp];
+        if self.client.bootloader().is_some() {
+            want.push(J::Tftp);
+        }
+        want.extend([J::BootIpxe, J::Profile, J::Kernel]);
+        if self.reached.iter().any(|(s, _)| *s == Stage::Initrd) {
+            want.push(J::Initramfs);
+        }
+        let got: Vec<J> = j.stages.keys().copied().collect();
+        assert_eq!(got, want, "stages of {j:#?}\n{}", self.report());
+        assert_eq!(j.attempts, 1, "one boot, one attempt: {j:#?}");
+    }
+
     /// One line: what was reached and when.
     pub fn timeline(&self) -> String {
         let stages: Vec<String> = self

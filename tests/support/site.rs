@@ -174,7 +174,11 @@ impl Site {
             "--filter",
             "label=io.cozyboot.temporary",
             "--filter",
-            &format!("label={}={}", cozyboot::render::containers::LABEL_DATA_DIR, self.data().display()),
+            &format!(
+                "label={}={}",
+                cozyboot::render::containers::LABEL_DATA_DIR,
+                self.data().display()
+            ),
         ])
     }
 

@@ -1,0 +1,203 @@
+//! `cozyboot nodes`: read both containers' logs (and the journal of earlier ones), fold them
+//! into one journey per machine, try Talos's port on the machines that got their initramfs,
+//! and print where each one stopped. `--wait` turns it into a gate for CI.
+
+use super::{day2, resolve, runtime, Output};
+use crate::arch::Arch;
+use crate::cli::{NodesArgs, SettingsArgs};
+use crate::engine::docker::Engine;
+use crate::error::{Error, Result};
+use crate::journey::diagnosis::Site;
+use crate::journey::event::{Event, Source};
+use crate::journey::journal::Journal;
+use crate::journey::model::{self, Journey, Mark, Stage};
+use crate::journey::report::Report;
+use crate::journey::{clock, dnsmasq_log, matchbox_log};
+use crate::render::containers::Role;
+use crate::settings::Purpose;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Talos's API (apid) in maintenance mode.
+const TALOS_PORT: u16 = 50000;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const WAIT_POLL: Duration = Duration::from_secs(5);
+const WATCH_POLL: Duration = Duration::from_secs(2);
+
+pub fn run(args: &NodesArgs, json: bool) -> Result<Output> {
+    let dir = day2::scope(&args.site)?;
+    let (site, mut notes) = site_of(dir.as_deref());
+    runtime()?.block_on(async {
+        let engine = Engine::connect().await?;
+        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        loop {
+            let mut report = gather(&engine, dir.as_deref(), &site, !args.no_probe).await?;
+            report.notes.splice(0..0, notes.drain(..));
+            let output = Output {
+                human: report.to_human(),
+                json: report.to_json(),
+            };
+            if args.watch {
+                redraw(&output.human);
+                if Instant::now() >= deadline {
+                    return Ok(output);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(WATCH_POLL) => continue,
+                    _ = tokio::signal::ctrl_c() => return Ok(output),
+                }
+            }
+            let Some(want) = args.wait else { return Ok(output) };
+            let got = report.reached(args.stage);
+            if got >= want {
+                return Ok(output);
+            }
+            if Instant::now() >= deadline {
+                let head = format!(
+                    "{got} of {want} machine(s) reached `{}` within {} s; where each stopped:\n",
+                    args.stage, args.timeout
+                );
+                let text = if json {
+                    serde_json::to_string_pretty(&output.json).expect("the report serializes")
+                } else {
+                    head + &output.human
+                };
+                return Err(Error::NotReached(text));
+            }
+            tokio::time::sleep(WAIT_POLL.min(deadline - Instant::now())).await;
+        }
+    })
+}
+
+/// On a terminal, clear and draw again; elsewhere just print one table after another.
+fn redraw(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if out.is_terminal() {
+        let _ = write!(out, "\x1b[2J\x1b[H");
+    }
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// What the site serves, from its settings as `validate` resolves them. When they cannot be
+/// resolved (no site recorded, an interface gone) the journeys are still worth showing:
+/// judged against both architectures, with a note saying so.
+fn site_of(dir: Option<&Path>) -> (Site, Vec<String>) {
+    let args = SettingsArgs {
+        data_dir: dir.map(Path::to_path_buf),
+        ..SettingsArgs::default()
+    };
+    match resolve(&args, None, Purpose::Serve) {
+        Ok(r) => (Site::of(&r.settings), Vec::new()),
+        Err(e) => (
+            Site {
+                arches: Arch::ALL.to_vec(),
+                config_for_all: false,
+                config_macs: Vec::new(),
+                http: "<server-ip>:8080".into(),
+            },
+            vec![format!(
+                "the site's settings could not be resolved, so machines are judged as if every architecture were served: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )],
+        ),
+    }
+}
+
+async fn gather(engine: &Engine, dir: Option<&Path>, site: &Site, probe: bool) -> Result<Report> {
+    let mut notes = Vec::new();
+    let mut fresh: Vec<(Source, Vec<Event>)> = Vec::new();
+    for (role, c) in day2::managed(engine, dir).await? {
+        let text = match engine.logs_with_times(&c.name, None).await {
+            Ok(t) => t,
+            Err(e) => {
+                notes.push(format!("the logs of {} could not be read: {e}", c.name));
+                continue;
+            }
+        };
+        fresh.push(match role {
+            Role::Dnsmasq => (Source::Dnsmasq, dnsmasq_log::events(&text)),
+            Role::Matchbox => (Source::Matchbox, matchbox_log::events(&text)),
+        });
+    }
+    if fresh.is_empty() {
+        notes.push("no running containers of this site: showing what the journal kept".into());
+    }
+    let events = match dir {
+        Some(dir) => through_journal(dir, fresh, &mut notes),
+        None => fresh.into_iter().flat_map(|(_, e)| e).collect(),
+    };
+    let mut journeys = model::fold(events);
+    if let Some(dir) = dir {
+        add_sizes(&mut journeys, &dir.join("assets"));
+    }
+    if probe {
+        probe_talos(&mut journeys).await;
+    }
+    let mut report = Report::build(journeys, site, clock::now());
+    report.notes = notes;
+    Ok(report)
+}
+
+/// Merges what was read into the journal and returns all it holds; a journal that cannot be
+/// read or written costs only the memory of older containers, so it is a note, not a failure.
+fn through_journal(dir: &Path, fresh: Vec<(Source, Vec<Event>)>, notes: &mut Vec<String>) -> Vec<Event> {
+    let mut journal = match Journal::load(dir) {
+        Ok(j) => j,
+        Err(e) => {
+            notes.push(e);
+            return fresh.into_iter().flat_map(|(_, e)| e).collect();
+        }
+    };
+    for (source, events) in fresh {
+        journal.merge(source, events);
+    }
+    if let Err(e) = journal.save(dir) {
+        notes.push(format!("{e} (machines of replaced containers will be forgotten)"));
+    }
+    journal.events()
+}
+
+/// dnsmasq does not log the size of what it sent; the file in the TFTP root tells it.
+fn add_sizes(journeys: &mut BTreeMap<String, Journey>, tftp_root: &Path) {
+    for j in journeys.values_mut() {
+        if let Some(m) = j.stages.get_mut(&Stage::Tftp) {
+            let path: PathBuf = tftp_root.join(&m.detail);
+            if let Ok(meta) = std::fs::metadata(&path) {
+                m.detail = format!("{} ({} bytes)", m.detail, meta.len());
+            }
+        }
+    }
+}
+
+/// TCP 50000 on each machine that fetched its initramfs: Talos in maintenance mode answers.
+/// Only addresses dnsmasq handed out or saw are tried, each once, with a short timeout.
+async fn probe_talos(journeys: &mut BTreeMap<String, Journey>) {
+    let targets: Vec<(String, Ipv4Addr)> = journeys
+        .values()
+        .filter(|j| j.reached(Stage::Initramfs))
+        .filter_map(|j| Some((j.mac.clone(), j.ip?)))
+        .collect();
+    let probes = targets.into_iter().map(|(mac, ip)| async move {
+        let addr = SocketAddr::from((ip, TALOS_PORT));
+        let open = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+            Ok(Ok(_))
+        );
+        (mac, open)
+    });
+    for (mac, open) in futures_util::future::join_all(probes).await {
+        if let (true, Some(j)) = (open, journeys.get_mut(&mac)) {
+            j.stages.insert(
+                Stage::Talos,
+                Mark {
+                    at: Some(clock::now()),
+                    detail: format!("tcp/{TALOS_PORT} open"),
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! matchbox's logrus lines → [`Event`]s.
+//!
+//! Real matchbox (v0.11.0) logs one line per request, the URL and nothing else: no client
+//! address, no status, no size. What names a machine is the query: `/ipxe?...&mac=..&arch=..`
+//! always, `/assets/...` and `/generic` only because cozyboot's profiles add `?mac=${mac:hexhyp}`.
+//!
+//! ```text
+//! time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /ipxe?uuid=...&mac=52-54-00-c0-0b-11&domain=&hostname=&serial=&arch=arm64"
+//! time="2026-11-29T18:55:12Z" level=info msg="No matching profile" labels="map[arch:i386 domain: hostname: mac:52:54:00:c0:0b:00 serial: uuid:...]"
+//! ```
+
+use super::clock::parse_rfc3339;
+use super::event::{normalize_mac, split_docker_time, Event, What};
+
+/// [`crate::validate::matchbox::SAMPLE_MAC`], as the parsers write MACs.
+const VALIDATE_MAC: &str = "02:63:6f:7a:79:01";
+
+/// Reads one line; `None` for lines that tell nothing about a machine.
+pub fn parse_line(line: &str) -> Option<Event> {
+    let (docker_at, line) = split_docker_time(line);
+    // docker's stamp has sub-second precision; matchbox's own only seconds.
+    let at = docker_at.or_else(|| field(line, "time").and_then(parse_rfc3339));
+    let msg = field(line, "msg")?;
+    let what = if let Some(url) = msg.strip_prefix("HTTP GET ") {
+        request(url)?
+    } else if msg.starts_with("No matching") {
+        let labels = field(line, "labels").unwrap_or("");
+        What::NoProfile {
+            mac: map_value(labels, "mac").and_then(normalize_mac),
+            arch: map_value(labels, "arch").filter(|a| !a.is_empty()).map(str::to_string),
+        }
+    } else {
+        return None;
+    };
+    Some(Event { at, what })
+}
+
+fn request(url: &str) -> Option<What> {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let param = |key: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+    };
+    // validate's requests (a node's check asks as that node) count as validate's own MAC,
+    // which the fold drops; so does its `/boot.ipxe` then.
+    let mac = if query.split('&').any(|kv| kv == crate::validate::matchbox::MARK) {
+        Some(VALIDATE_MAC.to_string())
+    } else {
+        param("mac").and_then(normalize_mac)
+    };
+    Some(match path {
+        "/boot.ipxe" => What::BootScript,
+        "/ipxe" => What::Profile {
+            mac: mac?,
+            arch: param("arch").filter(|a| !a.is_empty()).map(str::to_string),
+        },
+        "/generic" => What::Config { mac },
+        p if p.starts_with("/assets/") => What::Asset {
+            path: p.to_string(),
+            mac,
+        },
+        _ => return None,
+    })
+}
+
+/// The value of `key=value` or `key="value"` in a logrus text line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let mut from = 0;
+    while let Some(i) = line[from..].find(key) {
+        let start = from + i;
+        let after = &line[start + key.len()..];
+        let at_word_start = start == 0 || line.as_bytes()[start - 1] == b' ';
+        if let (true, Some(v)) = (at_word_start, after.strip_prefix('=')) {
+            return Some(match v.strip_prefix('"') {
+                // matchbox's messages hold no escaped quotes: URLs and fixed phrases.
+                Some(q) => q.split('"').next().unwrap_or(q),
+                None => v.split(' ').next().unwrap_or(v),
+            });
+        }
+        from = start + key.len();
+    }
+    None
+}
+
+/// `mac` in Go's `map[arch:i386 mac:52:54:00:c0:0b:00 serial:]` (values hold no spaces).
+fn map_value<'a>(map: &'a str, key: &str) -> Option<&'a str> {
+    let inner = map.strip_prefix("map[")?.strip_suffix(']')?;
+    inner.split(' ').find_map(|kv| kv.strip_prefix(key)?.strip_prefix(':'))
+}
+
+/// Every fact in `text` (a whole log).
+pub fn events(text: &str) -> Vec<Event> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn what(line: &str) -> Option<What> {
+        parse_line(line).map(|e| e.what)
+    }
+
+    #[test]
+    fn real_lines() {
+        let e = parse_line(r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /ipxe?uuid=00000000-0000-0000-0000-000000000000&mac=52-54-00-c0-0b-11&domain=&hostname=&serial=&arch=arm64""#).unwrap();
+        assert_eq!(e.at, parse_rfc3339("2026-11-29T18:51:46Z"));
+        assert_eq!(
+            e.what,
+            What::Profile {
+                mac: "52:54:00:c0:0b:11".into(),
+                arch: Some("arm64".into())
+            }
+        );
+        assert_eq!(
+            what(r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /boot.ipxe""#),
+            Some(What::BootScript)
+        );
+        assert_eq!(
+            what(r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /assets/talos/arm64/vmlinuz""#),
+            Some(What::Asset {
+                path: "/assets/talos/arm64/vmlinuz".into(),
+                mac: None
+            })
+        );
+        assert_eq!(
+            what(
+                r#"time="2026-11-29T18:55:12Z" level=info msg="No matching profile" labels="map[arch:i386 domain: hostname: mac:52:54:00:c0:0b:00 serial: uuid:00000000-0000-0000-0000-000000000000]""#
+            ),
+            Some(What::NoProfile {
+                mac: Some("52:54:00:c0:0b:00".into()),
+                arch: Some("i386".into())
+            })
+        );
+        assert_eq!(
+            what(r#"time="2026-11-29T18:51:23Z" level=info msg="Starting matchbox HTTP server on 0.0.0.0:8080""#),
+            None
+        );
+        assert_eq!(what(r#"time="2026-11-29T19:08:35Z" level=info msg="HTTP GET /""#), None);
+    }
+
+    #[test]
+    fn urls_that_carry_the_mac() {
+        assert_eq!(
+            what(
+                r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /assets/talos/arm64/initramfs.xz?mac=52-54-00-c0-0b-11""#
+            ),
+            Some(What::Asset {
+                path: "/assets/talos/arm64/initramfs.xz".into(),
+                mac: Some("52:54:00:c0:0b:11".into())
+            })
+        );
+        assert_eq!(
+            what(r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /generic?arch=arm64&mac=52-54-00-c0-0b-11""#),
+            Some(What::Config {
+                mac: Some("52:54:00:c0:0b:11".into())
+            })
+        );
+    }
+
+    #[test]
+    fn validates_requests_for_a_node_are_validates() {
+        assert_eq!(VALIDATE_MAC.replace(':', "-"), crate::validate::matchbox::SAMPLE_MAC);
+        assert_eq!(
+            what(
+                r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /ipxe?uuid=x&mac=dc-a6-32-01-02-03&domain=&hostname=&serial=&arch=arm64&cozyboot=validate""#
+            ),
+            Some(What::Profile {
+                mac: VALIDATE_MAC.into(),
+                arch: Some("arm64".into())
+            })
+        );
+        assert_eq!(
+            what(
+                r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /generic?arch=arm64&mac=dc-a6-32-01-02-03&cozyboot=validate""#
+            ),
+            Some(What::Config {
+                mac: Some(VALIDATE_MAC.into())
+            })
+        );
+    }
+
+    #[test]
+    fn docker_time_wins_over_matchbox_time() {
+        let e =
+            parse_line(r#"2026-11-29T18:51:47.5Z time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /boot.ipxe""#)
+                .unwrap();
+        assert_eq!(e.at, parse_rfc3339("2026-11-29T18:51:47Z"));
+    }
+
+    #[test]
+    fn every_captured_log_parses() {
+        for name in [
+            "arm64-full",
+            "arm64-proxy",
+            "bios-proxy",
+            "no-i386-group",
+            "up-x64-full",
+        ] {
+            let path = format!(
+                "{}/tests/fixtures/journey/{name}.matchbox.log",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                events(&text).iter().any(|e| matches!(e.what, What::Profile { .. })),
+                "{path}"
+            );
+        }
+    }
+}

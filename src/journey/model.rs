@@ -1,0 +1,458 @@
+//! Facts folded into one journey per machine (MAC): how far it got, and when.
+
+use super::event::{Event, What};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// The way from DHCP to Talos maintenance mode, in the order a machine walks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// DHCP offered a boot file (a bootloader, or the `boot.ipxe` URL to an iPXE ROM).
+    Dhcp,
+    /// TFTP sent the bootloader.
+    Tftp,
+    /// iPXE fetched `/boot.ipxe`.
+    BootIpxe,
+    /// matchbox chose a profile (`/ipxe` matched a group).
+    Profile,
+    Kernel,
+    Initramfs,
+    /// The Talos machine config (`/generic`), where configs are served.
+    Config,
+    /// Talos answered on TCP 50000 (maintenance mode).
+    Talos,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 8] = [
+        Stage::Dhcp,
+        Stage::Tftp,
+        Stage::BootIpxe,
+        Stage::Profile,
+        Stage::Kernel,
+        Stage::Initramfs,
+        Stage::Config,
+        Stage::Talos,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Dhcp => "dhcp",
+            Stage::Tftp => "tftp",
+            Stage::BootIpxe => "boot-ipxe",
+            Stage::Profile => "profile",
+            Stage::Kernel => "kernel",
+            Stage::Initramfs => "initramfs",
+            Stage::Config => "config",
+            Stage::Talos => "talos",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Stage::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
+            format!("unknown stage `{s}`; one of: {}", names.join(", "))
+        })
+    }
+}
+
+/// A stage reached: when (if the log said) and what (a file name, a profile's arch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mark {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+    pub detail: String,
+}
+
+/// One machine's latest boot attempt; a firmware asking again after it got further starts a
+/// new attempt, so that the stages describe the last boot, not a mix of several.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Journey {
+    pub mac: String,
+    /// DHCP option 93 as the vendor class carries it (`PXEClient:Arch:000NN`).
+    pub client_arch: Option<u16>,
+    /// iPXE's `${buildarch}` as it told matchbox (`arm64`, `x86_64`, `i386`).
+    pub ipxe_arch: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    /// Answered by proxy DHCP (the router hands out the address).
+    pub proxy: bool,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+    /// Boot attempts seen (a firmware starting over after getting past TFTP).
+    pub attempts: u32,
+    pub stages: BTreeMap<Stage, Mark>,
+    /// Answered, but with no boot file (no firmware line matched its client-arch).
+    pub offered: bool,
+    /// A TFTP file the machine asked for that was not there.
+    pub tftp_missing: Option<String>,
+    /// iPXE was offered the `boot.ipxe` URL.
+    pub boot_script_offered: bool,
+    /// matchbox answered `/ipxe` with 404: no group matched these labels.
+    pub no_profile: bool,
+}
+
+impl Journey {
+    fn new(mac: &str) -> Self {
+        Journey {
+            mac: mac.to_string(),
+            attempts: 1,
+            ..Journey::default()
+        }
+    }
+
+    pub fn reached(&self, stage: Stage) -> bool {
+        self.stages.contains_key(&stage)
+    }
+
+    /// The furthest stage reached.
+    pub fn furthest(&self) -> Option<Stage> {
+        self.stages.keys().next_back().copied()
+    }
+
+    fn touch(&mut self, at: Option<i64>) {
+        if let Some(t) = at {
+            self.first_seen = Some(self.first_seen.map_or(t, |f| f.min(t)));
+            self.last_seen = Some(self.last_seen.map_or(t, |l| l.max(t)));
+        }
+    }
+
+    fn mark(&mut self, stage: Stage, at: Option<i64>, detail: impl Into<String>) {
+        self.stages.entry(stage).or_insert(Mark {
+            at,
+            detail: detail.into(),
+        });
+    }
+
+    fn start_over(&mut self) {
+        self.stages.clear();
+        self.tftp_missing = None;
+        self.boot_script_offered = false;
+        self.no_profile = false;
+        self.attempts += 1;
+    }
+}
+
+/// Fixed-size memories of the fold, so that a long log cannot make it grow without bound.
+const MAX_PENDING_SCRIPTS: usize = 64;
+
+/// Folds facts, in order, into journeys; keeps what it needs to tie facts that name no MAC
+/// (TFTP names an address, `/boot.ipxe` nothing) to a machine.
+#[derive(Default)]
+pub struct Folder {
+    pub journeys: BTreeMap<String, Journey>,
+    ip_to_mac: HashMap<Ipv4Addr, String>,
+    /// In proxy mode the first TFTP comes from an address dnsmasq never logged: the machine
+    /// most recently offered that file is the one fetching it.
+    offered_file: HashMap<String, String>,
+    /// `/boot.ipxe` requests not yet followed by an `/ipxe` that names the machine.
+    boot_scripts: VecDeque<Option<i64>>,
+    /// The machine of the last `/ipxe`: assets fetched without `?mac=` (profiles rendered by
+    /// an older cozyboot) are its, as iPXE fetches them right after.
+    last_profile: Option<String>,
+    /// Addresses `cozyboot validate --probe-dhcp` was offered: their TFTP is no machine's.
+    own_ips: std::collections::HashSet<Ipv4Addr>,
+}
+
+impl Folder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn journey(&mut self, mac: &str, at: Option<i64>) -> &mut Journey {
+        let j = self
+            .journeys
+            .entry(mac.to_string())
+            .or_insert_with(|| Journey::new(mac));
+        j.touch(at);
+        j
+    }
+
+    pub fn add(&mut self, e: &Event) {
+        let at = e.at;
+        if is_validate_probe(&e.what) {
+            // `cozyboot validate` asks /boot.ipxe, then /ipxe and the assets as its sample MAC.
+            match &e.what {
+                What::Profile { .. } => {
+                    self.boot_scripts.pop_front();
+                }
+                // Its DHCP probe then fetches the bootloader over TFTP from this address.
+                What::DhcpOffer { ip: Some(ip), .. } => {
+                    self.own_ips.insert(*ip);
+                }
+                // In proxy mode its TFTP comes from an address never logged: no machine's.
+                What::BootFile { file, .. } => {
+                    self.offered_file.remove(file);
+                }
+                _ => {}
+            }
+            return;
+        }
+        match &e.what {
+            What::DhcpRequest {
+                mac,
+                client_arch,
+                ipxe,
+                proxy,
+            } => {
+                let j = self.journey(mac, at);
+                if (!ipxe && j.reached(Stage::Tftp)) || (*ipxe && j.reached(Stage::Profile)) {
+                    j.start_over();
+                }
+                if client_arch.is_some() {
+                    j.client_arch = *client_arch;
+                }
+                j.proxy |= *proxy;
+            }
+            What::DhcpOffer { mac, ip, proxy } => {
+                let j = self.journey(mac, at);
+                j.offered = true;
+                j.proxy |= *proxy;
+                if let Some(ip) = ip {
+                    j.ip = Some(*ip);
+                    self.ip_to_mac.insert(*ip, mac.clone());
+                }
+            }
+            What::BootFile { mac, file, ipxe } => {
+                let script = *ipxe || file.ends_with("boot.ipxe");
+                let j = self.journey(mac, at);
+                j.mark(Stage::Dhcp, at, file.clone());
+                if script {
+                    j.boot_script_offered = true;
+                } else {
+                    self.offered_file.insert(file.clone(), mac.clone());
+                }
+            }
+            What::TftpSent { file, ip } | What::TftpMissing { file, ip } => {
+                // iPXE looks for autoexec.ipxe first; its absence is normal.
+                if file == "autoexec.ipxe" || self.own_ips.contains(ip) {
+                    return;
+                }
+                let Some(mac) = self.ip_to_mac.get(ip).or_else(|| self.offered_file.get(file)).cloned() else {
+                    return;
+                };
+                self.ip_to_mac.insert(*ip, mac.clone());
+                let missing = matches!(e.what, What::TftpMissing { .. });
+                let j = self.journey(&mac, at);
+                j.ip.get_or_insert(*ip);
+                if missing {
+                    j.tftp_missing = Some(file.clone());
+                } else {
+                    j.mark(Stage::Tftp, at, file.clone());
+                }
+            }
+            What::BootScript => {
+                if self.boot_scripts.len() >= MAX_PENDING_SCRIPTS {
+                    self.boot_scripts.pop_front();
+                }
+                self.boot_scripts.push_back(at);
+            }
+            What::Profile { mac, arch } => {
+                let script_at = self.boot_scripts.pop_front().unwrap_or(at);
+                self.last_profile = Some(mac.clone());
+                let j = self.journey(mac, at);
+                if arch.is_some() {
+                    j.ipxe_arch = arch.clone();
+                }
+                j.mark(Stage::BootIpxe, script_at, "/boot.ipxe");
+                j.no_profile = false;
+                j.mark(Stage::Profile, at, arch.clone().unwrap_or_default());
+            }
+            What::NoProfile { mac, .. } => {
+                if let Some(mac) = mac.clone().or_else(|| self.last_profile.clone()) {
+                    let j = self.journey(&mac, at);
+                    j.stages.remove(&Stage::Profile);
+                    j.no_profile = true;
+                }
+            }
+            What::Asset { path, mac } => {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                let stage = if name.contains("initramfs") || name.contains("initrd") {
+                    Stage::Initramfs
+                } else if name.contains("vmlinuz") || name.contains("kernel") {
+                    Stage::Kernel
+                } else {
+                    return;
+                };
+                if let Some(mac) = mac.clone().or_else(|| self.last_profile.clone()) {
+                    self.journey(&mac, at).mark(stage, at, path.clone());
+                }
+            }
+            What::Config { mac } => {
+                if let Some(mac) = mac.clone().or_else(|| self.last_profile.clone()) {
+                    self.journey(&mac, at).mark(Stage::Config, at, "/generic");
+                }
+            }
+        }
+    }
+}
+
+/// `cozyboot validate` asks as MACs of its own (locally administered, "coz y" in hex):
+/// `02-63-6f-7a-79-01` for matchbox ([`crate::validate::matchbox::SAMPLE_MAC`]), `...:02` for
+/// its DHCP probe. They are not machines.
+const COZYBOOT_MACS: &str = "02:63:6f:7a:79:";
+
+fn is_validate_probe(what: &What) -> bool {
+    let mac = match what {
+        What::DhcpRequest { mac, .. }
+        | What::DhcpOffer { mac, .. }
+        | What::BootFile { mac, .. }
+        | What::Profile { mac, .. } => Some(mac),
+        What::NoProfile { mac, .. } | What::Asset { mac, .. } | What::Config { mac } => mac.as_ref(),
+        _ => None,
+    };
+    mac.is_some_and(|m| m.starts_with(COZYBOOT_MACS))
+}
+
+/// Journeys from facts of both logs. Facts are ordered by time; facts without one (dnsmasq
+/// read without docker's stamps) keep their order and go first, as DHCP and TFTP come before
+/// HTTP in every boot.
+pub fn fold(mut events: Vec<Event>) -> BTreeMap<String, Journey> {
+    events.sort_by_key(|e| e.at.unwrap_or(i64::MIN));
+    let mut f = Folder::new();
+    for e in &events {
+        f.add(e);
+    }
+    f.journeys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{dnsmasq_log, matchbox_log};
+    use super::*;
+
+    fn fixture(name: &str) -> BTreeMap<String, Journey> {
+        let dir = format!("{}/tests/fixtures/journey", env!("CARGO_MANIFEST_DIR"));
+        let read = |kind: &str| std::fs::read_to_string(format!("{dir}/{name}.{kind}.log")).unwrap_or_default();
+        let mut events = dnsmasq_log::events(&read("dnsmasq"));
+        events.extend(matchbox_log::events(&read("matchbox")));
+        fold(events)
+    }
+
+    fn stages(j: &Journey) -> Vec<Stage> {
+        j.stages.keys().copied().collect()
+    }
+
+    #[test]
+    fn arm64_full_dhcp_reaches_the_initramfs() {
+        let all = fixture("arm64-full");
+        let j = &all["52:54:00:c0:0b:11"];
+        assert_eq!(all.len(), 1);
+        assert_eq!(j.client_arch, Some(11));
+        assert_eq!(j.ipxe_arch.as_deref(), Some("arm64"));
+        assert_eq!(j.ip, Some("10.213.167.130".parse().unwrap()));
+        assert!(!j.proxy);
+        assert_eq!(
+            stages(j),
+            [
+                Stage::Dhcp,
+                Stage::Tftp,
+                Stage::BootIpxe,
+                Stage::Profile,
+                Stage::Kernel,
+                Stage::Initramfs
+            ]
+        );
+        assert_eq!(j.stages[&Stage::Dhcp].detail, "bootaa64.efi");
+        assert_eq!(j.stages[&Stage::Tftp].detail, "bootaa64.efi");
+        assert_eq!(j.attempts, 1);
+    }
+
+    #[test]
+    fn arm64_proxy_dhcp_ties_tftp_to_the_machine_offered_the_file() {
+        let all = fixture("arm64-proxy");
+        let j = &all["52:54:00:c0:0b:11"];
+        assert!(j.proxy);
+        assert_eq!(j.ip, Some("10.213.168.130".parse().unwrap()));
+        assert_eq!(
+            stages(j),
+            [
+                Stage::Dhcp,
+                Stage::Tftp,
+                Stage::BootIpxe,
+                Stage::Profile,
+                Stage::Kernel,
+                Stage::Initramfs
+            ]
+        );
+    }
+
+    #[test]
+    fn bios_proxy_goes_straight_to_ipxe() {
+        let j = &fixture("bios-proxy")["52:54:00:c0:0b:00"];
+        assert_eq!(j.ipxe_arch.as_deref(), Some("i386"));
+        assert_eq!(j.client_arch, Some(0));
+        assert!(j.boot_script_offered);
+        assert_eq!(
+            stages(j),
+            [
+                Stage::Dhcp,
+                Stage::BootIpxe,
+                Stage::Profile,
+                Stage::Kernel,
+                Stage::Initramfs
+            ]
+        );
+    }
+
+    #[test]
+    fn no_group_is_a_404_at_profile() {
+        let j = &fixture("no-i386-group")["52:54:00:c0:0b:00"];
+        assert!(j.no_profile);
+        assert_eq!(stages(j), [Stage::Dhcp, Stage::BootIpxe]);
+    }
+
+    #[test]
+    fn arch_12_rule_leaves_an_offer_without_boot_file() {
+        let j = &fixture("arch-12")["52:54:00:c0:0b:11"];
+        assert!(j.offered);
+        assert_eq!(j.client_arch, Some(11));
+        assert!(j.stages.is_empty());
+    }
+
+    #[test]
+    fn a_firmware_asking_again_after_tftp_starts_a_new_attempt() {
+        let mut events = dnsmasq_log::events(include_str!("../../tests/fixtures/journey/arm64-full.dnsmasq.log"));
+        events.extend(dnsmasq_log::events(
+            "dnsmasq-dhcp[1]: 7 available DHCP range: x\ndnsmasq-dhcp[1]: 7 vendor class: PXEClient:Arch:00011:UNDI:003000\ndnsmasq-dhcp[1]: 7 DHCPDISCOVER(eth0) 52:54:00:c0:0b:11 \n",
+        ));
+        let j = &fold(events)["52:54:00:c0:0b:11"];
+        assert_eq!(j.attempts, 2);
+        assert!(j.stages.is_empty());
+    }
+
+    #[test]
+    fn validates_sample_mac_is_no_machine() {
+        let text = "\
+time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /boot.ipxe\"
+time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /ipxe?uuid=x&mac=02-63-6f-7a-79-01&arch=arm64\"
+time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /assets/talos/arm64/vmlinuz?mac=02-63-6f-7a-79-01\"
+";
+        assert!(fold(matchbox_log::events(text)).is_empty());
+        assert!(crate::validate::matchbox::SAMPLE_MAC
+            .replace('-', ":")
+            .starts_with(COZYBOOT_MACS));
+        let probe = "dnsmasq-dhcp: 5 available DHCP range: x\ndnsmasq-dhcp: 5 vendor class: PXEClient:Arch:00011:UNDI:003000\ndnsmasq-dhcp: 5 DHCPDISCOVER(eth0) 02:63:6f:7a:79:02 \ndnsmasq-dhcp: 5 DHCPOFFER(eth0) 10.0.0.9 02:63:6f:7a:79:02 \ndnsmasq-tftp: sent /a/bootaa64.efi to 10.0.0.9\n";
+        assert!(fold(dnsmasq_log::events(probe)).is_empty());
+    }
+
+    #[test]
+    fn stage_names_round_trip() {
+        for s in Stage::ALL {
+            assert_eq!(s.name().parse::<Stage>(), Ok(s));
+        }
+        assert!("linux".parse::<Stage>().unwrap_err().contains("kernel"));
+    }
+}

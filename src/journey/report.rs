@@ -1,0 +1,220 @@
+//! The journeys with their diagnoses, as a table for people and one JSON document for CI.
+
+use super::clock::format_rfc3339;
+use super::diagnosis::{arch_label, diagnose, Diagnosis, Site};
+use super::model::{Journey, Stage};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub const SCHEMA: &str = "cozyboot.nodes/v1";
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub journey: Journey,
+    pub arch: String,
+    pub diagnosis: Diagnosis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Newest first: the machine being worked on is usually the one just seen.
+    pub rows: Vec<Row>,
+    pub now: i64,
+    /// What could not be read or probed, said once above the table.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn build(journeys: BTreeMap<String, Journey>, site: &Site, now: i64) -> Report {
+        let mut rows: Vec<Row> = journeys
+            .into_values()
+            .map(|j| Row {
+                arch: arch_label(&j),
+                diagnosis: diagnose(&j, site, now),
+                journey: j,
+            })
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.journey.last_seen));
+        Report {
+            rows,
+            now,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Machines that reached `stage` in their latest attempt.
+    pub fn reached(&self, stage: Stage) -> usize {
+        self.rows.iter().filter(|r| r.journey.reached(stage)).count()
+    }
+
+    pub fn to_human(&self) -> String {
+        let mut out = String::new();
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        if self.rows.is_empty() {
+            out.push_str("no machine has asked for DHCP in the logs read (nor in the journal)\n");
+            return out;
+        }
+        let time = |t: Option<i64>| t.map_or_else(|| "-".to_string(), format_rfc3339);
+        let header = ["MAC", "ARCH", "IP", "FIRST SEEN", "LAST SEEN", "REACHED"];
+        let cells: Vec<[String; 6]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let j = &r.journey;
+                [
+                    j.mac.clone(),
+                    r.arch.clone(),
+                    j.ip.map_or_else(|| "-".into(), |ip| ip.to_string()) + if j.proxy { " (proxy)" } else { "" },
+                    time(j.first_seen),
+                    time(j.last_seen),
+                    j.furthest().map_or_else(|| "-".into(), |s| s.to_string()),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cols: &[&str]| {
+            let mut l = String::new();
+            for (i, c) in cols.iter().enumerate() {
+                if i + 1 == cols.len() {
+                    l.push_str(c);
+                } else {
+                    let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+                }
+            }
+            l.push('\n');
+            l
+        };
+        out.push_str(&line(&header));
+        for (row, r) in cells.iter().zip(&self.rows) {
+            out.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
+            let stages: Vec<String> = r
+                .journey
+                .stages
+                .iter()
+                .map(|(s, m)| {
+                    let at = m.at.map(|t| format_rfc3339(t)[11..19].to_string()).unwrap_or_default();
+                    format!("{s} {at} {}", m.detail).replace("  ", " ").trim().to_string()
+                })
+                .collect();
+            if !stages.is_empty() {
+                let _ = writeln!(out, "    {}", stages.join(" | "));
+            }
+            let d = &r.diagnosis;
+            let verdict = match (d.stopped_before, d.in_progress) {
+                (None, _) => "done".to_string(),
+                (Some(s), true) => format!("booting (seen in the last 2 min), not yet at {s}"),
+                (Some(s), false) => format!("stopped before {s}"),
+            };
+            let _ = writeln!(out, "    {verdict}: {}", d.finding);
+            let _ = writeln!(
+                out,
+                "    {}",
+                if d.stopped_before.is_none() {
+                    d.fix.clone()
+                } else {
+                    format!("fix: {}", d.fix)
+                }
+            );
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        let machines: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let j = &r.journey;
+                let stages: Vec<Value> = j
+                    .stages
+                    .iter()
+                    .map(|(s, m)| json!({ "stage": s, "at": m.at.map(format_rfc3339), "detail": m.detail }))
+                    .collect();
+                json!({
+                    "mac": j.mac,
+                    "arch": { "label": r.arch, "client_arch": j.client_arch, "ipxe": j.ipxe_arch },
+                    "ip": j.ip,
+                    "proxy_dhcp": j.proxy,
+                    "first_seen": j.first_seen.map(format_rfc3339),
+                    "last_seen": j.last_seen.map(format_rfc3339),
+                    "attempts": j.attempts,
+                    "reached": j.furthest(),
+                    "stages": stages,
+                    "diagnosis": r.diagnosis,
+                })
+            })
+            .collect();
+        json!({
+            "schema": SCHEMA,
+            "generated_at": format_rfc3339(self.now),
+            "notes": self.notes,
+            "machines": machines,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{dnsmasq_log, matchbox_log, model};
+    use super::*;
+    use crate::arch::Arch;
+
+    fn report() -> Report {
+        let dir = format!("{}/tests/fixtures/journey", env!("CARGO_MANIFEST_DIR"));
+        let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).unwrap();
+        let mut events = dnsmasq_log::events(&read("arm64-full.dnsmasq.log"));
+        events.extend(matchbox_log::events(&read("arm64-full-mac-urls.matchbox.log")));
+        events.extend(dnsmasq_log::events(
+            &read("arch-12.dnsmasq.log").replace("52:54:00:c0:0b:11", "52:54:00:c0:0b:12"),
+        ));
+        let site = Site {
+            arches: vec![Arch::Arm64],
+            config_for_all: false,
+            config_macs: vec![],
+            http: "10.0.0.1:8080".into(),
+        };
+        Report::build(model::fold(events), &site, 4_000_000_000)
+    }
+
+    #[test]
+    fn table_names_each_machine_its_stages_and_the_fix() {
+        let text = report().to_human();
+        assert!(text.starts_with("MAC "), "{text}");
+        assert!(
+            text.contains("52:54:00:c0:0b:11  arm64 (client-arch 11), iPXE arm64  10.213.167.130"),
+            "{text}"
+        );
+        assert!(
+            text.contains("initramfs 19:22:28 /assets/talos/arm64/initramfs.xz"),
+            "{text}"
+        );
+        assert!(text.contains("stopped before talos"), "{text}");
+        assert!(
+            text.contains("stopped before dhcp") && text.contains("client-arch,12"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_document() {
+        let r = report();
+        assert_eq!(r.reached(Stage::Initramfs), 1);
+        let v = r.to_json();
+        assert_eq!(v["schema"], SCHEMA);
+        let m = v["machines"].as_array().unwrap();
+        assert_eq!(m.len(), 2);
+        let done = m.iter().find(|m| m["mac"] == "52:54:00:c0:0b:11").unwrap();
+        assert_eq!(done["reached"], "initramfs");
+        assert_eq!(done["arch"]["client_arch"], 11);
+        assert_eq!(done["stages"][4]["stage"], "kernel");
+        assert_eq!(done["diagnosis"]["stopped_before"], "talos");
+    }
+}
