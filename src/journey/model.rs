@@ -145,6 +145,10 @@ impl Journey {
     }
 }
 
+/// How far apart two facts from different containers' logs may be sorted by docker's times
+/// and still be one step of the same boot.
+const CROSS_LOG_SKEW_SECS: i64 = 5;
+
 /// Fixed-size memories of the fold, so that a long log cannot make it grow without bound.
 const MAX_PENDING_SCRIPTS: usize = 64;
 
@@ -208,7 +212,16 @@ impl Folder {
                 proxy,
             } => {
                 let j = self.journey(mac, at);
-                if (!ipxe && j.reached(Stage::Tftp)) || (*ipxe && j.reached(Stage::Profile)) {
+                // The profile comes from matchbox's log, this request from dnsmasq's: merged
+                // by docker's times, which lag behind under load, iPXE's last DHCP step
+                // (proxy mode's port-4011 reply) can sort after its own downloads. A real
+                // new attempt (a reboot, iPXE retrying) comes later than that.
+                let ipxe_again = *ipxe
+                    && j.stages.get(&Stage::Profile).is_some_and(|p| match (p.at, at) {
+                        (Some(profile), Some(now)) => now - profile > CROSS_LOG_SKEW_SECS,
+                        _ => true,
+                    });
+                if (!ipxe && j.reached(Stage::Tftp)) || ipxe_again {
                     j.start_over();
                 }
                 if client_arch.is_some() {
@@ -431,6 +444,67 @@ mod tests {
         let j = &fold(events)["52:54:00:c0:0b:11"];
         assert_eq!(j.attempts, 2);
         assert!(j.stages.is_empty());
+    }
+
+    /// Seen in CI: under load docker stamped dnsmasq's port-4011 line (iPXE's last DHCP step
+    /// in proxy mode) after matchbox's kernel and initramfs lines of the same boot.
+    #[test]
+    fn an_ipxe_dhcp_logged_just_after_its_own_downloads_is_the_same_attempt() {
+        let mac = "52:54:00:c0:0b:00";
+        let ev = |at: i64, what: What| Event { at: Some(at), what };
+        let request = |at| {
+            ev(
+                at,
+                What::DhcpRequest {
+                    mac: mac.into(),
+                    client_arch: Some(0),
+                    ipxe: true,
+                    proxy: true,
+                },
+            )
+        };
+        let boot = vec![
+            request(100),
+            ev(
+                100,
+                What::BootFile {
+                    mac: mac.into(),
+                    file: "http://s/boot.ipxe".into(),
+                    ipxe: true,
+                },
+            ),
+            ev(101, What::BootScript),
+            ev(
+                101,
+                What::Profile {
+                    mac: mac.into(),
+                    arch: Some("i386".into()),
+                },
+            ),
+            ev(
+                101,
+                What::Asset {
+                    path: "/assets/talos/amd64/vmlinuz".into(),
+                    mac: Some(mac.into()),
+                },
+            ),
+            ev(
+                102,
+                What::Asset {
+                    path: "/assets/talos/amd64/initramfs.xz".into(),
+                    mac: Some(mac.into()),
+                },
+            ),
+        ];
+        let mut late = boot.clone();
+        late.push(request(102));
+        let j = &fold(late)[mac];
+        assert_eq!(j.attempts, 1, "{j:#?}");
+        assert!(j.reached(Stage::Initramfs), "{j:#?}");
+        let mut reboot = boot;
+        reboot.push(request(160));
+        let j = &fold(reboot)[mac];
+        assert_eq!(j.attempts, 2, "a DHCP a minute later is a new attempt: {j:#?}");
     }
 
     #[test]
