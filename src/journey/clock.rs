@@ -44,9 +44,7 @@ pub fn format_rfc3339(t: i64) -> String {
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    i64::try_from(crate::state::now()).unwrap_or(i64::MAX)
 }
 
 // Howard Hinnant's civil calendar algorithms (public domain).
