@@ -280,7 +280,16 @@ fn mutation(name: &str) -> fn(&mut Rendered) {
                     .retain(|a| !a.starts_with("console=ttyS") && !a.starts_with("console=ttyAMA"));
             }
         },
-        other => panic!("unknown mutation {other:?} (arch-12, no-i386-group, no-initrd-arg, no-serial-console)"),
+        // Profiles with a kernel and no initrd at all (a hand-written profile that forgot it).
+        "no-initrd" => |r| {
+            for p in &mut r.tree.profiles {
+                p.boot.initrd.clear();
+                p.boot.args.retain(|a| !a.starts_with("initrd="));
+            }
+        },
+        other => {
+            panic!("unknown mutation {other:?} (arch-12, no-i386-group, no-initrd-arg, no-serial-console, no-initrd)")
+        }
     }
 }
 
@@ -347,6 +356,64 @@ fn mutation_no_i386_group_stops_bios_at_ipxe() {
         "{d:#?}"
     );
     assert!(d.finding.contains("no group for arch=i386"), "{d:#?}");
+}
+
+/// A data dir nobody provisioned the arm64 iPXE into: AAVMF is offered `bootaa64.efi`, dnsmasq
+/// answers its TFTP read with "file not found", and AAVMF gives up on PXE over IPv4.
+/// `cozyboot nodes` names the missing file and says how to put it there.
+#[test]
+fn missing_bootloader_stops_arm64_uefi_at_tftp_with_the_file_named() {
+    let Some(o) = boot_with(
+        |a| a.without_bootloader(Bootloader::Arm64Efi),
+        Client::Arm64Uefi,
+        Mode::Full,
+        |_| {},
+    ) else {
+        return;
+    };
+    assert_fails_at(&o, Stage::Tftp);
+    assert!(
+        o.evidence.dnsmasq.contains("bootaa64.efi not found for"),
+        "dnsmasq said file not found:\n{}",
+        o.report()
+    );
+    let j = o.journey().expect("cozyboot's journeys hold the VM");
+    assert_eq!(j.tftp_missing.as_deref(), Some("bootaa64.efi"), "{j:#?}");
+    assert_eq!(j.client_arch, Some(11), "{j:#?}");
+    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Arm64]), i64::MAX / 2);
+    assert_eq!(d.stopped_before, Some(cozyboot::journey::model::Stage::Tftp), "{d:#?}");
+    assert!(d.finding.contains("`bootaa64.efi` not found"), "{d:#?}");
+    assert!(d.fix.contains("cozyboot up"), "{d:#?}");
+}
+
+/// A profile with a kernel and no initrd: iPXE fetches the kernel and boots it, the EFI stub
+/// finds no initramfs, and Linux never runs /init. `cozyboot nodes` says the kernel came and
+/// the initramfs never did.
+#[test]
+fn kernel_without_initramfs_is_diagnosed_at_the_initramfs() {
+    let Some(o) = boot(Client::X64Uefi, Mode::Full, mutation("no-initrd")) else {
+        return;
+    };
+    assert_fails_at(&o, Stage::Linux);
+    assert_eq!(o.initrd_via, None, "the kernel found no initrd:\n{}", o.report());
+    assert!(
+        !o.evidence.matchbox.contains("initramfs.xz"),
+        "nothing asked for the initramfs:\n{}",
+        o.report()
+    );
+    let j = o.journey().expect("cozyboot's journeys hold the VM");
+    assert!(j.reached(cozyboot::journey::model::Stage::Kernel), "{j:#?}");
+    assert!(!j.reached(cozyboot::journey::model::Stage::Initramfs), "{j:#?}");
+    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Amd64]), i64::MAX / 2);
+    assert_eq!(
+        d.stopped_before,
+        Some(cozyboot::journey::model::Stage::Initramfs),
+        "{d:#?}"
+    );
+    assert!(
+        d.finding.contains("kernel was fetched but never the initramfs"),
+        "{d:#?}"
+    );
 }
 
 /// Without a serial `console=` last on the kernel line (amd64 profiles before issue 9 had only

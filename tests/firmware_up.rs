@@ -25,7 +25,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::firmware::{one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage, UKI};
+use support::firmware::{
+    one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage, BOOT_TIMEOUT, LISTENING, LISTEN_ARG, UKI,
+};
 use support::images;
 
 fn docker(args: &[&str]) -> (bool, String) {
@@ -123,9 +125,21 @@ fn cozyboot(work: &Path, args: &[String]) -> (i32, Value, String) {
     )
 }
 
+/// What `cozyboot` reported about one boot through `up`.
+struct Reports {
+    /// `validate --json --probe-dhcp` after the boot.
+    validation: Value,
+    /// `nodes --json --no-probe` after the VM powered off: what the logs alone tell.
+    nodes: Value,
+    /// `nodes --json` (probing TCP 50000) while /init listened, in full mode.
+    nodes_while_listening: Option<Value>,
+}
+
 /// Boots `client` through the site `cozyboot up` starts on the host network, then probes it
-/// with `validate --probe-dhcp`. `None` when it cannot run here (it said why).
-fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value, Value)> {
+/// with `validate --probe-dhcp`. In full mode the node stands in for Talos's maintenance mode
+/// ([`LISTEN_ARG`]) and `cozyboot nodes` probes it while it listens. `None` when it cannot run
+/// here (it said why).
+fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
     let artifacts = Artifacts::find()?;
     if !images::require_docker() {
         return None;
@@ -166,8 +180,12 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value, Value)> {
         format!("--matchbox-name={matchbox}"),
         format!("--dnsmasq-name={dnsmasq}"),
     ]);
-    if mode == Mode::Full {
+    // Only in full mode does dnsmasq see the lease the booted system takes (in proxy mode the
+    // router hands it out), so only there can `nodes` know where to knock.
+    let listen = mode == Mode::Full;
+    if listen {
         settings.push(format!("--dhcp-range={},{}", net.ip(100), net.ip(150)));
+        settings.push(format!("--kernel-args={LISTEN_ARG}"));
     }
 
     // The safety rule, checked before anything starts: dnsmasq binds the test's veth only.
@@ -208,7 +226,40 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value, Value)> {
         matchbox: &matchbox,
         router: router.as_ref(),
     };
-    let outcome = lab.watch(&artifacts, &s, &rendered, client, &servers, work.path(), None, setup);
+    let data_flag = format!("--data-dir={}", data.display());
+    let nodes_args = |probe: bool| -> Vec<String> {
+        let mut a: Vec<String> = vec!["nodes".into(), "--json".into(), data_flag.clone()];
+        if !probe {
+            a.push("--no-probe".into());
+        }
+        a
+    };
+    // While QEMU runs under the watch below: once /init says it listens, ask `cozyboot nodes`
+    // (which knocks on TCP 50000 of every machine that fetched its initramfs).
+    let outcome;
+    let nodes_while_listening;
+    {
+        let serial = work.path().join("serial.log");
+        let (work_path, args) = (work.path(), nodes_args(true));
+        (outcome, nodes_while_listening) = std::thread::scope(|scope| {
+            let prober = listen.then(|| {
+                scope.spawn(move || {
+                    let deadline = Instant::now() + BOOT_TIMEOUT;
+                    while Instant::now() < deadline {
+                        if fs::read(&serial).is_ok_and(|b| String::from_utf8_lossy(&b).contains(LISTENING)) {
+                            let (code, nodes, stderr) = cozyboot(work_path, &args);
+                            assert_eq!(code, 0, "nodes while listening: {stderr}\n{nodes:#}");
+                            return Some(nodes);
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    None
+                })
+            });
+            let outcome = lab.watch(&artifacts, &s, &rendered, client, &servers, work.path(), None, setup);
+            (outcome, prober.and_then(|p| p.join().expect("the prober")))
+        });
+    }
     let name = std::thread::current().name().unwrap_or("boot").replace("::", "-");
     let logs = outcome.save(&name);
     println!("{}\n  full logs: {}", outcome.timeline(), logs.display());
@@ -218,14 +269,16 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value, Value)> {
     let (_, validation, _) = cozyboot(work.path(), &validate_args);
     // What `cozyboot nodes` makes of the running containers' logs (read through the engine).
     // No TCP probe: the VM is powered off, and the test asserts only what the logs tell.
-    let nodes_args: Vec<String> = ["nodes", "--json", "--no-probe"]
-        .map(String::from)
-        .into_iter()
-        .chain([format!("--data-dir={}", data.display())])
-        .collect();
-    let (code, nodes, stderr) = cozyboot(work.path(), &nodes_args);
+    let (code, nodes, stderr) = cozyboot(work.path(), &nodes_args(false));
     assert_eq!(code, 0, "nodes: {stderr}\n{nodes:#}");
-    Some((outcome, validation, nodes))
+    Some((
+        outcome,
+        Reports {
+            validation,
+            nodes,
+            nodes_while_listening,
+        },
+    ))
 }
 
 fn assert_booted_through_up(o: &Outcome, validation: &Value) {
@@ -271,11 +324,51 @@ fn assert_booted_through_up(o: &Outcome, validation: &Value) {
 }
 
 fn boots(client: Client, mode: Mode) {
-    let Some((outcome, validation, nodes)) = boot(client, mode) else {
+    let Some((outcome, reports)) = boot(client, mode) else {
         return;
     };
-    assert_booted_through_up(&outcome, &validation);
-    assert_nodes_saw_the_boot(&outcome, &nodes);
+    assert_booted_through_up(&outcome, &reports.validation);
+    assert_nodes_saw_the_boot(&outcome, &reports.nodes);
+    if mode == Mode::Full {
+        assert_nodes_saw_talos_answer(&outcome, reports.nodes_while_listening.as_ref());
+    }
+}
+
+/// While the node listened (standing in for Talos's maintenance mode), `cozyboot nodes` found
+/// it on the address it leased from cozyboot's dnsmasq after the kernel ran (a DHCP client
+/// with no PXE class, as Talos's own: the same boot, not a new attempt), reported every stage
+/// through `talos`, and printed the next step.
+fn assert_nodes_saw_talos_answer(o: &Outcome, nodes: Option<&Value>) {
+    assert!(
+        o.reached.iter().any(|(s, _)| *s == Stage::Answered),
+        "/init never had a connection:\n{}",
+        o.report()
+    );
+    let nodes = nodes.unwrap_or_else(|| panic!("/init never said it listened:\n{}", o.report()));
+    let m = nodes["machines"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["mac"] == o.client.mac()))
+        .unwrap_or_else(|| panic!("no {} in {nodes:#}", o.client.mac()));
+    let listening = o.listening_ip().expect("/init printed its address");
+    assert_eq!(m["ip"], serde_json::json!(listening), "{m:#}");
+    let stages: Vec<&str> = m["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    let mut want = vec!["dhcp"];
+    if o.client.bootloader().is_some() {
+        want.push("tftp");
+    }
+    want.extend(["boot-ipxe", "profile", "kernel", "initramfs", "talos"]);
+    assert_eq!(stages, want, "{m:#}");
+    assert_eq!(m["diagnosis"]["stopped_before"], Value::Null, "{m:#}");
+    let fix = m["diagnosis"]["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains(&format!("talosctl apply-config --insecure -n {listening}")),
+        "{m:#}"
+    );
 }
 
 /// `cozyboot nodes --json`, reading the containers `up` started, reports this VM as the

@@ -67,7 +67,7 @@ fn nodes(dir: &Path, args: &[&str]) -> Option<(i32, String)> {
         String::from_utf8_lossy(&out.stderr)
     );
     if code == 3 {
-        eprintln!("skipped: the Docker Engine could not be reached: {text}");
+        unreachable_engine(&text);
         return None;
     }
     Some((code, text))
@@ -122,4 +122,126 @@ fn wait_passes_when_enough_machines_got_there_and_fails_with_the_table() {
     assert!(text.contains("1 of 2 machine(s) reached `kernel`"), "{text}");
     assert!(text.contains("not enough machines reached the stage in time"), "{text}");
     assert!(text.contains("stopped before dhcp"), "{text}");
+}
+
+/// The journal of [`data_dir`] with a third machine: a real x86 BIOS boot (proxy mode).
+fn add_bios_machine(dir: &Path) {
+    let mut journal = Journal::load(dir).unwrap();
+    let bios = dnsmasq_log::events(&fixture("bios-proxy.dnsmasq.log"));
+    journal.events.extend(bios.into_iter().map(|event| Entry {
+        source: Some(Source::Dnsmasq),
+        event,
+    }));
+    journal.save(dir).unwrap();
+}
+
+const BIOS_MAC: &str = "52:54:00:c0:0b:00";
+
+/// On a terminal `--watch` clears the screen and draws the table again every 2 s, and stops
+/// by itself at `--timeout`. Run under `script`, which gives it a pseudo-terminal.
+#[test]
+fn watch_redraws_on_a_terminal_until_its_timeout() {
+    let dir = data_dir();
+    let sites = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "{} nodes --no-probe --watch --timeout 5 --data-dir {}",
+        assert_cmd::cargo::cargo_bin("cozyboot").display(),
+        dir.path().display()
+    );
+    let out = Bin::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("COZYBOOT_SITES_DIR", sites.path())
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() == Some(3) {
+        unreachable_engine(&text);
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let clears = text.matches("\x1b[2J\x1b[H").count();
+    assert!(clears >= 3, "{clears} redraws in 5 s:\n{text}");
+    // Every redraw is a whole table: as many rows of the machine as redraws.
+    assert!(text.matches("52:54:00:c0:0b:11").count() >= clears, "{text}");
+}
+
+/// `--watch` shows a machine that turns up while it runs (here: written into the journal, as a
+/// container's log would bring it); on a pipe the tables follow one another, with no escape
+/// codes.
+#[test]
+fn watch_shows_a_machine_that_turns_up_while_it_runs() {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let dir = data_dir();
+    let sites = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cozyboot"))
+        .env("COZYBOOT_SITES_DIR", sites.path())
+        .args(["nodes", "--no-probe", "--watch", "--timeout", "40", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let seen = Arc::clone(&seen);
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let wait_for = |needle: &str, within: Duration, mut each: Box<dyn FnMut() + '_>| -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if seen.lock().unwrap().contains(needle) {
+                return true;
+            }
+            each();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    };
+    let first = wait_for("52:54:00:c0:0b:11", Duration::from_secs(20), Box::new(|| {}));
+    let exited = child.try_wait().unwrap();
+    if !first && exited.is_some_and(|s| s.code() == Some(3)) {
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        unreachable_engine(&err);
+        return;
+    }
+    assert!(first, "no first table: {}", seen.lock().unwrap());
+    assert!(!seen.lock().unwrap().contains(BIOS_MAC));
+    // `nodes` saves the journal on every round; write the new machine until a round kept it.
+    let turned_up = wait_for(
+        BIOS_MAC,
+        Duration::from_secs(20),
+        Box::new(|| add_bios_machine(dir.path())),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
+    assert!(turned_up, "the new machine never showed:\n{text}");
+    assert!(!text.contains('\x1b'), "escape codes on a pipe:\n{text}");
+    assert!(
+        text.matches("52:54:00:c0:0b:11").count() >= 2,
+        "one table after another:\n{text}"
+    );
+}
+
+/// Without the Docker Engine `nodes` cannot tell which containers are the site's: in CI that
+/// fails the test, elsewhere it is reported as skipped.
+fn unreachable_engine(text: &str) {
+    if std::env::var_os("CI").is_some_and(|v| v == "true") {
+        panic!("CI=true but the Docker Engine could not be reached: {text}");
+    }
+    println!("skipped: the Docker Engine could not be reached: {text}");
 }

@@ -221,7 +221,12 @@ impl Folder {
                         (Some(profile), Some(now)) => now - profile > CROSS_LOG_SKEW_SECS,
                         _ => true,
                     });
-                if (!ipxe && j.reached(Stage::Tftp)) || ipxe_again {
+                // Every boot attempt starts with a PXE firmware or iPXE asking. A client with
+                // neither mark is the booted system's own (busybox udhcpc, Talos in
+                // maintenance mode): the same boot going on, and its answer is the address
+                // the node is reached on from now.
+                let netboot_client = client_arch.is_some() || *ipxe;
+                if netboot_client && ((!ipxe && j.reached(Stage::Tftp)) || ipxe_again) {
                     j.start_over();
                 }
                 if client_arch.is_some() {
@@ -444,6 +449,29 @@ mod tests {
         let j = &fold(events)["52:54:00:c0:0b:11"];
         assert_eq!(j.attempts, 2);
         assert!(j.stages.is_empty());
+    }
+
+    /// Real logs of an x64 UEFI boot whose system, once running, leased its address with a
+    /// plain DHCP client (`vendor class: udhcp 1.37.0`, no PXE class), as Talos does in
+    /// maintenance mode: still the one boot, and its address is that lease.
+    #[test]
+    fn the_booted_systems_own_dhcp_is_not_a_new_attempt() {
+        let all = fixture("x64-full-talos-dhcp");
+        let j = &all["52:54:00:c0:0b:07"];
+        assert_eq!(j.attempts, 1, "{j:#?}");
+        assert_eq!(
+            stages(j),
+            [
+                Stage::Dhcp,
+                Stage::Tftp,
+                Stage::BootIpxe,
+                Stage::Profile,
+                Stage::Kernel,
+                Stage::Initramfs
+            ]
+        );
+        assert_eq!(j.client_arch, Some(7), "the firmware's class stays: {j:#?}");
+        assert_eq!(j.ip, Some("10.213.36.120".parse().unwrap()));
     }
 
     /// Seen in CI: under load docker stamped dnsmasq's port-4011 line (iPXE's last DHCP step

@@ -45,6 +45,13 @@ const LINUX_AFTER_INITRD: Duration = Duration::from_secs(90);
 const POWEROFF_GRACE: Duration = Duration::from_secs(20);
 
 pub const MARKER: &str = "COZYBOOT-BOOT-OK";
+/// The kernel argument that makes the test /init stand in for Talos's maintenance mode: lease
+/// an address by DHCP and answer one TCP connection on the port (see scripts/firmware-artifacts).
+pub const LISTEN_ARG: &str = "cozyboot.listen=50000";
+/// What /init prints once it listens: `COZYBOOT-LISTENING ip=<addr> port=<port>`.
+pub const LISTENING: &str = "COZYBOOT-LISTENING";
+/// What /init prints after it answered a connection (then it powers off).
+pub const ANSWERED: &str = "COZYBOOT-ANSWERED";
 pub const CMDLINE_PREFIX: &str = "COZYBOOT-CMDLINE: ";
 const POWEROFF: &str = "COZYBOOT-POWEROFF";
 
@@ -88,6 +95,8 @@ pub struct Artifacts {
     pub dir: PathBuf,
     /// Bootloaders served instead of the ones in `dir` (see [`Artifacts::with_bootloader`]).
     overrides: Vec<(Bootloader, PathBuf)>,
+    /// Bootloaders left out of the assets (see [`Artifacts::without_bootloader`]).
+    omitted: Vec<Bootloader>,
     /// How the Talos kernel and initramfs are laid down in the assets.
     pub talos: TalosSource,
 }
@@ -153,6 +162,7 @@ impl Artifacts {
         Some(Artifacts {
             dir,
             overrides: Vec::new(),
+            omitted: Vec::new(),
             talos: TalosSource::Pair,
         })
     }
@@ -164,6 +174,12 @@ impl Artifacts {
     /// Serves `file` as bootloader `b` (e.g. an older iPXE).
     pub fn with_bootloader(mut self, b: Bootloader, file: impl Into<PathBuf>) -> Self {
         self.overrides.push((b, file.into()));
+        self
+    }
+
+    /// Leaves bootloader `b` out of the TFTP root, as a data dir nobody provisioned.
+    pub fn without_bootloader(mut self, b: Bootloader) -> Self {
+        self.omitted.push(b);
         self
     }
 
@@ -641,6 +657,9 @@ impl Lab {
         fs::create_dir_all(&assets).unwrap();
         render::write_tree(&data, &rendered.files()).expect("write_tree");
         for b in [Bootloader::Arm64Efi, Bootloader::X86_64Efi, Bootloader::Bios] {
+            if a.omitted.contains(&b) {
+                continue;
+            }
             fs::copy(a.bootloader(b), assets.join(s.bootloaders.for_bootloader(b))).unwrap();
         }
         let mut split = None;
@@ -726,16 +745,19 @@ impl Lab {
 
         // A profile that boots a UKI whole has no initrd to fetch.
         let arch_assets = format!("/talos/{}/", client.arch().asset_dir());
-        let watch = Watch {
-            client,
-            s,
-            bootloader_name: client.bootloader().map(|b| s.bootloaders.for_bootloader(b).to_string()),
-            initrd: rendered
+        let profiles = || {
+            rendered
                 .tree
                 .profiles
                 .iter()
                 .filter(|p| p.boot.kernel.contains(&arch_assets))
-                .any(|p| !p.boot.initrd.is_empty()),
+        };
+        let watch = Watch {
+            client,
+            s,
+            bootloader_name: client.bootloader().map(|b| s.bootloaders.for_bootloader(b).to_string()),
+            initrd: profiles().any(|p| !p.boot.initrd.is_empty()),
+            listen: profiles().any(|p| p.boot.args.iter().any(|a| a == LISTEN_ARG)),
         };
         let started = Instant::now();
         let mut reached: Vec<(Stage, Duration)> = Vec::new();
@@ -885,6 +907,9 @@ pub enum Stage {
     Initrd,
     /// Linux ran our /init: the marker is on the serial console.
     Linux,
+    /// /init, standing in for Talos in maintenance mode ([`LISTEN_ARG`]), leased an address
+    /// and a connection to its port came (a `cozyboot nodes` probe).
+    Answered,
 }
 
 impl fmt::Display for Stage {
@@ -897,6 +922,7 @@ impl fmt::Display for Stage {
             Stage::Kernel => "kernel",
             Stage::Initrd => "initrd",
             Stage::Linux => "Linux",
+            Stage::Answered => "TCP answered",
         })
     }
 }
@@ -915,6 +941,8 @@ struct Watch<'a> {
     bootloader_name: Option<String>,
     /// Whether the client's profile has an initrd (not when it boots a UKI whole).
     initrd: bool,
+    /// Whether /init is asked to stand in for Talos's maintenance mode ([`LISTEN_ARG`]).
+    listen: bool,
 }
 
 impl Watch<'_> {
@@ -928,6 +956,9 @@ impl Watch<'_> {
             v.push(Stage::Initrd);
         }
         v.push(Stage::Linux);
+        if self.listen {
+            v.push(Stage::Answered);
+        }
         v
     }
 
@@ -971,6 +1002,7 @@ impl Watch<'_> {
             Stage::Kernel => ev.matchbox.contains(&self.asset(cozyboot::render::talos::KERNEL)),
             Stage::Initrd => ev.matchbox.contains(&self.asset(cozyboot::render::talos::INITRAMFS)),
             Stage::Linux => ev.serial.contains(MARKER),
+            Stage::Answered => ev.serial.contains(ANSWERED),
         }
     }
 
@@ -1011,9 +1043,12 @@ impl Watch<'_> {
             {
                 return Some("the kernel's EFI stub loaded no initrd".into());
             }
-            if now > t + LINUX_AFTER_INITRD {
+            if !has(Stage::Linux) && now > t + LINUX_AFTER_INITRD {
                 return Some(format!("no marker {LINUX_AFTER_INITRD:?} after the initrd was fetched"));
             }
+        }
+        if let Some(line) = ev.serial.lines().find(|l| l.contains("COZYBOOT-NET: ")) {
+            return Some(format!("/init could not listen: {}", line.trim()));
         }
         if ev.serial.contains("Kernel panic") {
             return Some("Linux panicked".into());
@@ -1071,6 +1106,15 @@ impl Outcome {
             .filter(|l| l.contains("DHCPACK(") && l.contains(mac))
             .filter_map(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
             .next_back()
+    }
+
+    /// The address /init leased and listened on ([`LISTEN_ARG`]), as it printed it.
+    pub fn listening_ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.evidence.serial.lines().find_map(|l| {
+            let rest = l.split_once(LISTENING)?.1;
+            rest.split_whitespace()
+                .find_map(|w| w.strip_prefix("ip=")?.parse().ok())
+        })
     }
 
     /// The journey cozyboot reports equals what happened in this boot: the architecture the
@@ -1209,6 +1253,7 @@ fn explain(st: Stage, client: Client) -> &'static str {
         Stage::Kernel => "the /ipxe script did not lead iPXE to the kernel",
         Stage::Initrd => "iPXE did not fetch the initramfs",
         Stage::Linux => "the kernel did not run our /init (initramfs not found? see the serial console)",
+        Stage::Answered => "/init listened (or found no DHCP lease: COZYBOOT-NET) but no connection came to its port",
     }
 }
 
