@@ -131,8 +131,9 @@ struct Reports {
     validation: Value,
     /// `nodes --json --no-probe` after the VM powered off: what the logs alone tell.
     nodes: Value,
-    /// `nodes --json` (probing TCP 50000) while /init listened, in full mode.
-    nodes_while_listening: Option<Value>,
+    /// `nodes --json` (probing TCP 50000) while /init listened, in full mode, then `nodes`
+    /// (the table).
+    nodes_while_listening: Option<(Value, String)>,
 }
 
 /// Boots `client` through the site `cozyboot up` starts on the host network, then probes it
@@ -249,7 +250,22 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
                         if fs::read(&serial).is_ok_and(|b| String::from_utf8_lossy(&b).contains(LISTENING)) {
                             let (code, nodes, stderr) = cozyboot(work_path, &args);
                             assert_eq!(code, 0, "nodes while listening: {stderr}\n{nodes:#}");
-                            return Some(nodes);
+                            // /init answers a second knock: the table a user reads.
+                            let table: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
+                            let out = Bin::cargo_bin("cozyboot")
+                                .unwrap()
+                                .env("COZYBOOT_SITES_DIR", work_path.join("sites"))
+                                .args(&table)
+                                .timeout(Duration::from_secs(60))
+                                .output()
+                                .unwrap();
+                            let table = String::from_utf8_lossy(&out.stdout).into_owned();
+                            assert!(
+                                out.status.success(),
+                                "nodes (table): {table}{}",
+                                String::from_utf8_lossy(&out.stderr)
+                            );
+                            return Some((nodes, table));
                         }
                         std::thread::sleep(Duration::from_millis(250));
                     }
@@ -263,6 +279,10 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
     let name = std::thread::current().name().unwrap_or("boot").replace("::", "-");
     let logs = outcome.save(&name);
     println!("{}\n  full logs: {}", outcome.timeline(), logs.display());
+    if let Some((_, table)) = &nodes_while_listening {
+        fs::write(logs.join("nodes.txt"), table).unwrap();
+        println!("cozyboot nodes, while the node listened:\n{table}");
+    }
 
     let mut validate_args = vec!["validate".to_string(), "--json".into(), "--probe-dhcp".into()];
     validate_args.extend(settings.iter().cloned());
@@ -338,13 +358,13 @@ fn boots(client: Client, mode: Mode) {
 /// it on the address it leased from cozyboot's dnsmasq after the kernel ran (a DHCP client
 /// with no PXE class, as Talos's own: the same boot, not a new attempt), reported every stage
 /// through `talos`, and printed the next step.
-fn assert_nodes_saw_talos_answer(o: &Outcome, nodes: Option<&Value>) {
+fn assert_nodes_saw_talos_answer(o: &Outcome, nodes: Option<&(Value, String)>) {
     assert!(
         o.reached.iter().any(|(s, _)| *s == Stage::Answered),
         "/init never had a connection:\n{}",
         o.report()
     );
-    let nodes = nodes.unwrap_or_else(|| panic!("/init never said it listened:\n{}", o.report()));
+    let (nodes, table) = nodes.unwrap_or_else(|| panic!("/init never said it listened:\n{}", o.report()));
     let m = nodes["machines"]
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["mac"] == o.client.mac()))
@@ -365,10 +385,15 @@ fn assert_nodes_saw_talos_answer(o: &Outcome, nodes: Option<&Value>) {
     assert_eq!(stages, want, "{m:#}");
     assert_eq!(m["diagnosis"]["stopped_before"], Value::Null, "{m:#}");
     let fix = m["diagnosis"]["fix"].as_str().unwrap_or_default();
-    assert!(
-        fix.contains(&format!("talosctl apply-config --insecure -n {listening}")),
-        "{m:#}"
-    );
+    let next = format!("talosctl apply-config --insecure -n {listening}");
+    assert!(fix.contains(&next), "{m:#}");
+    let row = table
+        .lines()
+        .skip_while(|l| !l.starts_with(o.client.mac()))
+        .take(12)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(row.contains(&next), "the table shows the next step:\n{table}");
 }
 
 /// `cozyboot nodes --json`, reading the containers `up` started, reports this VM as the

@@ -55,19 +55,10 @@ pub const ANSWERED: &str = "COZYBOOT-ANSWERED";
 pub const CMDLINE_PREFIX: &str = "COZYBOOT-CMDLINE: ";
 const POWEROFF: &str = "COZYBOOT-POWEROFF";
 
-/// Whether a missing artifact is a failure rather than a skip: in CI (`CI=true`, where
-/// `scripts/test` has just built them) or with `COZYBOOT_REQUIRE_FIRMWARE=1`.
-fn required() -> bool {
-    std::env::var_os("COZYBOOT_REQUIRE_FIRMWARE").is_some_and(|v| v == "1")
-        || std::env::var_os("CI").is_some_and(|v| v == "true")
-}
-
+/// A missing artifact fails the test where tests must run (CI, `scripts/test`, or
+/// `COZYBOOT_REQUIRE_FIRMWARE=1`), see [`super::guard`].
 fn skip<T>(reason: &str) -> Option<T> {
-    if required() {
-        panic!("the firmware tests must run here (CI=true or COZYBOOT_REQUIRE_FIRMWARE=1) but {reason}");
-    }
-    println!("skipped: {reason}");
-    None
+    super::guard::skip(Some("COZYBOOT_REQUIRE_FIRMWARE"), reason)
 }
 
 /// One boot at a time per test process: QEMU's software emulation wants both cores.

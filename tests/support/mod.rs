@@ -2,6 +2,7 @@
 
 pub mod bad_inputs;
 pub mod firmware;
+pub mod guard;
 pub mod hostnet;
 pub mod http;
 pub mod images;

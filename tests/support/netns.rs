@@ -33,11 +33,7 @@ static NEXT_NET: AtomicU32 = AtomicU32::new(0);
 /// Returns `None` after saying why the test cannot run here, or panics when the environment
 /// demands that it run.
 fn skip<T>(reason: &str) -> Option<T> {
-    if std::env::var_os("COZYBOOT_REQUIRE_NETNS").is_some_and(|v| v == "1") {
-        panic!("COZYBOOT_REQUIRE_NETNS=1 but {reason}");
-    }
-    println!("skipped: {reason}");
-    None
+    super::guard::skip(Some("COZYBOOT_REQUIRE_NETNS"), reason)
 }
 
 mod sys {
