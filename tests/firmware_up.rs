@@ -25,22 +25,11 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::docker::docker;
 use support::firmware::{
     one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage, BOOT_TIMEOUT, LISTENING, LISTEN_ARG, UKI,
 };
 use support::images;
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 /// The containers `up` started, read through `docker logs` (what a user would read).
 struct Containers<'a> {

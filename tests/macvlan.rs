@@ -16,11 +16,9 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use support::docker::macvlan_network;
 use support::hostnet::{self, quiet, Ns, User, Veth};
 use support::{images, pe::pe};
-
-/// Attempts at a free 10.217.X.0/24 before giving up.
-const SUBNET_TRIES: u32 = 20;
 
 struct MacvlanSite {
     // Dropped in this order after `Drop::drop` removed containers and network.
@@ -66,29 +64,7 @@ impl MacvlanSite {
 
     /// Creates the macvlan network on a free 10.217.X.0/24; returns X.
     fn network(&self, seed: u32) -> u8 {
-        let mut last = String::new();
-        for attempt in 0..SUBNET_TRIES {
-            let x = ((seed + attempt * 37) % 250 + 2) as u8;
-            let (ok, out) = docker(&[
-                "network",
-                "create",
-                "-d",
-                "macvlan",
-                "--internal",
-                "-o",
-                &format!("parent={}", self.veth.host),
-                "--subnet",
-                &format!("10.217.{x}.0/24"),
-                "--label",
-                "io.cozyboot.test=macvlan",
-                &self.net,
-            ]);
-            if ok {
-                return x;
-            }
-            last = out;
-        }
-        panic!("no free 10.217.X.0/24 for the macvlan network: {last}");
+        macvlan_network(&self.net, &self.veth.host, 217, seed, "io.cozyboot.test=macvlan")
     }
 
     fn server_ip(&self) -> Ipv4Addr {
@@ -147,19 +123,6 @@ impl Drop for MacvlanSite {
         }
         quiet("docker", &["network", "rm", &self.net]);
     }
-}
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text.trim().to_string())
 }
 
 fn check<'a>(report: &'a Value, id: &str) -> &'a Value {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests; each test file takes it in with `mod support;`.
 
 pub mod bad_inputs;
+pub mod docker;
 pub mod firmware;
 pub mod guard;
 pub mod hostnet;

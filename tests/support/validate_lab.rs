@@ -27,40 +27,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-/// Attempts at a free 10.214.X.0/24 before giving up.
-const SUBNET_TRIES: u32 = 20;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 const READY_TRIES: u32 = 100;
 const READY_POLL: Duration = Duration::from_millis(100);
 /// The registry tag the lab's own aliases are made from.
 const SOURCE_TAG: &str = "latest";
 
-pub fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().expect("the docker CLI runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text.trim().to_string())
-}
+pub use super::docker::docker;
+use super::docker::macvlan_network;
+
+use super::hostnet::quiet;
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("iproute2 runs");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn quiet(program: &str, args: &[&str]) {
-    let _ = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    super::hostnet::ip(args);
 }
 
 /// The engine's architecture as image tags spell it (the engine runs on this host).
@@ -243,29 +222,7 @@ impl Lab {
 
     /// Creates the macvlan network on a free 10.214.X.0/24; returns X.
     fn network(&self, seed: u32) -> u8 {
-        let mut last = String::new();
-        for attempt in 0..SUBNET_TRIES {
-            let x = ((seed + attempt * 31) % 250 + 2) as u8;
-            let (ok, out) = docker(&[
-                "network",
-                "create",
-                "-d",
-                "macvlan",
-                "--internal",
-                "-o",
-                &format!("parent={}", self.host_if),
-                "--subnet",
-                &format!("10.214.{x}.0/24"),
-                "--label",
-                "io.cozyboot.test=validate",
-                &self.name,
-            ]);
-            if ok {
-                return x;
-            }
-            last = out;
-        }
-        panic!("no free 10.214.X.0/24 for the macvlan network: {last}");
+        macvlan_network(&self.name, &self.host_if, 214, seed, "io.cozyboot.test=validate")
     }
 
     pub fn ip(&self, host: u8) -> String {
