@@ -24,12 +24,6 @@ pub enum Error {
     /// An operation failed after validation.
     #[error("{0}")]
     Failed(String),
-    /// `validate` found failing checks (already printed).
-    #[error("{0}")]
-    ChecksFailed(String),
-    /// `nodes --wait`: fewer machines than asked reached the stage in time (table printed).
-    #[error("{0}")]
-    NotReached(String),
 }
 
 fn render_config_errors(errors: &[ConfigError]) -> String {
@@ -47,7 +41,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::CONFIG,
             Error::DockerUnreachable(_) => exit::DOCKER_UNREACHABLE,
-            Error::Failed(_) | Error::ChecksFailed(_) | Error::NotReached(_) => exit::FAILED,
+            Error::Failed(_) => exit::FAILED,
         }
     }
 
@@ -61,8 +55,6 @@ impl Error {
             Error::Config(_) => "config",
             Error::DockerUnreachable(_) => "docker-unreachable",
             Error::Failed(_) => "failed",
-            Error::ChecksFailed(_) => "checks-failed",
-            Error::NotReached(_) => "not-reached",
         }
     }
 }

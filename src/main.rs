@@ -3,7 +3,7 @@
 use clap::Parser;
 use cozyboot::cli::Cli;
 use cozyboot::commands;
-use cozyboot::error::Error;
+use cozyboot::error::{exit, Error};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -18,7 +18,15 @@ fn main() -> ExitCode {
                 output.human
             };
             print_stdout(&text);
-            ExitCode::SUCCESS
+            // A report that answers "no" (validate's failing checks, nodes --wait short of
+            // machines) is printed all the same: CI needs it most then.
+            match output.failure {
+                None => ExitCode::SUCCESS,
+                Some(why) => {
+                    eprintln!("error: {why} (exit {})", exit::FAILED);
+                    ExitCode::from(exit::FAILED as u8)
+                }
+            }
         }
         Err(error) => {
             report(&error, json);
@@ -34,21 +42,6 @@ fn print_stdout(text: &str) {
 }
 
 fn report(error: &Error, json: bool) {
-    // `validate`'s report (table or JSON document) is its output, failing or not.
-    if let Error::ChecksFailed(rendered) = error {
-        print_stdout(rendered);
-        eprintln!("error: validate found problems (exit {})", error.exit_code());
-        return;
-    }
-    // `nodes --wait`: where each machine stopped is the output that matters.
-    if let Error::NotReached(rendered) = error {
-        print_stdout(rendered);
-        eprintln!(
-            "error: not enough machines reached the stage in time (exit {})",
-            error.exit_code()
-        );
-        return;
-    }
     if json {
         let problems = match error {
             Error::Config(list) => serde_json::to_value(list).unwrap_or_default(),

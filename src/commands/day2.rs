@@ -173,10 +173,9 @@ pub fn status(args: &StatusArgs) -> Result<Output> {
                 }));
             }
         }
-        Ok(Output {
-            human,
-            json: json!({ "sites": site_docs, "containers": containers, "assets": assets, "bootloaders": bootloaders }),
-        })
+        let json =
+            json!({ "sites": site_docs, "containers": containers, "assets": assets, "bootloaders": bootloaders });
+        Ok(Output::new(human, json))
     })
 }
 
@@ -194,10 +193,7 @@ pub fn logs(args: &LogsArgs) -> Result<Output> {
                 )]));
             };
             engine.follow_logs(&c.name, args.tail, &mut tokio::io::stdout()).await?;
-            return Ok(Output {
-                human: String::new(),
-                json: json!(null),
-            });
+            return Ok(Output::new(String::new(), json!(null)));
         }
         let mut human = String::new();
         let mut doc = serde_json::Map::new();
@@ -209,10 +205,7 @@ pub fn logs(args: &LogsArgs) -> Result<Output> {
             human.push_str(&text);
             doc.insert(role.name().to_string(), json!(text));
         }
-        Ok(Output {
-            human,
-            json: serde_json::Value::Object(doc),
-        })
+        Ok(Output::new(human, serde_json::Value::Object(doc)))
     })
 }
 
@@ -237,10 +230,10 @@ pub fn restart(args: &RestartArgs) -> Result<Output> {
             engine.wait_running(&c.name, Duration::from_secs(20)).await?;
             done.push(c.name.clone());
         }
-        Ok(Output {
-            human: format!("restarted {}", done.join(", ")),
-            json: json!({ "restarted": done }),
-        })
+        Ok(Output::new(
+            format!("restarted {}", done.join(", ")),
+            json!({ "restarted": done }),
+        ))
     })
 }
 
@@ -284,10 +277,10 @@ pub fn down(args: &DownArgs) -> Result<Output> {
                 "\nthe data dir and the site's recorded settings were kept (use --purge to remove what cozyboot wrote)",
             );
         }
-        Ok(Output {
+        Ok(Output::new(
             human,
-            json: json!({ "removed": removed, "purged": purged, "forgotten": forgotten }),
-        })
+            json!({ "removed": removed, "purged": purged, "forgotten": forgotten }),
+        ))
     })
 }
 

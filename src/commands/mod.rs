@@ -12,21 +12,41 @@ use crate::settings::{self, net::SystemNet, Purpose, Resolved};
 use crate::site::{self, Registry};
 use std::path::{Path, PathBuf};
 
-/// What a command has to say, in both forms; `main` picks one.
+/// What a command has to say, in both forms; `main` picks one. A command whose report is
+/// its answer also when the answer is "no" (`validate` with failing checks, `nodes --wait`
+/// short of machines) returns the report with a `failure`: printed all the same, then exit 1.
 #[derive(Debug)]
 pub struct Output {
     pub human: String,
     pub json: serde_json::Value,
+    /// Why the command failed, in one line (for stderr), when it did.
+    pub failure: Option<String>,
+}
+
+impl Output {
+    pub fn new(human: String, json: serde_json::Value) -> Output {
+        Output {
+            human,
+            json,
+            failure: None,
+        }
+    }
+
+    /// The same report, as the answer of a command that failed.
+    pub fn failing(mut self, why: impl Into<String>) -> Output {
+        self.failure = Some(why.into());
+        self
+    }
 }
 
 pub fn run(cli: Cli) -> Result<Output> {
     match cli.command {
         Command::Up(args) => up::run(&args, cli.config, cli.json),
         Command::Render(args) => render::run(&args, cli.config),
-        Command::Validate(args) => validate::run(&args, cli.config, cli.json),
+        Command::Validate(args) => validate::run(&args, cli.config),
         Command::Status(args) => day2::status(&args),
         Command::Logs(args) => day2::logs(&args),
-        Command::Nodes(args) => nodes::run(&args, cli.json),
+        Command::Nodes(args) => nodes::run(&args),
         Command::Restart(args) => day2::restart(&args),
         Command::Down(args) => day2::down(&args),
         Command::Completions(args) => Ok(completions(args.shell)),
@@ -87,10 +107,8 @@ fn completions(shell: clap_complete::Shell) -> Output {
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "cozyboot", &mut buf);
     let script = String::from_utf8_lossy(&buf).into_owned();
-    Output {
-        json: serde_json::json!({ "shell": shell.to_string(), "script": script }),
-        human: script,
-    }
+    let json = serde_json::json!({ "shell": shell.to_string(), "script": script });
+    Output::new(script, json)
 }
 
 /// Fills a template from `templates/`; they are compiled in, so a broken one fails tests.

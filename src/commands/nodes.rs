@@ -6,7 +6,7 @@ use super::{day2, resolve, runtime, Output};
 use crate::arch::Arch;
 use crate::cli::{NodesArgs, SettingsArgs};
 use crate::engine::docker::Engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::journey::diagnosis::Site;
 use crate::journey::event::{Event, Source};
 use crate::journey::journal::Journal;
@@ -27,7 +27,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const WAIT_POLL: Duration = Duration::from_secs(5);
 const WATCH_POLL: Duration = Duration::from_secs(2);
 
-pub fn run(args: &NodesArgs, json: bool) -> Result<Output> {
+pub fn run(args: &NodesArgs) -> Result<Output> {
     let dir = day2::scope(&args.site)?;
     let (site, mut notes) = site_of(dir.as_deref());
     runtime()?.block_on(async {
@@ -36,18 +36,17 @@ pub fn run(args: &NodesArgs, json: bool) -> Result<Output> {
         loop {
             let mut report = gather(&engine, dir.as_deref(), &site, !args.no_probe).await?;
             report.notes.splice(0..0, notes.drain(..));
-            let output = Output {
-                human: report.to_human(),
-                json: report.to_json(),
-            };
+            let output = Output::new(report.to_human(), report.to_json());
             if args.watch {
                 redraw(&output.human);
+                // The table is on the screen already; `--json` still gets the last document.
+                let drawn = Output::new(String::new(), output.json);
                 if Instant::now() >= deadline {
-                    return Ok(output);
+                    return Ok(drawn);
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(WATCH_POLL) => continue,
-                    _ = tokio::signal::ctrl_c() => return Ok(output),
+                    _ = tokio::signal::ctrl_c() => return Ok(drawn),
                 }
             }
             let Some(want) = args.wait else { return Ok(output) };
@@ -60,12 +59,8 @@ pub fn run(args: &NodesArgs, json: bool) -> Result<Output> {
                     "{got} of {want} machine(s) reached `{}` within {} s; where each stopped:\n",
                     args.stage, args.timeout
                 );
-                let text = if json {
-                    serde_json::to_string_pretty(&output.json).expect("the report serializes")
-                } else {
-                    head + &output.human
-                };
-                return Err(Error::NotReached(text));
+                return Ok(Output::new(head + &output.human, output.json)
+                    .failing("not enough machines reached the stage in time"));
             }
             tokio::time::sleep(WAIT_POLL.min(deadline - Instant::now())).await;
         }

@@ -58,7 +58,7 @@ pub fn run(args: &RenderArgs, config: Option<PathBuf>) -> Result<Output> {
         "matchbox": { "image": s.matchbox_image(), "args": rendered.matchbox_args, "docker_run": runs[0].1 },
         "dnsmasq": { "image": dnsmasq_image(s), "args": rendered.dnsmasq_args, "docker_run": runs[1].1 },
     });
-    Ok(Output { human, json })
+    Ok(Output::new(human, json))
 }
 
 fn mode_line(s: &Settings) -> String {
@@ -112,14 +112,12 @@ fn print_settings(resolved: &Resolved) -> Output {
         .trim_start()
         .to_string();
     human.push_str(&format!("\n\n{PRECEDENCE}"));
-    Output {
-        human,
-        json: json!({
-            "settings": resolved.settings, "origins": resolved.origins,
-            "config_file": resolved.config_file, "site_file": resolved.site_file,
-            "precedence": ["default", "site", "file", "env", "flag"],
-        }),
-    }
+    let json = json!({
+        "settings": resolved.settings, "origins": resolved.origins,
+        "config_file": resolved.config_file, "site_file": resolved.site_file,
+        "precedence": ["default", "site", "file", "env", "flag"],
+    });
+    Output::new(human, json)
 }
 
 /// Quotes only what a shell would misread; `!` too, for interactive bash's history expansion.

@@ -30,10 +30,10 @@ pub fn run(args: &UpArgs, config: Option<PathBuf>, json: bool) -> Result<Output>
             .warnings
             .extend(crate::site::remember(&resolved, &cwd, &registry()));
     }
-    Ok(Output {
-        human: human(&report, &s.http_base()),
-        json: serde_json::to_value(&report).expect("report serializes"),
-    })
+    Ok(Output::new(
+        human(&report, &s.http_base()),
+        serde_json::to_value(&report).expect("report serializes"),
+    ))
 }
 
 fn human(report: &UpReport, base: &str) -> String {

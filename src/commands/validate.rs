@@ -8,7 +8,7 @@ use crate::settings::{Network, Purpose, Settings};
 use crate::validate::{self, probe::ProbeOptions, Options, Report};
 use std::path::PathBuf;
 
-pub fn run(args: &ValidateArgs, config: Option<PathBuf>, json: bool) -> Result<Output> {
+pub fn run(args: &ValidateArgs, config: Option<PathBuf>) -> Result<Output> {
     let resolved = resolve(&args.settings, config, Purpose::Serve)?;
     let s = &resolved.settings;
     let options = Options {
@@ -20,25 +20,18 @@ pub fn run(args: &ValidateArgs, config: Option<PathBuf>, json: bool) -> Result<O
         let engine = Engine::connect().await?;
         validate::run(s, &engine, &options).await
     })?;
-    finish(report, json)
+    Ok(finish(report))
 }
 
-/// A failing report still goes to stdout (main prints a `ChecksFailed` error's text there):
-/// CI needs the document most when something failed.
-fn finish(report: Report, json: bool) -> Result<Output> {
-    let output = Output {
-        human: report.to_human(),
-        json: report.to_json(),
-    };
-    if !report.failed() {
-        return Ok(output);
-    }
-    let text = if json {
-        serde_json::to_string_pretty(&output.json).expect("the report serializes")
+/// A failing report is still the answer (CI needs the document most when something failed):
+/// printed like a passing one, then exit 1.
+fn finish(report: Report) -> Output {
+    let output = Output::new(report.to_human(), report.to_json());
+    if report.failed() {
+        output.failing("validate found problems")
     } else {
-        output.human
-    };
-    Err(Error::ChecksFailed(text))
+        output
+    }
 }
 
 /// On a Docker network `--iface` names an interface inside the container, which on this
