@@ -38,7 +38,7 @@ pub fn run(args: &NodesArgs) -> Result<Output> {
             report.notes.splice(0..0, notes.drain(..));
             let output = Output::new(report.to_human(), report.to_json());
             if args.watch {
-                redraw(&output.human);
+                redraw(&report, &output.human);
                 // The table is on the screen already; `--json` still gets the last document.
                 let drawn = Output::new(String::new(), output.json);
                 if Instant::now() >= deadline {
@@ -67,13 +67,17 @@ pub fn run(args: &NodesArgs) -> Result<Output> {
     })
 }
 
-/// On a terminal, clear and draw again; elsewhere just print one table after another.
-fn redraw(text: &str) {
+/// On a terminal, clear and draw the board (one line a machine, cut to the screen); elsewhere
+/// just print one full table after another.
+fn redraw(report: &Report, table: &str) {
     let mut out = std::io::stdout().lock();
     if out.is_terminal() {
-        let _ = write!(out, "\x1b[2J\x1b[H");
+        let (rows, cols) = console::Term::stdout().size_checked().unwrap_or((0, 0));
+        let board = crate::journey::board::board(report, rows.into(), cols.into());
+        let _ = write!(out, "\x1b[2J\x1b[H{board}");
+    } else {
+        let _ = writeln!(out, "{table}");
     }
-    let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }
 

@@ -5,6 +5,7 @@
 //! containers, the journal on disk and the TCP probe live in `commands/nodes.rs` and
 //! `journey/journal.rs`.
 
+pub mod board;
 pub mod clock;
 pub mod diagnosis;
 pub mod dnsmasq_log;
