@@ -30,6 +30,9 @@ pub enum Error {
     /// `nodes --wait`: fewer machines than asked reached the stage in time (table printed).
     #[error("{0}")]
     NotReached(String),
+    /// `smoke`: the VM did not reach the stage (report printed).
+    #[error("{0}")]
+    SmokeFailed(String),
 }
 
 fn render_config_errors(errors: &[ConfigError]) -> String {
@@ -47,7 +50,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::CONFIG,
             Error::DockerUnreachable(_) => exit::DOCKER_UNREACHABLE,
-            Error::Failed(_) | Error::ChecksFailed(_) | Error::NotReached(_) => exit::FAILED,
+            Error::Failed(_) | Error::ChecksFailed(_) | Error::NotReached(_) | Error::SmokeFailed(_) => exit::FAILED,
         }
     }
 
@@ -63,6 +66,7 @@ impl Error {
             Error::Failed(_) => "failed",
             Error::ChecksFailed(_) => "checks-failed",
             Error::NotReached(_) => "not-reached",
+            Error::SmokeFailed(_) => "smoke-failed",
         }
     }
 }

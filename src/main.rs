@@ -49,6 +49,15 @@ fn report(error: &Error, json: bool) {
         );
         return;
     }
+    // `smoke`: the journey, diagnosis and serial console (or the JSON report) are the output.
+    if let Error::SmokeFailed(rendered) = error {
+        print_stdout(rendered);
+        eprintln!(
+            "error: the machine did not reach the stage (exit {})",
+            error.exit_code()
+        );
+        return;
+    }
     if json {
         let problems = match error {
             Error::Config(list) => serde_json::to_value(list).unwrap_or_default(),

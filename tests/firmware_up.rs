@@ -25,7 +25,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::firmware::{one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage, UKI};
+use support::firmware::{one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage};
 use support::images;
 
 fn docker(args: &[&str]) -> (bool, String) {
@@ -78,31 +78,6 @@ impl Drop for Made {
     }
 }
 
-/// A talos image in the shape of a Talos >= 1.10 installer: only the ukify-built UKIs.
-fn uki_image(a: &Artifacts, reference: &str, work: &Path) {
-    let root = work.join("image-root");
-    for arch in ["arm64", "amd64"] {
-        let dir = root.join("usr/install").join(arch);
-        fs::create_dir_all(&dir).unwrap();
-        fs::copy(a.path(&format!("{arch}/{UKI}")), dir.join(UKI)).unwrap();
-    }
-    let tar = work.join("image.tar");
-    let ok = Command::new("tar")
-        .args(["-C", root.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "tar of the UKI image");
-    let (ok, out) = docker(&[
-        "import",
-        "--change",
-        "LABEL io.cozyboot.test=firmware-up",
-        tar.to_str().unwrap(),
-        reference,
-    ]);
-    assert!(ok, "docker import: {out}");
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
 }
@@ -144,7 +119,7 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Value, Value)> {
         containers: vec![matchbox.clone(), dnsmasq.clone()],
         tags: vec![talos.clone(), matchbox_image.clone()],
     };
-    uki_image(&artifacts, &talos, work.path());
+    support::firmware::uki_image(&artifacts, &talos, work.path());
     let stock = format!("{prefix}/talos/cozystack-spin-only/matchbox:v1.0.0");
     for args in [vec!["pull", "-q", stock.as_str()], vec!["tag", &stock, &matchbox_image]] {
         let (ok, out) = docker(&args);
