@@ -321,6 +321,10 @@ fn a_tag_without_the_machines_assets_fails_before_booting_and_leaves_nothing() {
         .arg("smoke")
         .args(images::registry_flags())
         .args(["--tag=no-such-tag-for-smoke", "--pull=always", "--until=dhcp"])
+        .arg(format!(
+            "--ipxe-arm64={}",
+            images.artifacts.path("ipxe/ipxe-arm64.efi").display()
+        ))
         .timeout(RUN_TIMEOUT)
         .output()
         .unwrap();

@@ -221,7 +221,10 @@ impl Folder {
                         (Some(profile), Some(now)) => now - profile > CROSS_LOG_SKEW_SECS,
                         _ => true,
                     });
-                if (!ipxe && j.reached(Stage::Tftp)) || ipxe_again {
+                // A request with no PXE vendor class after the kernel was fetched is the booted
+                // system's own DHCP client (Talos, an initramfs), the same boot going on.
+                let booted_system = !ipxe && client_arch.is_none() && j.reached(Stage::Kernel);
+                if (!ipxe && j.reached(Stage::Tftp) && !booted_system) || ipxe_again {
                     j.start_over();
                 }
                 if client_arch.is_some() {
@@ -381,6 +384,27 @@ mod tests {
         assert_eq!(j.stages[&Stage::Dhcp].detail, "bootaa64.efi");
         assert_eq!(j.stages[&Stage::Tftp].detail, "bootaa64.efi");
         assert_eq!(j.attempts, 1);
+    }
+
+    #[test]
+    fn the_booted_systems_own_dhcp_is_not_a_new_attempt() {
+        // Recorded by `cozyboot smoke`: OVMF, iPXE, then the initramfs's udhcpc (vendor class
+        // `udhcp 1.37.0`) asking the same full-mode dnsmasq for an address.
+        let j = &fixture("x64-full-os-dhcp")["52:54:00:80:66:3f"];
+        assert_eq!(j.attempts, 1, "{j:#?}");
+        assert_eq!(j.client_arch, Some(7));
+        assert_eq!(j.ip, Some("10.247.63.144".parse().unwrap()));
+        assert_eq!(
+            stages(j),
+            [
+                Stage::Dhcp,
+                Stage::Tftp,
+                Stage::BootIpxe,
+                Stage::Profile,
+                Stage::Kernel,
+                Stage::Initramfs
+            ]
+        );
     }
 
     #[test]
