@@ -304,3 +304,36 @@ fn last_words(log: &str) -> String {
         .map(|l| format!("; QEMU said: {}", l.trim()))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{self, net::FixedNet, Inputs, Purpose, Raw};
+
+    fn settings(iface: &str) -> Settings {
+        let flags: Raw = serde_json::from_value(serde_json::json!({ "iface": iface })).unwrap();
+        settings::resolve(Inputs {
+            config_file: None,
+            env: &|_| None,
+            flags,
+            host: &FixedNet(vec![(iface.into(), vec!["10.247.3.1/24".parse().unwrap()])]),
+            purpose: Purpose::Serve,
+            site: &settings::no_site,
+        })
+        .unwrap()
+        .settings
+    }
+
+    #[test]
+    fn the_site_starts_only_when_dnsmasq_binds_the_runs_veth_alone() {
+        assert!(check_binding(&settings("csm42"), "csm42").is_ok());
+        let other = check_binding(&settings("eth0"), "csm42").unwrap_err().to_string();
+        assert!(
+            other.contains("refusing to start") && other.contains("--interface=eth0"),
+            "{other}"
+        );
+        let mut named = settings("csm42");
+        named.network = Network::Named("macvlan0".into());
+        assert!(check_binding(&named, "csm42").is_err());
+    }
+}
