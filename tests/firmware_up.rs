@@ -20,7 +20,6 @@ use assert_cmd::Command as Bin;
 use cozyboot::render;
 use cozyboot::settings::{net::FixedNet, Purpose};
 use serde_json::Value;
-use std::fs;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
