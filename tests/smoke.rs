@@ -342,3 +342,51 @@ fn a_tag_without_the_machines_assets_fails_before_booting_and_leaves_nothing() {
         .unwrap_or_default();
     assert!(!netns.iter().any(|n| n.starts_with("cozysmoke-")), "{netns:?}");
 }
+
+#[test]
+fn ctrl_c_in_the_middle_of_a_boot_removes_everything() {
+    let Some(images) = setup("sigint") else {
+        return;
+    };
+    let _one = one_boot_at_a_time();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cozyboot"))
+        .arg("smoke")
+        .args(images::registry_flags())
+        .arg(format!("--tag={}", images.tag))
+        .arg(format!(
+            "--ipxe-arm64={}",
+            images.artifacts.path("ipxe/ipxe-arm64.efi").display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let ns = Path::new("/run/netns").join(format!("cozysmoke-{pid}"));
+    let t0 = Instant::now();
+    // Interrupted once the VM runs on its network (bounded: the site starts in seconds).
+    while !ns.exists() && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    // SAFETY: kill has no memory-safety preconditions; `pid` is our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(!ns.exists(), "namespace left behind");
+    assert!(
+        !Path::new("/sys/class/net").join(format!("csm{pid}")).exists(),
+        "veth left behind"
+    );
+    let (_, left) = docker(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}",
+        "--filter",
+        &format!("name=cozyboot-smoke-{pid}-"),
+    ]);
+    assert!(left.is_empty(), "containers left behind: {left}");
+}
