@@ -24,8 +24,18 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 /// Removing the run's containers may not wait on a hung engine forever.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn run(args: &SmokeArgs, json: bool) -> Result<Output> {
+pub fn run(args: &SmokeArgs, config: Option<PathBuf>, json: bool) -> Result<Output> {
     let t0 = Instant::now();
+    if let Some(file) = config {
+        return Err(Error::config(
+            ConfigError::new(
+                "config",
+                "smoke reads no config file: a site's file describes its real network (iface, range, gateway), never the run's own",
+                "give the image and kernel settings as flags (--variant, --tag, --registry, --kernel-args, ...)",
+            )
+            .value(file.display().to_string()),
+        ));
+    }
     let machine = Machine::new(args.arch, args.firmware)
         .map_err(|e| Error::config(ConfigError::new("firmware", e, "see `cozyboot smoke --help`")))?;
     let pid = std::process::id();
