@@ -105,20 +105,43 @@ pub fn parse_taken(routes: &str, addrs: &str) -> Vec<Ipv4Net> {
 /// A plain home-router DHCP server on `iface`: addresses from `range` and a router option,
 /// nothing about booting; bound to `iface` alone, logging every exchange to stderr.
 pub fn router_dnsmasq_args(iface: &str, range: (Ipv4Addr, Ipv4Addr), router: Ipv4Addr) -> Vec<String> {
-    vec![
-        "--conf-file=/dev/null".to_string(),
-        "--pid-file=".into(),
-        "--leasefile-ro".into(),
-        "--no-hosts".into(),
-        "--no-resolv".into(),
-        "--keep-in-foreground".into(),
-        "--log-facility=-".into(),
+    let mut args: Vec<String> = STANDALONE_DNSMASQ.iter().map(|a| a.to_string()).collect();
+    args.extend([
         "-p0".into(),
         format!("--interface={iface}"),
         "--bind-interfaces".into(),
         format!("--dhcp-range={},{},255.255.255.0,1h", range.0, range.1),
         format!("--dhcp-option=option:router,{router}"),
         "--log-dhcp".into(),
+    ]);
+    args
+}
+
+/// What a dnsmasq started by hand needs to run on its own: no config file, no pid or lease
+/// file, no host files, in the foreground, logging to stderr.
+pub const STANDALONE_DNSMASQ: [&str; 7] = [
+    "--conf-file=/dev/null",
+    "--pid-file=",
+    "--leasefile-ro",
+    "--no-hosts",
+    "--no-resolv",
+    "--keep-in-foreground",
+    "--log-facility=-",
+];
+
+/// `ip link add <name> type bridge` without STP or forwarding delay: a port forwards at once,
+/// before a firmware's first DHCP request.
+pub fn bridge_args(name: &str) -> [&str; 9] {
+    [
+        "link",
+        "add",
+        name,
+        "type",
+        "bridge",
+        "stp_state",
+        "0",
+        "forward_delay",
+        "0",
     ]
 }
 
@@ -179,19 +202,7 @@ impl Lab {
         lab.ip(&["netns", "add", &ns])?;
         lab.made_netns = true;
         lab.ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        lab.ip(&[
-            "-n",
-            &ns,
-            "link",
-            "add",
-            BRIDGE,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-        ])?;
+        lab.ip(&[&["-n", ns.as_str()][..], &bridge_args(BRIDGE)].concat())?;
         lab.ip(&[
             "link", "add", &veth, "type", "veth", "peer", "name", HOST_PEER, "netns", &ns,
         ])?;

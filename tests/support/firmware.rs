@@ -528,19 +528,7 @@ impl Lab {
         let cli = net.client_ns.clone();
         // The client end loses its address and becomes a bridge port; the tap joins it.
         ip(&["-n", &cli, "addr", "flush", "dev", &net.client_if]);
-        ip(&[
-            "-n",
-            &cli,
-            "link",
-            "add",
-            BRIDGE,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-        ]);
+        ip(&[&["-n", cli.as_str()][..], &cozyboot::smoke::lab::bridge_args(BRIDGE)].concat());
         ip(&["-n", &cli, "link", "set", &net.client_if, "master", BRIDGE]);
         ip(&["-n", &cli, "tuntap", "add", "dev", TAP, "mode", "tap"]);
         ip(&["-n", &cli, "link", "set", TAP, "master", BRIDGE]);
