@@ -105,11 +105,8 @@ pub fn run(args: &SmokeArgs, config: Option<PathBuf>, json: bool) -> Result<Outp
         data_dir: data_dir.clone(),
     };
     let resolved = site.resolve(subnet, free_port()?, Purpose::Serve)?;
-    let progress = if json {
-        ProgressMode::Quiet
-    } else {
-        ProgressMode::detect(json, false)
-    };
+    // Progress goes to stderr also with --json: a CI log shows where a long run is.
+    let progress = ProgressMode::detect(json, false);
     let cx = Context {
         engine: &engine,
         settings: &resolved.settings,
