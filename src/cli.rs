@@ -3,6 +3,7 @@
 use crate::arch::Arch;
 use crate::settings::raw::{NodeEntry, Raw, Text};
 use crate::settings::{choice, LogLevel, PullPolicy, Variant};
+use crate::smoke::{DhcpMode as SmokeDhcp, Firmware, Until};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -89,6 +90,17 @@ Examples:
   # Redraw live while machines boot
   cozyboot nodes --watch";
 
+const SMOKE_EXAMPLES: &str = "\
+Examples:
+  # As root: boot an ARM64 UEFI VM through the variant's latest images until Talos answers on TCP 50000
+  cozyboot smoke --variant spin-only --tag latest
+
+  # CI after pushing an image: proxy DHCP beside a router, logs kept for the artifact upload
+  cozyboot smoke --registry ghcr.io/me/assets --tag v1.3.3 --dhcp proxy --json --keep smoke-logs
+
+  # An x86 BIOS machine, only as far as the kernel download
+  cozyboot smoke --arch amd64 --firmware bios --serve-arch amd64 --until kernel";
+
 const RESTART_EXAMPLES: &str = "\
 Examples:
   # Restart the recorded site's matchbox and dnsmasq
@@ -125,6 +137,10 @@ pub enum Command {
     /// Every machine's way from DHCP to Talos maintenance mode, and where each one stopped.
     #[command(after_help = NODES_EXAMPLES)]
     Nodes(NodesArgs),
+    /// Boot a VM (QEMU, real UEFI or BIOS firmware) through a boot site of its own on a private
+    /// network, and report how far it got: a smoke test for CI (needs root).
+    #[command(after_help = SMOKE_EXAMPLES)]
+    Smoke(SmokeArgs),
     /// Restart the managed containers (or one of them).
     #[command(after_help = RESTART_EXAMPLES)]
     Restart(RestartArgs),
@@ -233,6 +249,77 @@ pub struct NodesArgs {
 }
 
 fn parse_stage(s: &str) -> Result<crate::journey::model::Stage, String> {
+    s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct SmokeArgs {
+    /// Architecture of the VM: arm64 (qemu-system-aarch64 `virt`) or amd64.
+    #[arg(long, default_value = "arm64", value_parser = parse_named::<Arch>)]
+    pub arch: Arch,
+    /// Firmware of the VM: uefi (AAVMF or OVMF) or bios (SeaBIOS with the NIC's iPXE ROM; amd64 only).
+    #[arg(long, default_value = "uefi", value_parser = parse_named::<Firmware>)]
+    pub firmware: Firmware,
+    /// full: the site hands out addresses; proxy: a plain router DHCP does, the site answers as proxy DHCP.
+    #[arg(long, default_value = "full", value_parser = parse_named::<SmokeDhcp>)]
+    pub dhcp: SmokeDhcp,
+    /// The stage that makes the run pass: dhcp, bootloader, ipxe, kernel, initramfs, talos (TCP 50000 answers).
+    #[arg(long, default_value = "talos", value_parser = parse_named::<Until>)]
+    pub until: Until,
+    /// Seconds the VM may take from power-on to --until [default: 600 for ARM64 under TCG, 420
+    /// for x86 under TCG, 180 with KVM].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Save the serial console, dnsmasq, matchbox (and router) logs and the JSON report into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// auto: KVM when /dev/kvm is usable and the VM has the host's architecture (falling back
+    /// to TCG when KVM cannot run it), else TCG; kvm or tcg to insist.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    pub accel: String,
+    /// Memory of the VM in MiB (Talos wants 2 GiB in maintenance mode).
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
+    pub memory: u32,
+    #[command(flatten)]
+    pub site: SmokeSiteArgs,
+}
+
+/// The settings of the site a smoke run boots from. The network ones (`iface`, addresses,
+/// DHCP range, data dir, port, container names) belong to the run and are not settable; no
+/// config file or `COZYBOOT_*` variable is read, so the command line is the whole test.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Site settings")]
+pub struct SmokeSiteArgs {
+    /// Cozystack Talos variant [default: spin-only].
+    #[arg(long, value_parser = choice::value_parser::<Variant>())]
+    pub variant: Option<String>,
+    /// Image tag of the variant's talos and matchbox images [default: latest].
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Registry prefix of the variant images [default: ghcr.io/urmanac/cozystack-assets].
+    #[arg(long, value_name = "PREFIX")]
+    pub registry: Option<String>,
+    /// dnsmasq image; `{arch}` becomes the engine's architecture.
+    #[arg(long, value_name = "IMAGE")]
+    pub dnsmasq_image: Option<String>,
+    /// Architectures the site serves [default: the VM's --arch].
+    #[arg(long, value_name = "ARCH", value_delimiter = ',', value_parser = choice::value_parser::<Arch>())]
+    pub serve_arch: Vec<String>,
+    /// Where to get the arm64 iPXE binary: a path or an http(s) URL.
+    #[arg(long, value_name = "PATH|URL")]
+    pub ipxe_arm64: Option<String>,
+    /// Where to download the arm64 iPXE binary when no other source has one.
+    #[arg(long, value_name = "URL")]
+    pub ipxe_arm64_url: Option<String>,
+    /// Extra kernel arguments (repeatable).
+    #[arg(long = "kernel-args", alias = "kernel-arg", value_name = "ARG")]
+    pub kernel_args: Vec<String>,
+    /// When to pull images [default: missing].
+    #[arg(long, value_parser = choice::value_parser::<PullPolicy>())]
+    pub pull: Option<String>,
+}
+
+fn parse_named<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
     s.parse()
 }
 
@@ -406,7 +493,7 @@ mod tests {
     #[test]
     fn every_command_ends_its_help_with_examples_that_parse() {
         let cli = Cli::command();
-        for name in ["up", "render", "validate", "status", "logs", "restart", "down"] {
+        for name in ["up", "render", "validate", "status", "logs", "smoke", "restart", "down"] {
             let cmd = cli.find_subcommand(name).unwrap();
             let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
             assert!(help.starts_with("Examples:"), "{name}: {help:?}");

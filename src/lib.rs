@@ -23,6 +23,7 @@ pub mod render;
 pub mod setting_problem;
 pub mod settings;
 pub mod site;
+pub mod smoke;
 pub mod state;
 pub mod tls;
 pub mod uki;

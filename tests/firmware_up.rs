@@ -23,11 +23,10 @@ use serde_json::Value;
 use std::fs;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::docker::docker;
 use support::firmware::{
-    one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage, BOOT_TIMEOUT, LISTENING, LISTEN_ARG, UKI,
+    one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage, BOOT_TIMEOUT, LISTENING, LISTEN_ARG,
 };
 use support::images;
 
@@ -67,31 +66,6 @@ impl Drop for Made {
             docker(&["rmi", t]);
         }
     }
-}
-
-/// A talos image in the shape of a Talos >= 1.10 installer: only the ukify-built UKIs.
-fn uki_image(a: &Artifacts, reference: &str, work: &Path) {
-    let root = work.join("image-root");
-    for arch in ["arm64", "amd64"] {
-        let dir = root.join("usr/install").join(arch);
-        fs::create_dir_all(&dir).unwrap();
-        fs::copy(a.path(&format!("{arch}/{UKI}")), dir.join(UKI)).unwrap();
-    }
-    let tar = work.join("image.tar");
-    let ok = Command::new("tar")
-        .args(["-C", root.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "tar of the UKI image");
-    let (ok, out) = docker(&[
-        "import",
-        "--change",
-        "LABEL io.cozyboot.test=firmware-up",
-        tar.to_str().unwrap(),
-        reference,
-    ]);
-    assert!(ok, "docker import: {out}");
 }
 
 fn free_port() -> u16 {
@@ -148,7 +122,7 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
         containers: vec![matchbox.clone(), dnsmasq.clone()],
         tags: vec![talos.clone(), matchbox_image.clone()],
     };
-    uki_image(&artifacts, &talos, work.path());
+    support::firmware::uki_image(&artifacts, &talos, work.path());
     let stock = format!("{prefix}/talos/cozystack-spin-only/matchbox:v1.0.0");
     for args in [vec!["pull", "-q", stock.as_str()], vec!["tag", &stock, &matchbox_image]] {
         let (ok, out) = docker(&args);

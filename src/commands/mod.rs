@@ -3,6 +3,7 @@
 mod day2;
 mod nodes;
 pub mod render;
+mod smoke;
 mod up;
 mod validate;
 
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<Output> {
         Command::Status(args) => day2::status(&args),
         Command::Logs(args) => day2::logs(&args),
         Command::Nodes(args) => nodes::run(&args),
+        Command::Smoke(args) => smoke::run(&args, cli.config, cli.json),
         Command::Restart(args) => day2::restart(&args),
         Command::Down(args) => day2::down(&args),
         Command::Completions(args) => Ok(completions(args.shell)),

@@ -21,6 +21,7 @@ use super::netns::{DnsmasqProc, TestNet, DNSMASQ};
 use cozyboot::arch::{Arch, Bootloader};
 use cozyboot::render::{self, Rendered};
 use cozyboot::settings::Settings;
+use cozyboot::smoke::report::strip_escapes;
 use std::fmt;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -57,7 +58,7 @@ const POWEROFF: &str = "COZYBOOT-POWEROFF";
 
 /// A missing artifact fails the test where tests must run (CI, `scripts/test`, or
 /// `COZYBOOT_REQUIRE_FIRMWARE=1`), see [`super::guard`].
-fn skip<T>(reason: &str) -> Option<T> {
+pub fn skip<T>(reason: &str) -> Option<T> {
     super::guard::skip(Some("COZYBOOT_REQUIRE_FIRMWARE"), reason)
 }
 
@@ -193,6 +194,35 @@ impl Artifacts {
     }
 }
 
+/// Imports a talos image in the shape of a Talos >= 1.10 installer: only the ukify-built UKIs
+/// (`/usr/install/<arch>/vmlinuz.efi`), labelled as a test's. `work` holds the tar.
+pub fn uki_image(a: &Artifacts, reference: &str, work: &Path) {
+    let root = work.join("image-root");
+    for arch in ["arm64", "amd64"] {
+        let dir = root.join("usr/install").join(arch);
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(a.path(&format!("{arch}/{UKI}")), dir.join(UKI)).unwrap();
+    }
+    let tar = work.join("image.tar");
+    let ok = Command::new("tar")
+        .args(["-C", root.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar of the UKI image");
+    let out = Command::new("docker")
+        .args(["import", "--change", "LABEL io.cozyboot.test=firmware-up"])
+        .arg(&tar)
+        .arg(reference)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // ------------------------------------------------------------------------------ clients
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,42 +272,31 @@ impl Client {
         }
     }
 
+    /// The product's QEMU command line (`cozyboot smoke`'s), under TCG as CI runs it.
     fn qemu(self, a: &Artifacts, tap: &str, serial: &Path) -> Command {
-        // romfile= (none) on the UEFI clients: the firmware's own virtio-net driver does PXE,
-        // as a vendor NIC driver would. The BIOS client keeps QEMU's default ROM, Debian's
-        // ipxe-qemu (iPXE), which SeaBIOS runs from the NIC.
-        let (program, machine, firmware, rom, mem) = match self {
+        use cozyboot::smoke::{vm, Firmware, Machine};
+        let (program, firmware, fw_file, mem) = match self {
             Client::Arm64Uefi => (
                 "qemu-system-aarch64",
-                vec!["-M", "virt", "-cpu", "cortex-a57"],
-                Some(a.path("firmware/QEMU_EFI.fd")),
-                ",romfile=",
-                "1024",
+                Firmware::Uefi,
+                Some("firmware/QEMU_EFI.fd"),
+                1024,
             ),
-            Client::X64Uefi => (
-                "qemu-system-x86_64",
-                vec!["-M", "q35"],
-                Some(a.path("firmware/OVMF.fd")),
-                ",romfile=",
-                "512",
-            ),
-            Client::X86Bios => ("qemu-system-x86_64", vec!["-M", "pc"], None, "", "512"),
+            Client::X64Uefi => ("qemu-system-x86_64", Firmware::Uefi, Some("firmware/OVMF.fd"), 512),
+            Client::X86Bios => ("qemu-system-x86_64", Firmware::Bios, None, 512),
+        };
+        let spec = vm::VmSpec {
+            machine: Machine::new(self.arch(), firmware).expect("a machine QEMU emulates"),
+            accel: vm::Accel::Tcg,
+            qemu: program.into(),
+            firmware: fw_file.map(|f| a.path(f)),
+            tap: tap.to_string(),
+            mac: self.mac().to_string(),
+            serial: serial.to_path_buf(),
+            memory_mib: mem,
         };
         let mut c = Command::new(program);
-        c.args(machine).args(["-m", mem, "-smp", "1", "-accel", "tcg"]);
-        if let Some(fw) = firmware {
-            c.arg("-bios").arg(fw);
-        }
-        c.args(["-nodefaults", "-nographic", "-monitor", "none", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-netdev")
-            .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
-            .arg("-device")
-            .arg(format!("virtio-net-pci,netdev=n0,mac={},bootindex=1{rom}", self.mac()));
-        if self == Client::X86Bios {
-            c.args(["-boot", "order=n"]);
-        }
+        c.args(spec.args());
         c
     }
 }
@@ -516,19 +535,7 @@ impl Lab {
         let cli = net.client_ns.clone();
         // The client end loses its address and becomes a bridge port; the tap joins it.
         ip(&["-n", &cli, "addr", "flush", "dev", &net.client_if]);
-        ip(&[
-            "-n",
-            &cli,
-            "link",
-            "add",
-            BRIDGE,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-        ]);
+        ip(&[&["-n", cli.as_str()][..], &cozyboot::smoke::lab::bridge_args(BRIDGE)].concat());
         ip(&["-n", &cli, "link", "set", &net.client_if, "master", BRIDGE]);
         ip(&["-n", &cli, "tuntap", "add", "dev", TAP, "mode", "tap"]);
         ip(&["-n", &cli, "link", "set", TAP, "master", BRIDGE]);
@@ -607,25 +614,12 @@ impl Lab {
     fn start_router(&self) -> Option<Logged> {
         let ns = &self.router.as_ref()?.0;
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, DNSMASQ]).args([
-            "--conf-file=/dev/null".to_string(),
-            "--pid-file=".into(),
-            "--leasefile-ro".into(),
-            "--no-hosts".into(),
-            "--no-resolv".into(),
-            "--keep-in-foreground".into(),
-            "--log-facility=-".into(),
-            "-p0".into(),
-            format!("--interface={ROUTER_IF}"),
-            "--bind-interfaces".into(),
-            format!(
-                "--dhcp-range={},{},255.255.255.0,1h",
-                self.net.ip(100),
-                self.net.ip(150)
-            ),
-            format!("--dhcp-option=option:router,{}", self.router_ip()),
-            "--log-dhcp".into(),
-        ]);
+        c.args(["netns", "exec", ns, DNSMASQ])
+            .args(cozyboot::smoke::lab::router_dnsmasq_args(
+                ROUTER_IF,
+                (self.net.ip(100), self.net.ip(150)),
+                self.router_ip(),
+            ));
         let mut router = Logged::spawn(c, "the router's dnsmasq");
         assert!(
             router.wait_for("started, version", Duration::from_secs(5)),
@@ -1246,28 +1240,4 @@ fn explain(st: Stage, client: Client) -> &'static str {
         Stage::Linux => "the kernel did not run our /init (initramfs not found? see the serial console)",
         Stage::Answered => "/init listened (or found no DHCP lease: COZYBOOT-NET) but no connection came to its port",
     }
-}
-
-/// Firmware consoles paint with ANSI escapes; the report is easier to read without them.
-fn strip_escapes(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                while let Some(&n) = chars.peek() {
-                    chars.next();
-                    if n.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        if c != '\r' {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -300,16 +300,12 @@ impl Drop for DnsmasqProc {
 }
 
 fn forced_args(tftp_root: &Path) -> Vec<String> {
-    vec![
-        "--conf-file=/dev/null".into(),
-        "--pid-file=".into(),
-        "--leasefile-ro".into(),
-        "--no-hosts".into(),
-        "--no-resolv".into(),
-        "--keep-in-foreground".into(),
-        "--log-facility=-".into(),
-        format!("--tftp-root={}", tftp_root.display()),
-    ]
+    let mut args: Vec<String> = cozyboot::smoke::lab::STANDALONE_DNSMASQ
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    args.push(format!("--tftp-root={}", tftp_root.display()));
+    args
 }
 
 fn spawn_log_reader(stderr: ChildStderr, log: Arc<(Mutex<String>, Condvar)>) -> JoinHandle<()> {
