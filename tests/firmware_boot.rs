@@ -30,18 +30,15 @@ use support::firmware::{
 };
 use support::netns::TestNet;
 
-/// The architectures the site of most boots serves.
-const BOTH: &str = "arm64,amd64";
-
 /// cozyboot's settings for the lab's network, resolved from flags exactly as `cozyboot
-/// render` resolves them: the server's interface and address, the architectures served, and
-/// in full mode a DHCP range (proxy mode is the default).
-fn settings_for(net: &TestNet, mode: Mode, arches: &str) -> Settings {
+/// render` resolves them: the server's interface and address, both architectures, and in
+/// full mode a DHCP range (proxy mode is the default).
+fn settings_for(net: &TestNet, mode: Mode) -> Settings {
     let mut argv = vec![
         format!("--iface={}", net.server_if),
         format!("--server-ip={}", net.server_ip()),
         format!("--subnet={}/24", net.ip(0)),
-        format!("--arch={arches}"),
+        "--arch=arm64,amd64".into(),
     ];
     if mode == Mode::Full {
         argv.push(format!("--dhcp-range={},{}", net.ip(100), net.ip(150)));
@@ -62,21 +59,10 @@ fn boot_with(
     mode: Mode,
     mutate: impl FnOnce(&mut Rendered),
 ) -> Option<Outcome> {
-    boot_site(artifacts, BOTH, client, mode, mutate)
-}
-
-/// [`boot_with`] against a site serving only `arches`.
-fn boot_site(
-    artifacts: impl FnOnce(Artifacts) -> Artifacts,
-    arches: &str,
-    client: Client,
-    mode: Mode,
-    mutate: impl FnOnce(&mut Rendered),
-) -> Option<Outcome> {
     let artifacts = artifacts(Artifacts::find()?);
     let _one_at_a_time = one_boot_at_a_time();
     let lab = Lab::new(mode)?;
-    let s = settings_for(&lab.net, mode, arches);
+    let s = settings_for(&lab.net, mode);
     let mut rendered = render::render(&s);
     mutate(&mut rendered);
     // To see which tests a broken configuration fails: COZYBOOT_FIRMWARE_MUTATE=<name>.
@@ -370,26 +356,6 @@ fn mutation_no_i386_group_stops_bios_at_ipxe() {
         "{d:#?}"
     );
     assert!(d.finding.contains("no group for arch=i386"), "{d:#?}");
-}
-
-/// An x86_64 UEFI machine at a site that serves only arm64 (`--arch arm64`): dnsmasq offers
-/// OVMF an address with no boot file, OVMF gives up on PXE over IPv4, and `cozyboot nodes`
-/// says which architecture the machine is and how to serve it.
-#[test]
-fn amd64_machine_at_an_arm64_site_is_told_its_arch_is_not_served() {
-    let Some(o) = boot_site(|a| a, "arm64", Client::X64Uefi, Mode::Full, |_| {}) else {
-        return;
-    };
-    assert_fails_at(&o, Stage::DhcpOffer);
-    let j = o.journey().expect("cozyboot's journeys hold the VM");
-    assert!(j.offered && j.stages.is_empty() && j.client_arch == Some(7), "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Arm64]), i64::MAX / 2);
-    assert_eq!(d.stopped_before, Some(cozyboot::journey::model::Stage::Dhcp), "{d:#?}");
-    assert!(
-        d.finding.contains("amd64 machine (client-arch 7)") && d.finding.contains("serves only arm64"),
-        "{d:#?}"
-    );
-    assert!(d.fix.contains("--arch arm64,amd64"), "{d:#?}");
 }
 
 /// A data dir nobody provisioned the arm64 iPXE into: AAVMF is offered `bootaa64.efi`, dnsmasq

@@ -407,16 +407,6 @@ fn up_on_the_host_network_boots_x64_uefi_with_full_dhcp() {
 }
 
 #[test]
-fn up_on_the_host_network_boots_x64_uefi_with_proxy_dhcp() {
-    boots(Client::X64Uefi, Mode::Proxy);
-}
-
-#[test]
 fn up_on_the_host_network_boots_bios_with_full_dhcp() {
     boots(Client::X86Bios, Mode::Full);
-}
-
-#[test]
-fn up_on_the_host_network_boots_bios_with_proxy_dhcp() {
-    boots(Client::X86Bios, Mode::Proxy);
 }

@@ -6,8 +6,7 @@
 //! no namespace, no link, no container.
 //!
 //! The "talos" stage is the marker initramfs's listener on TCP 50000
-//! (`--kernel-args cozyboot.listen=50000`); artifacts made before it existed are taken
-//! only to `--until initramfs`.
+//! (`--kernel-args cozyboot.listen=50000`).
 //!
 //! Needs root, Docker, the local test registry and the firmware artifacts; in CI (or with
 //! `COZYBOOT_REQUIRE_FIRMWARE=1`) a missing one fails the test, otherwise it is skipped.
@@ -163,32 +162,26 @@ fn stages(doc: &Value) -> Vec<String> {
 /// Passes, reaches the goal, and its journey is the whole way there.
 fn boots(args: &[&str], name: &str, firmware_has_tftp: bool) -> Option<Run> {
     let images = setup(name)?;
-    let listener = has_listener(&images.artifacts);
+    assert!(
+        has_listener(&images.artifacts),
+        "the firmware artifacts' initramfs has no TCP 50000 listener: run scripts/firmware-artifacts"
+    );
     let mut all = args.to_vec();
-    if listener {
-        all.extend(["--until", "talos", "--kernel-args", LISTEN]);
-    } else {
-        println!("the firmware artifacts have no TCP 50000 listener yet: until initramfs");
-        all.extend(["--until", "initramfs"]);
-    }
+    all.extend(["--until", "talos", "--kernel-args", LISTEN]);
     let run = smoke(&images, &all);
     let d = &run.doc;
     assert_eq!(run.code, 0, "smoke failed:\n{d:#}\n{}", run.stderr);
     assert_eq!(d["schema"], "cozyboot.smoke/v1");
     assert_eq!(d["ok"], true);
-    let goal = if listener { "talos" } else { "initramfs" };
-    assert_eq!(d["reached"], goal, "{d:#}");
+    assert_eq!(d["reached"], "talos", "{d:#}");
     let mut want = vec!["dhcp"];
     if firmware_has_tftp {
         want.push("tftp");
     }
-    want.extend(["boot-ipxe", "profile", "kernel", "initramfs"]);
-    if listener {
-        want.push("talos");
-    }
+    want.extend(["boot-ipxe", "profile", "kernel", "initramfs", "talos"]);
     assert_eq!(stages(d), want, "{d:#}");
     assert!(d["machine"]["ip"].is_string(), "{d:#}");
-    assert!(d["stages_seconds"][goal].as_f64().is_some(), "{d:#}");
+    assert!(d["stages_seconds"]["talos"].as_f64().is_some(), "{d:#}");
     Some(run)
 }
 
@@ -249,10 +242,32 @@ fn x64_uefi_with_full_dhcp_boots() {
 }
 
 #[test]
+fn x64_uefi_with_proxy_dhcp_beside_a_router_boots() {
+    let Some(run) = boots(&["--arch", "amd64", "--dhcp", "proxy"], "x64-proxy", true) else {
+        return;
+    };
+    assert_eq!(run.doc["journey"]["proxy_dhcp"], true, "{:#}", run.doc);
+    assert_eq!(run.doc["journey"]["arch"]["client_arch"], 7, "{:#}", run.doc);
+}
+
+#[test]
 fn bios_with_full_dhcp_boots() {
     let Some(run) = boots(&["--arch", "amd64", "--firmware", "bios"], "bios-full", false) else {
         return;
     };
+    assert_eq!(run.doc["journey"]["arch"]["ipxe"], "i386", "{:#}", run.doc);
+}
+
+#[test]
+fn bios_with_proxy_dhcp_beside_a_router_boots() {
+    let Some(run) = boots(
+        &["--arch", "amd64", "--firmware", "bios", "--dhcp", "proxy"],
+        "bios-proxy",
+        false,
+    ) else {
+        return;
+    };
+    assert_eq!(run.doc["journey"]["proxy_dhcp"], true, "{:#}", run.doc);
     assert_eq!(run.doc["journey"]["arch"]["ipxe"], "i386", "{:#}", run.doc);
 }
 
