@@ -218,28 +218,83 @@ async fn up_timed<E: ContainerEngine>(
     let mut undo = Undo::new(state::dir(&s.data_dir).join("rollback"))?;
     undo.save_file(&state::file(&s.data_dir))?;
     let mut st = observed.state.clone();
-    if let Some(warning) = check_matchbox_version(&cx, &actions, &observed, &mut st).await? {
-        report.warnings.push(warning);
-    }
     let mut swaps = Swaps::default();
-    let mut outcome = Ok(());
-    for action in &actions {
-        if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
-            eprintln!("{}", action.describe());
+    let (files, containers): (Vec<&Action>, Vec<&Action>) = actions.iter().partition(|a| {
+        !matches!(
+            a,
+            Action::CreateContainer { .. } | Action::ReplaceContainer { .. } | Action::Keep { .. }
+        )
+    });
+    // Containers that replace nothing may start while the files are written: there is no
+    // previous container whose files must stay until it is replaced. (The mount sources
+    // must exist before a container is created.)
+    let fresh = containers.iter().all(|a| matches!(a, Action::CreateContainer { .. }));
+    if fresh {
+        let tls = s.rpc_port.map(|_| containers::tls_dir(s));
+        for dir in std::iter::once(s.assets_dir()).chain(tls) {
+            fs::create_dir_all(&dir).map_err(|e| Error::Failed(format!("creating {}: {e}", dir.display())))?;
         }
-        let step = Step {
-            observed: &observed,
-            st: &mut st,
-            fetched: &mut fetched,
-            warnings: &mut report.warnings,
-            undo: &mut undo,
-            swaps: &mut swaps,
-        };
-        match execute(&cx, action, step).await {
-            Ok(line) => report.done.extend(line),
-            Err(e) => {
-                outcome = Err(e);
-                break;
+    }
+    let mut version_state = st.clone();
+    let (mut files_warnings, mut containers_warnings) = (Vec::new(), Vec::new());
+    let (mut files_done, mut containers_done) = (Vec::new(), Vec::new());
+    let files_phase = async {
+        let mut unused = Swaps::default();
+        for action in &files {
+            announce(progress, action);
+            let step = Step {
+                observed: &observed,
+                st: &mut st,
+                fetched: &mut fetched,
+                warnings: &mut files_warnings,
+                undo: &mut undo,
+                swaps: &mut unused,
+            };
+            files_done.extend(execute(&cx, action, step).await?);
+        }
+        Ok::<_, Error>(())
+    };
+    let version_phase = async {
+        containers_warnings.extend(check_matchbox_version(&cx, &actions, &observed, &mut version_state).await?);
+        if fresh {
+            for action in &containers {
+                announce(progress, action);
+                if let Action::CreateContainer { role, .. } = action {
+                    let (how, warning) = lifecycle::create(&cx, *role, &mut swaps).await?.report();
+                    containers_warnings.extend(warning);
+                    containers_done.push(format!("started {}{how}", spec_for(&cx, *role).name));
+                }
+            }
+        }
+        Ok::<_, Error>(())
+    };
+    let (files_result, version_result) = futures_util::join!(files_phase, version_phase);
+    let mut outcome = files_result.and(version_result);
+    report.done.append(&mut files_done);
+    report.done.append(&mut containers_done);
+    report.warnings.append(&mut files_warnings);
+    report.warnings.append(&mut containers_warnings);
+    if outcome.is_ok() && version_state.matchbox_version != st.matchbox_version {
+        st.matchbox_version = version_state.matchbox_version;
+        outcome = save(s, &st);
+    }
+    if outcome.is_ok() && !fresh {
+        for action in &containers {
+            announce(progress, action);
+            let step = Step {
+                observed: &observed,
+                st: &mut st,
+                fetched: &mut fetched,
+                warnings: &mut report.warnings,
+                undo: &mut undo,
+                swaps: &mut swaps,
+            };
+            match execute(&cx, action, step).await {
+                Ok(line) => report.done.extend(line),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
     }
@@ -512,12 +567,12 @@ async fn check_matchbox_version<E: ContainerEngine>(
         .await?;
     match matchbox_version::judge(code, &output) {
         Verdict::Supported(v) => {
+            // Saved by the caller, with the rest of the state.
             st.matchbox_version = Some(state::ImageVersion {
                 image,
                 image_id,
                 version: v.to_string(),
             });
-            save(cx.s, st)?;
             Ok(None)
         }
         Verdict::TooOld(v) => Err(Error::Failed(format!(
@@ -684,6 +739,13 @@ async fn execute<E: ContainerEngine>(
         }
         Action::Keep { name, .. } => Some(format!("unchanged: {name}")),
     })
+}
+
+/// Names each step on stderr as it starts (the bench times the steps by these lines).
+fn announce(progress: ProgressMode, action: &Action) {
+    if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
+        eprintln!("{}", action.describe());
+    }
 }
 
 fn is_arm64_install(action: &Action) -> bool {
