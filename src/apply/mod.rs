@@ -156,148 +156,157 @@ async fn up_timed<E: ContainerEngine>(
     remove_leftovers(engine, s).await?;
     let recovered = lifecycle::recover(&cx).await?;
 
-    // The pulls do not depend on each other: all at once, drawn in one display. (Joined on
-    // this task, so the progress display needs no lock.)
-    let pull_progress = RefCell::new(PullProgress::new(progress));
-    let pulled = futures_util::future::join_all(
-        pulls
+    // On a site without containers, the containers start as soon as their (small) images
+    // are pulled, while the Talos image is still being pulled and then extracted: no
+    // previous container is waiting for these files, so the swap rule does not order them.
+    let fresh = !recovered
+        && cx
+            .specs
             .iter()
-            .filter_map(|action| match action {
-                Action::Pull { image, reason } => Some((image, reason)),
-                _ => None,
+            .all(|spec| !observed.containers.contains_key(&spec.name));
+    let early: Vec<Action> = if fresh {
+        cx.specs
+            .iter()
+            .zip([Role::Matchbox, Role::Dnsmasq])
+            .map(|(spec, role)| Action::CreateContainer {
+                role,
+                name: spec.name.clone(),
             })
-            .map(|(image, reason)| {
-                let pull_progress = &pull_progress;
-                async move {
-                    let result = engine
-                        .pull(image, &mut |event| pull_progress.borrow_mut().on_event(image, event))
-                        .await;
-                    (image, reason, result)
-                }
-            }),
-    )
-    .await;
-    pull_progress.borrow_mut().finish();
-    let mut failed = Vec::new();
-    for (image, reason, result) in pulled {
-        match result {
-            Ok(()) => {
-                let before = observed.images.get(image).cloned().flatten();
-                let after = engine.image(image).await?.map(|i| i.id);
-                report.done.push(if before.is_some() && before == after {
-                    format!("checked {image}: up to date")
-                } else {
-                    format!("pulled {image}")
-                });
-            }
-            // A moving tag that cannot be re-checked still has a usable local copy.
-            Err(e) if observed.images.get(image).is_some_and(Option::is_some) => report.warnings.push(format!(
-                "could not re-check {image} ({reason}); using the local image: {e}"
-            )),
-            Err(e) => failed.push(e.to_string()),
-        }
-    }
-    if !failed.is_empty() {
-        return Err(Error::Failed(format!(
-            "{}\n  nothing was changed: running containers and assets are as they were\n  fix: check the image name and tag (--registry, --tag) and that the registry is reachable",
-            failed.join("\n")
-        )));
-    }
-    report.actions = pulls;
-
-    // Pulling may have brought new image content, and `recover` may have put a container
-    // back: plan the rest against what is there now.
-    let observed = if report.actions.is_empty() && !recovered {
-        observed
+            .collect()
     } else {
-        observe(&cx).await?
+        Vec::new()
     };
-    let actions: Vec<Action> = move_aside.into_iter().chain(plan::plan(&desired, &observed)).collect();
-    report.warnings.extend(preflight_ports(&cx, &actions)?);
-    // Everything changed from here on is put back if a later step fails (see `undo`).
-    let mut undo = Undo::new(state::dir(&s.data_dir).join("rollback"))?;
-    undo.save_file(&state::file(&s.data_dir))?;
-    let mut st = observed.state.clone();
-    let mut swaps = Swaps::default();
-    let (files, containers): (Vec<&Action>, Vec<&Action>) = actions.iter().partition(|a| {
-        !matches!(
-            a,
-            Action::CreateContainer { .. } | Action::ReplaceContainer { .. } | Action::Keep { .. }
-        )
-    });
-    // Containers that replace nothing may start while the files are written: there is no
-    // previous container whose files must stay until it is replaced. (The mount sources
-    // must exist before a container is created.)
-    let fresh = containers.iter().all(|a| matches!(a, Action::CreateContainer { .. }));
+    report.warnings.extend(preflight_ports(&cx, &early)?);
     if fresh {
+        // Mount sources must exist before a container is created.
         let tls = s.rpc_port.map(|_| containers::tls_dir(s));
         for dir in std::iter::once(s.assets_dir()).chain(tls) {
             fs::create_dir_all(&dir).map_err(|e| Error::Failed(format!("creating {}: {e}", dir.display())))?;
         }
     }
+
+    // Everything changed from here on is put back if a later step fails (see `undo`).
+    let mut undo = Undo::new(state::dir(&s.data_dir).join("rollback"))?;
+    undo.save_file(&state::file(&s.data_dir))?;
+    let mut swaps = Swaps::default();
+
+    // The pulls do not depend on each other: all at once, drawn in one display. (Joined on
+    // this task, so the progress display needs no lock.)
+    let pull_progress = RefCell::new(PullProgress::new(progress));
+    let (talos_pulls, other_pulls): (Vec<&Action>, Vec<&Action>) = pulls
+        .iter()
+        .partition(|a| matches!(a, Action::Pull { image, .. } if *image == s.talos_image()));
+    let others = futures_util::FutureExt::shared(pull_set(&cx, &other_pulls, &observed, &pull_progress));
+    let (mut files_report, mut containers_report) = (Lines::default(), Lines::default());
+    let mut st = observed.state.clone();
     let mut version_state = st.clone();
-    let (mut files_warnings, mut containers_warnings) = (Vec::new(), Vec::new());
-    let (mut files_done, mut containers_done) = (Vec::new(), Vec::new());
+    let mut planned = Vec::new();
     let files_phase = async {
+        let (talos, others) =
+            futures_util::join!(pull_set(&cx, &talos_pulls, &observed, &pull_progress), others.clone());
+        pull_progress.borrow_mut().finish();
+        for pulled in [talos, others] {
+            let pulled = pulled.map_err(Error::Failed)?;
+            files_report.done.extend(pulled.done);
+            files_report.warnings.extend(pulled.warnings);
+        }
+        // Pulling may have brought new image content, and `recover` may have put a container
+        // back: plan the rest against what is there now.
+        let observed = if pulls.is_empty() && !recovered {
+            observed.clone()
+        } else {
+            observe(&cx).await?
+        };
+        planned = move_aside
+            .into_iter()
+            .chain(plan::plan(&desired, &observed))
+            .filter(|a| !fresh || !is_container(a))
+            .collect();
+        files_report.warnings.extend(preflight_ports(&cx, &planned)?);
         let mut unused = Swaps::default();
-        for action in &files {
+        for action in planned.iter().filter(|a| !is_container(a)) {
             announce(progress, action);
             let step = Step {
                 observed: &observed,
                 st: &mut st,
                 fetched: &mut fetched,
-                warnings: &mut files_warnings,
+                warnings: &mut files_report.warnings,
                 undo: &mut undo,
                 swaps: &mut unused,
             };
-            files_done.extend(execute(&cx, action, step).await?);
+            files_report.done.extend(execute(&cx, action, step).await?);
         }
-        Ok::<_, Error>(())
-    };
-    let version_phase = async {
-        containers_warnings.extend(check_matchbox_version(&cx, &actions, &observed, &mut version_state).await?);
-        if fresh {
-            for action in &containers {
-                announce(progress, action);
-                if let Action::CreateContainer { role, .. } = action {
-                    let (how, warning) = lifecycle::create(&cx, *role, &mut swaps).await?.report();
-                    containers_warnings.extend(warning);
-                    containers_done.push(format!("started {}{how}", spec_for(&cx, *role).name));
-                }
+        if !fresh {
+            // Refuses a too old matchbox before anything is replaced; files are put back.
+            let starts = planned.iter().any(starts_matchbox);
+            let before = st.matchbox_version.clone();
+            let checked = check_matchbox_version(&cx, starts, &observed, &mut st).await?;
+            files_report.warnings.extend(checked);
+            if st.matchbox_version != before {
+                save(s, &st)?;
             }
         }
-        Ok::<_, Error>(())
+        Ok::<_, Error>(observed)
     };
-    let (files_result, version_result) = futures_util::join!(files_phase, version_phase);
-    let mut outcome = files_result.and(version_result);
-    report.done.append(&mut files_done);
-    report.done.append(&mut containers_done);
-    report.warnings.append(&mut files_warnings);
-    report.warnings.append(&mut containers_warnings);
-    if outcome.is_ok() && version_state.matchbox_version != st.matchbox_version {
-        st.matchbox_version = version_state.matchbox_version;
-        outcome = save(s, &st);
-    }
-    if outcome.is_ok() && !fresh {
-        for action in &containers {
+    let early_phase = async {
+        if !fresh {
+            return Ok(());
+        }
+        others.clone().await.map_err(Error::Failed)?;
+        let images = observe(&cx).await?;
+        let checked = check_matchbox_version(&cx, true, &images, &mut version_state).await?;
+        containers_report.warnings.extend(checked);
+        for action in &early {
             announce(progress, action);
-            let step = Step {
-                observed: &observed,
-                st: &mut st,
-                fetched: &mut fetched,
-                warnings: &mut report.warnings,
-                undo: &mut undo,
-                swaps: &mut swaps,
-            };
-            match execute(&cx, action, step).await {
-                Ok(line) => report.done.extend(line),
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
+            if let Action::CreateContainer { role, .. } = action {
+                let (how, warning) = lifecycle::create(&cx, *role, &mut swaps).await?.report();
+                containers_report.warnings.extend(warning);
+                containers_report
+                    .done
+                    .push(format!("started {}{how}", spec_for(&cx, *role).name));
             }
         }
+        Ok::<_, Error>(())
+    };
+    let (files_result, early_result) = futures_util::join!(files_phase, early_phase);
+    drop(others);
+    for lines in [files_report, containers_report] {
+        report.done.extend(lines.done);
+        report.warnings.extend(lines.warnings);
     }
+    let mut outcome = early_result.and(files_result.map(Some));
+    if let Ok(Some(_)) = &outcome {
+        if version_state.matchbox_version.is_some() && version_state.matchbox_version != st.matchbox_version {
+            st.matchbox_version = version_state.matchbox_version.take();
+            outcome = save(s, &st).map(|()| outcome.ok().flatten());
+        }
+    }
+    let mut outcome = match outcome {
+        Ok(Some(observed)) if !fresh => {
+            let mut result = Ok(());
+            for action in planned.iter().filter(|a| is_container(a)) {
+                announce(progress, action);
+                let step = Step {
+                    observed: &observed,
+                    st: &mut st,
+                    fetched: &mut fetched,
+                    warnings: &mut report.warnings,
+                    undo: &mut undo,
+                    swaps: &mut swaps,
+                };
+                match execute(&cx, action, step).await {
+                    Ok(line) => report.done.extend(line),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            result
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
     if outcome.is_ok() {
         outcome = lifecycle::settle(&cx, &swaps).await;
     }
@@ -308,6 +317,8 @@ async fn up_timed<E: ContainerEngine>(
         }
         Err(e) => return Err(roll_back(&cx, e, swaps, undo).await),
     }
+    report.actions = pulls;
+    let actions: Vec<Action> = planned.into_iter().chain(early).collect();
     report.actions.extend(actions);
     Ok(report)
 }
@@ -538,22 +549,10 @@ fn preflight_ports<E>(cx: &Context<'_, E>, actions: &[Action]) -> Result<Vec<Str
 /// could never match); asked once per image id, and only when matchbox is (re)created.
 async fn check_matchbox_version<E: ContainerEngine>(
     cx: &Context<'_, E>,
-    actions: &[Action],
+    starts_matchbox: bool,
     observed: &Observed,
     st: &mut State,
 ) -> Result<Option<String>, Error> {
-    let starts_matchbox = actions.iter().any(|a| {
-        matches!(
-            a,
-            Action::CreateContainer {
-                role: Role::Matchbox,
-                ..
-            } | Action::ReplaceContainer {
-                role: Role::Matchbox,
-                ..
-            }
-        )
-    });
     let image = cx.s.matchbox_image();
     let Some(image_id) = observed.images.get(&image).cloned().flatten() else {
         return Ok(None);
@@ -739,6 +738,93 @@ async fn execute<E: ContainerEngine>(
         }
         Action::Keep { name, .. } => Some(format!("unchanged: {name}")),
     })
+}
+
+/// What one part of the run did, merged into the report when the parts are done.
+#[derive(Default)]
+struct Lines {
+    done: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Pulls `pulls` together; a pull that fails leaves a warning when a local copy of the image
+/// can stand in, else fails the set (nothing has been changed yet). Cloneable (`String`
+/// errors) so that two parts of the run can wait for one set.
+async fn pull_set<E: ContainerEngine>(
+    cx: &Context<'_, E>,
+    pulls: &[&Action],
+    observed: &Observed,
+    progress: &RefCell<PullProgress>,
+) -> Result<PulledSet, String> {
+    let engine = cx.engine;
+    let pulled = futures_util::future::join_all(
+        pulls
+            .iter()
+            .filter_map(|action| match action {
+                Action::Pull { image, reason } => Some((image, reason)),
+                _ => None,
+            })
+            .map(|(image, reason)| async move {
+                let result = engine
+                    .pull(image, &mut |event| progress.borrow_mut().on_event(image, event))
+                    .await;
+                (image, reason, result)
+            }),
+    )
+    .await;
+    let mut set = PulledSet::default();
+    let mut failed = Vec::new();
+    for (image, reason, result) in pulled {
+        match result {
+            Ok(()) => {
+                let before = observed.images.get(image).cloned().flatten();
+                let after = engine.image(image).await.map_err(|e| e.to_string())?.map(|i| i.id);
+                set.done.push(if before.is_some() && before == after {
+                    format!("checked {image}: up to date")
+                } else {
+                    format!("pulled {image}")
+                });
+            }
+            // A moving tag that cannot be re-checked still has a usable local copy.
+            Err(e) if observed.images.get(image).is_some_and(Option::is_some) => set.warnings.push(format!(
+                "could not re-check {image} ({reason}); using the local image: {e}"
+            )),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(set);
+    }
+    Err(format!(
+        "{}\n  nothing was changed: running containers and assets are as they were\n  fix: check the image name and tag (--registry, --tag) and that the registry is reachable",
+        failed.join("\n")
+    ))
+}
+
+#[derive(Debug, Clone, Default)]
+struct PulledSet {
+    done: Vec<String>,
+    warnings: Vec<String>,
+}
+
+fn is_container(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::CreateContainer { .. } | Action::ReplaceContainer { .. } | Action::Keep { .. }
+    )
+}
+
+fn starts_matchbox(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::CreateContainer {
+            role: Role::Matchbox,
+            ..
+        } | Action::ReplaceContainer {
+            role: Role::Matchbox,
+            ..
+        }
+    )
 }
 
 /// Names each step on stderr as it starts (the bench times the steps by these lines).

@@ -266,6 +266,32 @@ fn the_three_pulls_run_together_and_one_failure_changes_nothing() {
     assert!(!site.data().join("assets/talos").exists());
 }
 
+/// The containers of a site that has none start while the Talos image is still pulled;
+/// a replacement waits until the files are in place.
+#[test]
+fn containers_start_during_the_talos_pull_only_when_they_replace_nothing() {
+    let site = Site::new("lan");
+    let s = site.settings("v1", &[]);
+    site.engine.slow_pull(&s.talos_image(), 10_000);
+    site.up_ok(&s);
+    let calls = site.engine.calls();
+    let at = |call: &str| calls.iter().position(|c| c == call).expect(call);
+    let talos_pulled = at(&format!("pulled {}", s.talos_image()));
+    assert!(at(&format!("start {MATCHBOX}")) < talos_pulled, "{calls:#?}");
+    assert!(at(&format!("start {DNSMASQ}")) < talos_pulled, "{calls:#?}");
+
+    site.publish("v2", "2");
+    let s = site.settings("v2", &[]);
+    site.engine.slow_pull(&s.talos_image(), 10_000);
+    site.up_ok(&s);
+    let calls = site.engine.calls();
+    let at = |call: &str| calls.iter().rposition(|c| c == call).expect(call);
+    assert!(
+        at(&format!("create {MATCHBOX}{NEW}")) > at(&format!("pulled {}", s.talos_image())),
+        "{calls:#?}"
+    );
+}
+
 #[test]
 fn a_new_container_that_fails_at_create_start_health_or_crash_is_removed_on_a_cold_up() {
     for op in [Op::Create, Op::Start, Op::Health, Op::Crash] {

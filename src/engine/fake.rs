@@ -76,6 +76,8 @@ struct World {
     faults: Vec<Fault>,
     calls: Vec<String>,
     counter: u64,
+    /// How many times a pull of the image lets the other tasks run before it completes.
+    slow: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -155,6 +157,11 @@ impl FakeEngine {
             files: files.iter().map(|(p, b)| (p.to_string(), b.to_vec())).collect(),
         };
         self.world().registry.insert(reference.to_string(), image);
+    }
+
+    /// A pull of `reference` takes `turns` turns of the other tasks (a big image).
+    pub fn slow_pull(&self, reference: &str, turns: u32) {
+        self.world().slow.insert(reference.to_string(), turns);
     }
 
     /// Every later `op` on `target` fails.
@@ -299,7 +306,10 @@ impl ContainerEngine for FakeEngine {
             });
         };
         // Let the other pulls run between the events, as a real pull does.
-        tokio::task::yield_now().await;
+        let turns = self.world().slow.get(reference).copied().unwrap_or(1);
+        for _ in 0..turns {
+            tokio::task::yield_now().await;
+        }
         on_event(PullEvent {
             layer: Some("abc".into()),
             status: "Pull complete".into(),
@@ -307,6 +317,7 @@ impl ContainerEngine for FakeEngine {
             total: None,
         });
         self.world().images.insert(reference.into(), image);
+        self.record(format!("pulled {reference}"));
         Ok(())
     }
 
