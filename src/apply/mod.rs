@@ -274,16 +274,14 @@ async fn up_timed<E: ContainerEngine>(
         report.done.extend(lines.done);
         report.warnings.extend(lines.warnings);
     }
-    let mut outcome = early_result.and(files_result.map(Some));
-    if let Ok(Some(_)) = &outcome {
-        if version_state.matchbox_version.is_some() && version_state.matchbox_version != st.matchbox_version {
-            st.matchbox_version = version_state.matchbox_version.take();
-            outcome = save(s, &st).map(|()| outcome.ok().flatten());
+    let outcome = async {
+        let observed = early_result.and(files_result)?;
+        let checked = version_state.matchbox_version.take();
+        if checked.is_some() && checked != st.matchbox_version {
+            st.matchbox_version = checked;
+            save(s, &st)?;
         }
-    }
-    let mut outcome = match outcome {
-        Ok(Some(observed)) if !fresh => {
-            let mut result = Ok(());
+        if !fresh {
             for action in planned.iter().filter(|a| is_container(a)) {
                 announce(progress, action);
                 let step = Step {
@@ -294,22 +292,12 @@ async fn up_timed<E: ContainerEngine>(
                     undo: &mut undo,
                     swaps: &mut swaps,
                 };
-                match execute(&cx, action, step).await {
-                    Ok(line) => report.done.extend(line),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
+                report.done.extend(execute(&cx, action, step).await?);
             }
-            result
         }
-        Ok(_) => Ok(()),
-        Err(e) => Err(e),
-    };
-    if outcome.is_ok() {
-        outcome = lifecycle::settle(&cx, &swaps).await;
+        lifecycle::settle(&cx, &swaps).await
     }
+    .await;
     match outcome {
         Ok(()) => {
             report.warnings.extend(lifecycle::finish(&cx, swaps).await);
