@@ -1,4 +1,5 @@
-//! Pull progress on stderr: live bars on a terminal, sparse lines elsewhere.
+//! Pull progress on stderr: live bars on a terminal, sparse lines elsewhere; the pulls of
+//! one `up` run together and share one display.
 //!
 //! stdout is left alone so that `--json` output stays machine-readable.
 
@@ -118,16 +119,19 @@ impl Bars {
             let _ = self.multi.println(format!("{image}: {}", event.status));
             return;
         };
+        // The pulls run together: each bar says which image its layer belongs to (two images
+        // may share a layer, which each pull reports on its own).
+        let key = format!("{}:{layer}", short_name(image));
         if event.layer_done() {
-            if let Some(bar) = self.layers.remove(&layer) {
+            if let Some(bar) = self.layers.remove(&key) {
                 bar.finish_and_clear();
                 self.multi.remove(&bar);
             }
             return;
         }
-        let bar = self.layers.entry(layer.clone()).or_insert_with(|| {
+        let bar = self.layers.entry(key.clone()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::no_length().with_style(self.style.clone()));
-            bar.set_prefix(layer);
+            bar.set_prefix(key);
             bar
         });
         bar.set_message(event.status);
@@ -145,6 +149,11 @@ impl Bars {
         }
         let _ = self.multi.clear();
     }
+}
+
+/// The last path component of an image reference, with its tag: `talos:v1.10`.
+fn short_name(image: &str) -> &str {
+    image.rsplit('/').next().unwrap_or(image)
 }
 
 struct Lines {
@@ -257,8 +266,13 @@ mod tests {
         bars.on_event("x", event(Some("a"), "Downloading", Some(1), Some(2)));
         bars.on_event("x", event(Some("b"), "Waiting", None, None));
         bars.on_event("x", event(Some("a"), "Pull complete", None, None));
+        bars.on_event("y", event(Some("a"), "Downloading", Some(1), Some(2)));
         if let Inner::Bars(inner) = &bars.inner {
-            assert_eq!(inner.layers.len(), 1, "finished layers are cleared");
+            assert_eq!(
+                inner.layers.len(),
+                2,
+                "finished layers are cleared, each image has its own"
+            );
         }
         bars.finish();
     }

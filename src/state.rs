@@ -20,7 +20,8 @@ pub fn cache_dir(data_dir: &Path) -> PathBuf {
     dir(data_dir).join("cache")
 }
 
-fn file(data_dir: &Path) -> PathBuf {
+/// The state file itself (`up` keeps a copy of it to put back when a run is rolled back).
+pub fn file(data_dir: &Path) -> PathBuf {
     dir(data_dir).join("state.json")
 }
 

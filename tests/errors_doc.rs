@@ -299,7 +299,7 @@ fn every_documented_message_exists_and_every_named_test_too() {
 fn the_engine_error_and_refusal_tables_list_every_variant() {
     let doc = fs::read_to_string(doc_path()).unwrap();
     for (kind, file, name) in [
-        ("engine-errors", "src/engine/docker.rs", "EngineError"),
+        ("engine-errors", "src/engine/docker/errors.rs", "EngineError"),
         ("extract-rules", "src/engine/extract.rs", "Rule"),
     ] {
         let documented: BTreeSet<String> = checked_rows(&doc, kind)

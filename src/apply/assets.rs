@@ -1,8 +1,10 @@
 //! Talos kernel and initramfs: streamed out of the image into staging, checked, swapped in.
 
+use super::undo::Undo;
 use super::Context;
 use crate::arch::Arch;
 use crate::engine::extract::Limits;
+use crate::engine::ContainerEngine;
 use crate::error::Error;
 use crate::layout::{self, Kind};
 use crate::pe::PeMachine;
@@ -16,11 +18,12 @@ use std::path::{Path, PathBuf};
 /// Copies the served files of the first layout the image has (see [`crate::layout`]) into a
 /// staging dir beside the target, checks them, then swaps them in; the previous assets stay
 /// in place until the new ones are complete and verified.
-pub(super) async fn extract_assets(
-    cx: &Context<'_>,
+pub(super) async fn extract_assets<E: ContainerEngine>(
+    cx: &Context<'_, E>,
     arch: Arch,
     image: &str,
     image_id: &str,
+    undo: &mut Undo,
 ) -> Result<AssetRecord, Error> {
     let talos_dir = cx.s.assets_dir().join("talos");
     fs::create_dir_all(&talos_dir)?;
@@ -35,7 +38,11 @@ pub(super) async fn extract_assets(
             )));
         }
     };
-    swap_in(&staging, &talos_dir.join(arch.asset_dir()))?;
+    let target = talos_dir.join(arch.asset_dir());
+    match swap_in(&staging, &target)? {
+        Some(previous) => undo.keep_tree(&target, &previous)?,
+        None => undo.created_tree(&target),
+    }
     Ok(AssetRecord {
         image: image.to_string(),
         image_id: image_id.to_string(),
@@ -60,7 +67,12 @@ struct Staged {
 
 /// Copies, splits (UKI) and verifies (checksum file) into `staging`. Errors name the image
 /// and the file; the caller discards `staging` on error.
-async fn stage(cx: &Context<'_>, arch: Arch, image: &str, staging: &Path) -> Result<Staged, String> {
+async fn stage<E: ContainerEngine>(
+    cx: &Context<'_, E>,
+    arch: Arch,
+    image: &str,
+    staging: &Path,
+) -> Result<Staged, String> {
     let exported = cx
         .engine
         .export_files(image, &layout::file_sets(arch), staging, &Limits::default())
@@ -183,13 +195,14 @@ pub(super) fn staging_dir(s: &Settings, name: &str) -> Result<PathBuf, Error> {
 }
 
 /// Exchanges `new` and `target` in one step (renameat2 RENAME_EXCHANGE), so readers see the
-/// old tree or the new one, never a missing one; then removes the old tree.
-fn swap_in(new: &Path, target: &Path) -> Result<(), Error> {
+/// old tree or the new one, never a missing one. Returns where the old tree is now (`new`),
+/// if there was one: it is kept until the run succeeded.
+fn swap_in(new: &Path, target: &Path) -> Result<Option<PathBuf>, Error> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     if !target.exists() {
         fs::rename(new, target)?;
-        return Ok(());
+        return Ok(None);
     }
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| Error::Failed(e.to_string()));
     let (a, b) = (c(new)?, c(target)?);
@@ -211,6 +224,5 @@ fn swap_in(new: &Path, target: &Path) -> Result<(), Error> {
         )));
     }
     // `new` now holds the previous tree.
-    fs::remove_dir_all(new)?;
-    Ok(())
+    Ok(Some(new.to_path_buf()))
 }

@@ -3,9 +3,11 @@
 //! architecture it is served to.
 
 use super::assets::staging_dir;
+use super::undo::Undo;
 use super::Context;
 use crate::arch::{Arch, Bootloader};
 use crate::engine::extract::Limits;
+use crate::engine::ContainerEngine;
 use crate::error::Error;
 use crate::pe::{self, PeMachine};
 use crate::plan::Arm64Source;
@@ -235,7 +237,12 @@ fn check_machine(machine: PeMachine, what: &str, bootloader: Bootloader) -> Resu
     Ok(())
 }
 
-pub(super) async fn copy_x86_bootloaders(cx: &Context<'_>, image: &str, image_id: &str) -> Result<CopiedFrom, Error> {
+pub(super) async fn copy_x86_bootloaders<E: ContainerEngine>(
+    cx: &Context<'_, E>,
+    image: &str,
+    image_id: &str,
+    undo: &mut Undo,
+) -> Result<CopiedFrom, Error> {
     let s = cx.s;
     let staging = staging_dir(s, "tftpboot")?;
     let result = cx
@@ -261,6 +268,7 @@ pub(super) async fn copy_x86_bootloaders(cx: &Context<'_>, image: &str, image_id
                 check_pe(&src, b)?;
             }
             let dest = s.assets_dir().join(&to);
+            undo.save_file(&dest)?;
             let tmp = s.assets_dir().join(format!(".{to}.cozyboot-new"));
             fs::copy(&src, &tmp)?;
             fs::rename(&tmp, &dest)?;
@@ -288,6 +296,7 @@ pub(super) async fn install_arm64_bootloader(
     s: &Settings,
     source: &Arm64Source,
     fetched: Option<Vec<u8>>,
+    undo: &mut Undo,
 ) -> Result<Arm64Record, Error> {
     let bytes = match (fetched, &source.cached) {
         (Some(bytes), _) => bytes,
@@ -317,7 +326,9 @@ pub(super) async fn install_arm64_bootloader(
         write_atomically(&cache, &bytes)?;
     }
     fs::create_dir_all(s.assets_dir())?;
-    write_atomically(&s.assets_dir().join(&s.bootloaders.arm64), &bytes)?;
+    let dest = s.assets_dir().join(&s.bootloaders.arm64);
+    undo.save_file(&dest)?;
+    write_atomically(&dest, &bytes)?;
     Ok(Arm64Record {
         file: FileRecord {
             name: s.bootloaders.arm64.clone(),

@@ -1,8 +1,9 @@
 //! `up`: observe, plan, then carry the plan out — new before old, old back on failure.
 
 use crate::arch::Arch;
-use crate::engine::docker::{ContainerInfo, Engine, EngineError, TEMPORARY_LABEL};
+use crate::engine::docker::{ContainerInfo, EngineError, TEMPORARY_LABEL};
 use crate::engine::spec::{ContainerSpec, NetworkMode};
+use crate::engine::ContainerEngine;
 use crate::error::Error;
 use crate::foreign;
 use crate::matchbox_version::{self, Verdict};
@@ -13,6 +14,7 @@ use crate::render::{self, containers, containers::Role};
 use crate::settings::{DhcpMode, Network, Settings};
 use crate::state::{self, FileRecord, State};
 use serde::Serialize;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -21,6 +23,12 @@ use std::time::Duration;
 mod assets;
 mod bootloaders;
 mod lifecycle;
+#[cfg(test)]
+mod tests;
+mod undo;
+
+use lifecycle::{Swaps, Timing};
+use undo::Undo;
 
 impl From<EngineError> for Error {
     fn from(e: EngineError) -> Self {
@@ -51,14 +59,15 @@ pub struct EngineFacts {
 }
 
 /// Everything `up` needs to know before it plans.
-struct Context<'a> {
+struct Context<'a, E> {
     s: &'a Settings,
-    engine: &'a Engine,
+    engine: &'a E,
     dnsmasq_image: String,
     files: Vec<render::File>,
     specs: [ContainerSpec; 2],
     /// Where the arm64 iPXE binary comes from, when arm64 is served.
     arm64: Option<Arm64Source>,
+    timing: Timing,
 }
 
 /// What `up` was asked to do beyond reaching the settings' state.
@@ -70,7 +79,17 @@ pub struct UpOptions {
     pub progress: ProgressMode,
 }
 
-pub async fn up(s: &Settings, engine: &Engine, options: UpOptions) -> Result<UpReport, Error> {
+pub async fn up<E: ContainerEngine>(s: &Settings, engine: &E, options: UpOptions) -> Result<UpReport, Error> {
+    up_timed(s, engine, options, Timing::default()).await
+}
+
+/// [`up`] with the health-check timing given (unit tests shorten it).
+async fn up_timed<E: ContainerEngine>(
+    s: &Settings,
+    engine: &E,
+    options: UpOptions,
+    timing: Timing,
+) -> Result<UpReport, Error> {
     let UpOptions {
         dry_run,
         move_foreign,
@@ -79,7 +98,7 @@ pub async fn up(s: &Settings, engine: &Engine, options: UpOptions) -> Result<UpR
     // Temporary extraction containers carry the data dir, so a killed run's leftovers can be
     // told from another site's work in progress.
     let site = BTreeMap::from([(containers::LABEL_DATA_DIR.to_string(), s.data_dir.display().to_string())]);
-    let engine = &engine.clone().with_extra_labels(site);
+    let engine = &engine.with_temporary_labels(site);
     let arch = engine.arch().await?;
     let dnsmasq_image = s.dnsmasq_image_for(arch);
     let rendered = render::render(s);
@@ -93,6 +112,7 @@ pub async fn up(s: &Settings, engine: &Engine, options: UpOptions) -> Result<UpR
         files: rendered.files(),
         specs,
         arm64,
+        timing,
     };
     let mut report = UpReport {
         dry_run,
@@ -134,64 +154,164 @@ pub async fn up(s: &Settings, engine: &Engine, options: UpOptions) -> Result<UpR
     })?;
     let _lock = lock(&s.data_dir)?;
     remove_leftovers(engine, s).await?;
+    let recovered = lifecycle::recover(&cx).await?;
 
-    let mut pull_progress = PullProgress::new(progress);
-    for action in &pulls {
-        let Action::Pull { image, reason } = action else {
-            continue;
-        };
-        let result = engine
-            .pull(image, &mut |event| pull_progress.on_event(image, event))
-            .await;
-        match result {
-            Ok(()) => {
-                let before = observed.images.get(image).cloned().flatten();
-                let after = engine.image(image).await?.map(|i| i.id);
-                report.done.push(if before.is_some() && before == after {
-                    format!("checked {image}: up to date")
-                } else {
-                    format!("pulled {image}")
-                });
-            }
-            // A moving tag that cannot be re-checked still has a usable local copy.
-            Err(e) if observed.images.get(image).is_some_and(Option::is_some) => report.warnings.push(format!(
-                "could not re-check {image} ({reason}); using the local image: {e}"
-            )),
-            Err(e) => {
-                pull_progress.finish();
-                return Err(Error::Failed(format!(
-                    "{e}\n  nothing was changed: running containers and assets are as they were\n  fix: check the image name and tag (--registry, --tag) and that the registry is reachable"
-                )));
-            }
-        }
-    }
-    pull_progress.finish();
-    report.actions = pulls;
-
-    // Pulling may have brought new image content: plan the rest against what is there now.
-    let observed = if report.actions.is_empty() {
-        observed
+    // On a site without containers, the containers start as soon as their (small) images
+    // are pulled, while the Talos image is still being pulled and then extracted: no
+    // previous container is waiting for these files, so the swap rule does not order them.
+    let fresh = !recovered
+        && cx
+            .specs
+            .iter()
+            .all(|spec| !observed.containers.contains_key(&spec.name));
+    let early: Vec<Action> = if fresh {
+        cx.specs
+            .iter()
+            .zip([Role::Matchbox, Role::Dnsmasq])
+            .map(|(spec, role)| Action::CreateContainer {
+                role,
+                name: spec.name.clone(),
+            })
+            .collect()
     } else {
-        observe(&cx).await?
+        Vec::new()
     };
-    let actions: Vec<Action> = move_aside.into_iter().chain(plan::plan(&desired, &observed)).collect();
-    report.warnings.extend(preflight_ports(&cx, &actions)?);
-    let mut st = observed.state.clone();
-    if let Some(warning) = check_matchbox_version(&cx, &actions, &observed, &mut st).await? {
-        report.warnings.push(warning);
-    }
-    for action in &actions {
-        if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
-            eprintln!("{}", action.describe());
+    report.warnings.extend(preflight_ports(&cx, &early)?);
+    if fresh {
+        // Mount sources must exist before a container is created.
+        let tls = s.rpc_port.map(|_| containers::tls_dir(s));
+        for dir in std::iter::once(s.assets_dir()).chain(tls) {
+            fs::create_dir_all(&dir).map_err(|e| Error::Failed(format!("creating {}: {e}", dir.display())))?;
         }
-        let line = execute(&cx, action, &observed, &mut st, &mut fetched, &mut report.warnings).await?;
-        report.done.extend(line);
     }
+
+    // Everything changed from here on is put back if a later step fails (see `undo`).
+    let mut undo = Undo::new(state::dir(&s.data_dir).join("rollback"))?;
+    undo.save_file(&state::file(&s.data_dir))?;
+    let mut swaps = Swaps::default();
+
+    // The pulls do not depend on each other: all at once, drawn in one display. (Joined on
+    // this task, so the progress display needs no lock.)
+    let pull_progress = RefCell::new(PullProgress::new(progress));
+    let (talos_pulls, other_pulls): (Vec<&Action>, Vec<&Action>) = pulls
+        .iter()
+        .partition(|a| matches!(a, Action::Pull { image, .. } if *image == s.talos_image()));
+    let others = futures_util::FutureExt::shared(pull_set(&cx, &other_pulls, &observed, &pull_progress));
+    let (mut files_report, mut containers_report) = (Lines::default(), Lines::default());
+    let mut st = observed.state.clone();
+    let mut version_state = st.clone();
+    let mut planned = Vec::new();
+    let files_phase = async {
+        let (talos, others) =
+            futures_util::join!(pull_set(&cx, &talos_pulls, &observed, &pull_progress), others.clone());
+        pull_progress.borrow_mut().finish();
+        for pulled in [talos, others] {
+            let pulled = pulled.map_err(Error::Failed)?;
+            files_report.done.extend(pulled.done);
+            files_report.warnings.extend(pulled.warnings);
+        }
+        // Pulling may have brought new image content, and `recover` may have put a container
+        // back: plan the rest against what is there now.
+        let observed = if pulls.is_empty() && !recovered {
+            observed.clone()
+        } else {
+            observe(&cx).await?
+        };
+        planned = move_aside
+            .into_iter()
+            .chain(plan::plan(&desired, &observed))
+            .filter(|a| !fresh || !is_container(a))
+            .collect();
+        files_report.warnings.extend(preflight_ports(&cx, &planned)?);
+        let mut unused = Swaps::default();
+        for action in planned.iter().filter(|a| !is_container(a)) {
+            announce(progress, action);
+            let step = Step {
+                observed: &observed,
+                st: &mut st,
+                fetched: &mut fetched,
+                warnings: &mut files_report.warnings,
+                undo: &mut undo,
+                swaps: &mut unused,
+            };
+            files_report.done.extend(execute(&cx, action, step).await?);
+        }
+        if !fresh {
+            // Refuses a too old matchbox before anything is replaced; files are put back.
+            let starts = planned.iter().any(starts_matchbox);
+            let before = st.matchbox_version.clone();
+            let checked = check_matchbox_version(&cx, starts, &observed, &mut st).await?;
+            files_report.warnings.extend(checked);
+            if st.matchbox_version != before {
+                save(s, &st)?;
+            }
+        }
+        Ok::<_, Error>(observed)
+    };
+    let early_phase = async {
+        if !fresh {
+            return Ok(());
+        }
+        others.clone().await.map_err(Error::Failed)?;
+        let images = observe(&cx).await?;
+        let checked = check_matchbox_version(&cx, true, &images, &mut version_state).await?;
+        containers_report.warnings.extend(checked);
+        for action in &early {
+            announce(progress, action);
+            if let Action::CreateContainer { role, .. } = action {
+                let (how, warning) = lifecycle::create(&cx, *role, &mut swaps).await?.report();
+                containers_report.warnings.extend(warning);
+                containers_report
+                    .done
+                    .push(format!("started {}{how}", spec_for(&cx, *role).name));
+            }
+        }
+        Ok::<_, Error>(())
+    };
+    let (files_result, early_result) = futures_util::join!(files_phase, early_phase);
+    drop(others);
+    for lines in [files_report, containers_report] {
+        report.done.extend(lines.done);
+        report.warnings.extend(lines.warnings);
+    }
+    let outcome = async {
+        let observed = early_result.and(files_result)?;
+        let checked = version_state.matchbox_version.take();
+        if checked.is_some() && checked != st.matchbox_version {
+            st.matchbox_version = checked;
+            save(s, &st)?;
+        }
+        if !fresh {
+            for action in planned.iter().filter(|a| is_container(a)) {
+                announce(progress, action);
+                let step = Step {
+                    observed: &observed,
+                    st: &mut st,
+                    fetched: &mut fetched,
+                    warnings: &mut report.warnings,
+                    undo: &mut undo,
+                    swaps: &mut swaps,
+                };
+                report.done.extend(execute(&cx, action, step).await?);
+            }
+        }
+        lifecycle::settle(&cx, &swaps).await
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            report.warnings.extend(lifecycle::finish(&cx, swaps).await);
+            undo.commit();
+        }
+        Err(e) => return Err(roll_back(&cx, e, swaps, undo).await),
+    }
+    report.actions = pulls;
+    let actions: Vec<Action> = planned.into_iter().chain(early).collect();
     report.actions.extend(actions);
     Ok(report)
 }
 
-fn desired(cx: &Context<'_>) -> Desired {
+fn desired<E>(cx: &Context<'_, E>) -> Desired {
     let s = cx.s;
     let files_to_write = cx
         .files
@@ -217,7 +337,7 @@ fn desired(cx: &Context<'_>) -> Desired {
     }
 }
 
-async fn observe(cx: &Context<'_>) -> Result<Observed, Error> {
+async fn observe<E: ContainerEngine>(cx: &Context<'_, E>) -> Result<Observed, Error> {
     let s = cx.s;
     let mut images = BTreeMap::new();
     for image in [s.talos_image(), s.matchbox_image(), cx.dnsmasq_image.clone()] {
@@ -289,7 +409,7 @@ fn lock(data_dir: &Path) -> Result<fs::File, Error> {
 
 /// A run killed while extracting leaves its temporary container; holding the lock, every
 /// temporary container of this data dir is such a leftover.
-async fn remove_leftovers(engine: &Engine, s: &Settings) -> Result<(), Error> {
+async fn remove_leftovers<E: ContainerEngine>(engine: &E, s: &Settings) -> Result<(), Error> {
     let label = format!("{}={}", containers::LABEL_DATA_DIR, s.data_dir.display());
     for c in engine.list_labelled(&label).await? {
         if c.labels.contains_key(TEMPORARY_LABEL) {
@@ -354,7 +474,7 @@ fn foreign_files(
 /// what, with the fix that fits the port, before touching anything. Ports held by the
 /// container being replaced are fine: it is stopped first. A port shared the way two dnsmasq
 /// on two interfaces share 67/69 is reported, not refused: that is several sites per host.
-fn preflight_ports(cx: &Context<'_>, actions: &[Action]) -> Result<Vec<String>, Error> {
+fn preflight_ports<E>(cx: &Context<'_, E>, actions: &[Action]) -> Result<Vec<String>, Error> {
     if cx.s.network != Network::Host {
         return Ok(Vec::new());
     }
@@ -415,24 +535,12 @@ fn preflight_ports(cx: &Context<'_>, actions: &[Action]) -> Result<Vec<String>, 
 
 /// Refuses a matchbox image older than v0.11.0 before anything is replaced (its groups
 /// could never match); asked once per image id, and only when matchbox is (re)created.
-async fn check_matchbox_version(
-    cx: &Context<'_>,
-    actions: &[Action],
+async fn check_matchbox_version<E: ContainerEngine>(
+    cx: &Context<'_, E>,
+    starts_matchbox: bool,
     observed: &Observed,
     st: &mut State,
 ) -> Result<Option<String>, Error> {
-    let starts_matchbox = actions.iter().any(|a| {
-        matches!(
-            a,
-            Action::CreateContainer {
-                role: Role::Matchbox,
-                ..
-            } | Action::ReplaceContainer {
-                role: Role::Matchbox,
-                ..
-            }
-        )
-    });
     let image = cx.s.matchbox_image();
     let Some(image_id) = observed.images.get(&image).cloned().flatten() else {
         return Ok(None);
@@ -446,12 +554,12 @@ async fn check_matchbox_version(
         .await?;
     match matchbox_version::judge(code, &output) {
         Verdict::Supported(v) => {
+            // Saved by the caller, with the rest of the state.
             st.matchbox_version = Some(state::ImageVersion {
                 image,
                 image_id,
                 version: v.to_string(),
             });
-            save(cx.s, st)?;
             Ok(None)
         }
         Verdict::TooOld(v) => Err(Error::Failed(format!(
@@ -465,15 +573,58 @@ async fn check_matchbox_version(
     }
 }
 
-async fn execute(
-    cx: &Context<'_>,
+/// What one action may read and change besides the disk.
+struct Step<'r> {
+    observed: &'r Observed,
+    st: &'r mut State,
+    fetched: &'r mut Option<Vec<u8>>,
+    warnings: &'r mut Vec<String>,
+    undo: &'r mut Undo,
+    swaps: &'r mut Swaps,
+}
+
+/// A failed run: containers first (the previous ones back under their names and running),
+/// then the files they serve; whatever could not be put back is added to the error, never
+/// put in its place.
+async fn roll_back<E: ContainerEngine>(cx: &Context<'_, E>, error: Error, swaps: Swaps, undo: Undo) -> Error {
+    let unreachable = matches!(error, Error::DockerUnreachable(_));
+    let (done, mut failures) = lifecycle::roll_back(cx, swaps).await;
+    failures.extend(undo.restore());
+    let mut message = error.to_string();
+    for line in done {
+        message.push_str(&format!("\n  {line}"));
+    }
+    if !failures.is_empty() {
+        message.push_str(&format!(
+            "\n  putting the previous site back failed too:\n{}",
+            failures
+                .iter()
+                .map(|f| format!("    - {f}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    if unreachable {
+        Error::DockerUnreachable(message)
+    } else {
+        Error::Failed(message)
+    }
+}
+
+async fn execute<E: ContainerEngine>(
+    cx: &Context<'_, E>,
     action: &Action,
-    observed: &Observed,
-    st: &mut State,
-    fetched: &mut Option<Vec<u8>>,
-    warnings: &mut Vec<String>,
+    step: Step<'_>,
 ) -> Result<Option<String>, Error> {
     let s = cx.s;
+    let Step {
+        observed,
+        st,
+        fetched,
+        warnings,
+        undo,
+        swaps,
+    } = step;
     Ok(match action {
         Action::Pull { .. } => None,
         Action::MoveForeign { files, to } => {
@@ -492,7 +643,7 @@ async fn execute(
         }
         Action::ExtractAssets { arch, image, .. } => {
             let id = observed.images.get(image).cloned().flatten().unwrap_or_default();
-            let record = assets::extract_assets(cx, *arch, image, &id).await?;
+            let record = assets::extract_assets(cx, *arch, image, &id, undo).await?;
             let bytes: u64 = record.files.iter().map(|f| f.size).sum();
             let line = format!(
                 "extracted {} files {} ({arch}; {})",
@@ -506,7 +657,7 @@ async fn execute(
         }
         Action::CopyX86Bootloaders { image, .. } => {
             let id = observed.images.get(image).cloned().flatten().unwrap_or_default();
-            let record = bootloaders::copy_x86_bootloaders(cx, image, &id).await?;
+            let record = bootloaders::copy_x86_bootloaders(cx, image, &id, undo).await?;
             let line = format!("copied {} out of {image}", names(&record.files));
             st.x86_bootloaders = Some(record);
             save(s, st)?;
@@ -520,7 +671,7 @@ async fn execute(
                 source: source.clone(),
                 cached: cached.clone(),
             };
-            let record = bootloaders::install_arm64_bootloader(s, &from, fetched.take()).await?;
+            let record = bootloaders::install_arm64_bootloader(s, &from, fetched.take(), undo).await?;
             let how = match cached {
                 Some(copy) => format!("{kind}, from the copy cached in {}", copy.display()),
                 None => kind.to_string(),
@@ -536,6 +687,11 @@ async fn execute(
         }
         Action::GenerateCertificates { .. } => {
             let names = crate::tls::ServerNames::for_server(s.server_ip);
+            let tls = containers::tls_dir(s);
+            undo.save_files_in(
+                &tls,
+                &crate::tls::FILES.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            )?;
             crate::tls::generate(&containers::tls_dir(s), &names).map_err(Error::Failed)?;
             Some(format!(
                 "generated gRPC TLS certificates in {}",
@@ -543,31 +699,127 @@ async fn execute(
             ))
         }
         Action::WriteConfig { .. } => {
+            // Every file the new tree writes or removes, and the record of what was written.
+            for path in cx
+                .files
+                .iter()
+                .map(|f| f.path.clone())
+                .chain(render::rendered_paths(&s.data_dir))
+                .chain([render::MANIFEST.to_string()])
+            {
+                undo.save_file(&s.data_dir.join(path))?;
+            }
             let (written, removed) = render::write_tree(&s.data_dir, &cx.files)
                 .map_err(|e| Error::Failed(format!("writing the matchbox config to {}: {e}", s.data_dir.display())))?;
             let changed = written.iter().filter(|w| w.changed).count();
             Some(format!("wrote {changed} matchbox file(s), removed {}", removed.len()))
         }
         Action::CreateContainer { role, .. } => {
-            let spec = spec_for(cx, *role);
-            cx.engine.create(spec).await?;
-            let (how, warning) = match lifecycle::start_and_wait(cx, *role, &spec.name).await {
-                Ok(checked) => checked.report(),
-                Err(e) => {
-                    let _ = cx.engine.remove(&spec.name, true).await;
-                    return Err(e);
-                }
-            };
+            let (how, warning) = lifecycle::create(cx, *role, swaps).await?.report();
             warnings.extend(warning);
-            Some(format!("started {}{how}", spec.name))
+            Some(format!("started {}{how}", spec_for(cx, *role).name))
         }
         Action::ReplaceContainer { role, reason, .. } => {
-            let (how, warning) = lifecycle::replace(cx, *role, observed).await?.report();
+            let (how, warning) = lifecycle::replace(cx, *role, observed, swaps).await?.report();
             warnings.extend(warning);
             Some(format!("replaced {} ({reason}){how}", spec_for(cx, *role).name))
         }
         Action::Keep { name, .. } => Some(format!("unchanged: {name}")),
     })
+}
+
+/// What one part of the run did, merged into the report when the parts are done.
+#[derive(Default)]
+struct Lines {
+    done: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Pulls `pulls` together; a pull that fails leaves a warning when a local copy of the image
+/// can stand in, else fails the set (nothing has been changed yet). Cloneable (`String`
+/// errors) so that two parts of the run can wait for one set.
+async fn pull_set<E: ContainerEngine>(
+    cx: &Context<'_, E>,
+    pulls: &[&Action],
+    observed: &Observed,
+    progress: &RefCell<PullProgress>,
+) -> Result<PulledSet, String> {
+    let engine = cx.engine;
+    let pulled = futures_util::future::join_all(
+        pulls
+            .iter()
+            .filter_map(|action| match action {
+                Action::Pull { image, reason } => Some((image, reason)),
+                _ => None,
+            })
+            .map(|(image, reason)| async move {
+                let result = engine
+                    .pull(image, &mut |event| progress.borrow_mut().on_event(image, event))
+                    .await;
+                (image, reason, result)
+            }),
+    )
+    .await;
+    let mut set = PulledSet::default();
+    let mut failed = Vec::new();
+    for (image, reason, result) in pulled {
+        match result {
+            Ok(()) => {
+                let before = observed.images.get(image).cloned().flatten();
+                let after = engine.image(image).await.map_err(|e| e.to_string())?.map(|i| i.id);
+                set.done.push(if before.is_some() && before == after {
+                    format!("checked {image}: up to date")
+                } else {
+                    format!("pulled {image}")
+                });
+            }
+            // A moving tag that cannot be re-checked still has a usable local copy.
+            Err(e) if observed.images.get(image).is_some_and(Option::is_some) => set.warnings.push(format!(
+                "could not re-check {image} ({reason}); using the local image: {e}"
+            )),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(set);
+    }
+    Err(format!(
+        "{}\n  nothing was changed: running containers and assets are as they were\n  fix: check the image name and tag (--registry, --tag) and that the registry is reachable",
+        failed.join("\n")
+    ))
+}
+
+#[derive(Debug, Clone, Default)]
+struct PulledSet {
+    done: Vec<String>,
+    warnings: Vec<String>,
+}
+
+fn is_container(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::CreateContainer { .. } | Action::ReplaceContainer { .. } | Action::Keep { .. }
+    )
+}
+
+fn starts_matchbox(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::CreateContainer {
+            role: Role::Matchbox,
+            ..
+        } | Action::ReplaceContainer {
+            role: Role::Matchbox,
+            ..
+        }
+    )
+}
+
+/// Names each step on stderr as it starts (the bench times the steps by these lines).
+fn announce(progress: ProgressMode, action: &Action) {
+    if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
+        eprintln!("{}", action.describe());
+    }
 }
 
 fn is_arm64_install(action: &Action) -> bool {
@@ -578,7 +830,7 @@ fn save(s: &Settings, st: &State) -> Result<(), Error> {
     state::save(&s.data_dir, st).map_err(|e| Error::Failed(format!("recording state in {}: {e}", s.data_dir.display())))
 }
 
-fn spec_for<'a>(cx: &'a Context<'_>, role: Role) -> &'a ContainerSpec {
+fn spec_for<'a, E>(cx: &'a Context<'_, E>, role: Role) -> &'a ContainerSpec {
     match role {
         Role::Matchbox => &cx.specs[0],
         Role::Dnsmasq => &cx.specs[1],

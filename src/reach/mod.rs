@@ -11,7 +11,8 @@
 pub mod netns;
 pub mod route;
 
-use crate::engine::docker::{Engine, EngineError, NetworkInfo};
+use crate::engine::docker::{EngineError, NetworkInfo};
+use crate::engine::ContainerEngine;
 use crate::settings::{Network, Settings};
 use route::Route;
 use std::future::Future;
@@ -46,8 +47,9 @@ impl Vantage {
     /// Runs `work` from this vantage point. In a container's namespace it runs on a thread of
     /// its own; the container is looked at again after its namespace is opened, so a pid
     /// reused by another process is never entered.
-    pub async fn run<T, F, Fut>(&self, engine: &Engine, work: F) -> Result<T, String>
+    pub async fn run<E, T, F, Fut>(&self, engine: &E, work: F) -> Result<T, String>
     where
+        E: ContainerEngine,
         T: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T>,
@@ -68,11 +70,38 @@ impl Vantage {
     }
 }
 
+/// How long one health request to matchbox may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `None` when `GET url` answers `matchbox`, else what it did instead. Never sent to an
+/// address reached through a gateway: a stranger's answer would be taken for matchbox's.
+pub async fn says_matchbox(url: String) -> Option<String> {
+    let parsed = match reqwest::Url::parse(&url) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("{url} is not a URL: {e}")),
+    };
+    if let Err(refused) = guard(&parsed) {
+        return Some(refused);
+    }
+    let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).no_proxy().build() {
+        Ok(c) => c,
+        Err(e) => return Some(format!("cannot make an HTTP client: {e}")),
+    };
+    match client.get(parsed).send().await {
+        Ok(r) if r.status().is_success() => {
+            let body = r.text().await.unwrap_or_default();
+            (body.trim() != "matchbox").then(|| format!("GET {url} answered {body:?}, not `matchbox`"))
+        }
+        Ok(r) => Some(format!("GET {url} answered HTTP {}", r.status())),
+        Err(e) => Some(format!("GET {url}: {e}")),
+    }
+}
+
 /// The fix when matchbox cannot be checked from where cozyboot runs.
 pub const NOWHERE_FIX: &str = "run cozyboot as root on the Docker host (it then checks from inside the container's network namespace), or run `cozyboot validate` from a machine on that network";
 
 /// Where to ask matchbox (container `container`) at `server-ip` from.
-pub async fn vantage(s: &Settings, engine: &Engine, container: &str) -> Result<Vantage, EngineError> {
+pub async fn vantage<E: ContainerEngine>(s: &Settings, engine: &E, container: &str) -> Result<Vantage, EngineError> {
     let network = match &s.network {
         Network::Host => None,
         Network::Named(name) => engine.network(name).await?,

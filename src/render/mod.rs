@@ -10,7 +10,7 @@ mod write;
 use crate::settings::Settings;
 use serde::Serialize;
 
-pub use write::{atomic_write, rendered_paths, write_tree, Written};
+pub use write::{atomic_write, rendered_paths, write_tree, Written, MANIFEST};
 
 /// Where matchbox keeps its data inside its container.
 pub const MATCHBOX_DATA: &str = "/var/lib/matchbox";

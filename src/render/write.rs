@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// Records which files cozyboot wrote, so files it no longer renders can be removed
 /// without touching anything the user put there.
-const MANIFEST: &str = ".cozyboot-rendered.json";
+pub const MANIFEST: &str = ".cozyboot-rendered.json";
 
 /// The layout matchbox expects under its data path.
 const DIRS: &[&str] = &["profiles", "groups", "generic", "assets"];

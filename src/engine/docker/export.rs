@@ -1,0 +1,379 @@
+//! Asset extraction: a never-started container's archive streamed into the extractor, and
+//! the temporary container removed afterwards, also when the future is dropped.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::errors::Error as ApiError;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use super::client::Engine;
+use super::errors::{api, create_error, detail, is_missing_path, status, EngineError};
+use super::types::{ExportedFiles, FileSet};
+use crate::engine::extract::{extract, ExtractReport, Limits};
+
+/// Images built FROM scratch have no CMD, and Docker refuses to create a container without
+/// one. The container is never started, so the command never has to exist.
+const NEVER_STARTED_CMD: &str = "/cozyboot-never-started";
+/// Marks containers the engine creates for its own short-lived use (asset extraction).
+pub const TEMPORARY_LABEL: &str = "io.cozyboot.temporary";
+/// Chunks in flight between the download and the extractor thread (bounded: backpressure).
+const PIPE_DEPTH: usize = 16;
+
+impl Engine {
+    // ---- asset extraction ---------------------------------------------------------------
+
+    /// Copies the first of `candidate_paths` that exists in `image` into `dest_staging`,
+    /// through a container that is created, never started, and always removed.
+    ///
+    /// The archive streams from the engine into [`extract`] without being held in memory.
+    /// On error `dest_staging` may hold part of the files: callers discard it.
+    pub async fn export_dir(
+        &self,
+        image: &str,
+        candidate_paths: &[&str],
+        dest_staging: &Path,
+        limits: &Limits,
+    ) -> Result<ExtractReport, EngineError> {
+        self.in_temporary(image, None, |name| async move {
+            self.export_first(&name, image, candidate_paths, dest_staging, limits)
+                .await
+        })
+        .await
+    }
+
+    /// Copies single files out of `image` into `dest_staging` (each under its base name):
+    /// those of the first of `sets` whose required files all exist, and whichever of its
+    /// optional files exist. Which set an image has is found with the archive API's `HEAD`
+    /// stat, so files outside the chosen set are never read.
+    ///
+    /// A required path that exists but is a link, device or directory is still copied, so
+    /// the extractor refuses it with the rule it breaks instead of the set being passed over.
+    pub async fn export_files(
+        &self,
+        image: &str,
+        sets: &[FileSet],
+        dest_staging: &Path,
+        limits: &Limits,
+    ) -> Result<ExportedFiles, EngineError> {
+        self.in_temporary(image, None, |name| async move {
+            for (index, set) in sets.iter().enumerate() {
+                let mut found = true;
+                for path in &set.required {
+                    if !self.exists(&name, image, path).await? {
+                        found = false;
+                        break;
+                    }
+                }
+                if !found {
+                    continue;
+                }
+                let mut paths: Vec<&str> = set.required.iter().map(String::as_str).collect();
+                for path in &set.optional {
+                    if self.exists(&name, image, path).await? {
+                        paths.push(path);
+                    }
+                }
+                let mut report = ExtractReport::default();
+                for path in &paths {
+                    let one = self
+                        .download_into(&name, image, path, "", dest_staging, limits)
+                        .await?
+                        .ok_or_else(|| EngineError::Api {
+                            action: format!("reading {path} from image {image}"),
+                            detail: "the path vanished between stat and copy".to_owned(),
+                        })?;
+                    report.merge(one);
+                }
+                report.source_path = set.required.first().cloned();
+                return Ok(ExportedFiles {
+                    set: index,
+                    paths: paths.into_iter().map(str::to_owned).collect(),
+                    report,
+                });
+            }
+            Err(EngineError::NoCandidatePath {
+                image: image.to_owned(),
+                tried: sets.iter().map(FileSet::describe).collect(),
+            })
+        })
+        .await
+    }
+
+    /// Whether `path` exists in `container`, from the archive API's `HEAD` stat (no bytes
+    /// of the file are read).
+    async fn exists(&self, container: &str, image: &str, path: &str) -> Result<bool, EngineError> {
+        let options = ContainerArchiveInfoOptionsBuilder::new().path(path).build();
+        match self.docker.get_container_archive_info(container, Some(options)).await {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(api(format!("looking for {path} in image {image}"), e)),
+        }
+    }
+
+    /// Runs `work` with a container of `image` (never started unless `cmd` is given, which
+    /// becomes its arguments), removed afterwards, also when `work` fails or the future is
+    /// dropped.
+    pub(super) async fn in_temporary<T, F, Fut>(
+        &self,
+        image: &str,
+        cmd: Option<&[&str]>,
+        work: F,
+    ) -> Result<T, EngineError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<T, EngineError>>,
+    {
+        // Armed before the create request so that a cancellation while Docker is still
+        // creating the container removes it too; it is found by its name.
+        let name = temporary_name();
+        let mut guard = RemoveOnDrop {
+            docker: Some(self.docker.clone()),
+            name: name.clone(),
+        };
+        if let Err(e) = self.create_temporary(image, &name, cmd).await {
+            guard.docker = None;
+            return Err(e);
+        }
+        let outcome = work(name.clone()).await;
+        let removed = self.remove(&name, true).await;
+        if removed.is_ok() {
+            guard.docker = None;
+        }
+        let value = outcome?;
+        removed?;
+        Ok(value)
+    }
+
+    async fn create_temporary(&self, image: &str, name: &str, cmd: Option<&[&str]>) -> Result<(), EngineError> {
+        let mut labels: HashMap<String, String> = self.extra_labels.clone().into_iter().collect();
+        labels.insert(
+            TEMPORARY_LABEL.to_owned(),
+            if cmd.is_some() { "run" } else { "extract" }.to_owned(),
+        );
+        let cmd = match cmd {
+            Some(args) => args.iter().map(|a| (*a).to_owned()).collect(),
+            None => vec![NEVER_STARTED_CMD.to_owned()],
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(cmd),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(create_error(name, image, e)),
+        }
+    }
+
+    async fn export_first(
+        &self,
+        container: &str,
+        image: &str,
+        candidate_paths: &[&str],
+        dest: &Path,
+        limits: &Limits,
+    ) -> Result<ExtractReport, EngineError> {
+        for path in candidate_paths {
+            if let Some(mut report) = self
+                .download_into(container, image, path, &archive_prefix(path), dest, limits)
+                .await?
+            {
+                report.source_path = Some((*path).to_owned());
+                return Ok(report);
+            }
+        }
+        Err(EngineError::NoCandidatePath {
+            image: image.to_owned(),
+            tried: candidate_paths.iter().map(|p| (*p).to_owned()).collect(),
+        })
+    }
+
+    /// `Ok(None)` when `path` does not exist in the container. `prefix` is the top directory
+    /// of the archive to strip (empty for a single file, which keeps its name).
+    async fn download_into(
+        &self,
+        container: &str,
+        image: &str,
+        path: &str,
+        prefix: &str,
+        dest: &Path,
+        limits: &Limits,
+    ) -> Result<Option<ExtractReport>, EngineError> {
+        let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
+        let mut body = self.docker.download_from_container(container, Some(options));
+        // The engine answers 404 before any byte when the path is missing: peek to tell.
+        let first = match body.next().await {
+            Some(Err(e)) if is_missing_path(&e) => return Ok(None),
+            Some(Err(e)) => return Err(api(format!("reading {path} from image {image}"), e)),
+            first => first.and_then(Result::ok),
+        };
+        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+        let (dest_owned, prefix, limits) = (dest.to_owned(), prefix.to_owned(), *limits);
+        let extractor =
+            tokio::task::spawn_blocking(move || extract(ChannelReader::new(rx), &dest_owned, &prefix, &limits));
+        pump(first, body, tx).await;
+        let extracted = extractor.await.map_err(|e| EngineError::Api {
+            action: format!("extracting {path} from image {image}"),
+            detail: format!("the extractor stopped unexpectedly: {e}"),
+        })?;
+        extracted.map(Some).map_err(|source| EngineError::Extract {
+            image: image.to_owned(),
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Feeds the download into the extractor thread; stops early when the extractor is done.
+async fn pump<B, S>(first: Option<B>, mut rest: S, tx: mpsc::Sender<io::Result<B>>)
+where
+    S: Stream<Item = Result<B, ApiError>> + Unpin,
+{
+    // No first chunk means an empty body: dropping `tx` gives the extractor its EOF.
+    let Some(first) = first else { return };
+    if tx.send(Ok(first)).await.is_err() {
+        return;
+    }
+    while let Some(chunk) = rest.next().await {
+        let failed = chunk.is_err();
+        let chunk = chunk.map_err(|e| io::Error::other(format!("download from the engine failed: {}", detail(&e))));
+        if tx.send(chunk).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// A blocking [`Read`] over chunks sent from async code (tokio-util's `SyncIoBridge` needs
+/// a feature this crate does not enable).
+struct ChannelReader<B> {
+    rx: mpsc::Receiver<io::Result<B>>,
+    current: Option<B>,
+    offset: usize,
+}
+
+impl<B> ChannelReader<B> {
+    fn new(rx: mpsc::Receiver<io::Result<B>>) -> Self {
+        ChannelReader {
+            rx,
+            current: None,
+            offset: 0,
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> Read for ChannelReader<B> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.current {
+                let rest = &chunk.as_ref()[self.offset..];
+                if !rest.is_empty() {
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.offset += n;
+                    return Ok(n);
+                }
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.current = Some(chunk);
+                    self.offset = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+/// Best-effort removal when an extraction is abandoned (future dropped, or a panic).
+struct RemoveOnDrop {
+    docker: Option<Docker>,
+    name: String,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let (Some(docker), Ok(runtime)) = (self.docker.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        runtime.spawn(async move {
+            let options = RemoveContainerOptionsBuilder::new().force(true).build();
+            // A create still in flight when the removal arrives: retry once it has landed.
+            for _ in 0..3 {
+                match docker.remove_container(&name, Some(options.clone())).await {
+                    Err(e) if status(&e) == Some(404) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    _ => return,
+                }
+            }
+        });
+    }
+}
+
+/// The name Docker puts first in the tar of a directory: its last path component.
+fn archive_prefix(path: &str) -> String {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn temporary_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "cozyboot-extract-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_prefix_is_the_last_component() {
+        assert_eq!(archive_prefix("/assets/talos/arm64"), "arm64");
+        assert_eq!(archive_prefix("/usr/install/arm64/"), "arm64");
+    }
+
+    #[test]
+    fn channel_reader_reassembles_chunks_and_reports_errors() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Ok(b"hello ".to_vec())).unwrap();
+        tx.try_send(Ok(Vec::new())).unwrap();
+        tx.try_send(Ok(b"world".to_vec())).unwrap();
+        tx.try_send(Err(io::Error::other("cut"))).unwrap();
+        drop(tx);
+        let mut reader = ChannelReader::new(rx);
+        let mut out = Vec::new();
+        let err = reader.read_to_end(&mut out).unwrap_err();
+        assert_eq!(out, b"hello world");
+        assert_eq!(err.to_string(), "cut");
+        assert_eq!(reader.read(&mut [0u8; 8]).unwrap(), 0, "a closed channel reads as EOF");
+    }
+}
