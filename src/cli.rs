@@ -290,33 +290,49 @@ pub struct SmokeArgs {
 #[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Site settings")]
 pub struct SmokeSiteArgs {
+    #[command(flatten)]
+    pub images: ImageArgs,
+    /// Architectures the site serves [default: the VM's --arch].
+    #[arg(long, value_name = "ARCH", value_delimiter = ',', value_parser = choice::value_parser::<Arch>())]
+    pub serve_arch: Vec<String>,
+    #[command(flatten)]
+    pub boot: BootArgs,
+}
+
+/// The images a site serves from: every command's settings and `smoke`'s site share them.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ImageArgs {
     /// Cozystack Talos variant [default: spin-only].
     #[arg(long, value_parser = choice::value_parser::<Variant>())]
     pub variant: Option<String>,
     /// Image tag of the variant's talos and matchbox images [default: latest].
     #[arg(long)]
     pub tag: Option<String>,
-    /// Registry prefix of the variant images [default: ghcr.io/urmanac/cozystack-assets].
+    /// Registry prefix of the variant images, for mirrors [default: ghcr.io/urmanac/cozystack-assets].
     #[arg(long, value_name = "PREFIX")]
     pub registry: Option<String>,
     /// dnsmasq image; `{arch}` becomes the engine's architecture.
     #[arg(long, value_name = "IMAGE")]
     pub dnsmasq_image: Option<String>,
-    /// Architectures the site serves [default: the VM's --arch].
-    #[arg(long, value_name = "ARCH", value_delimiter = ',', value_parser = choice::value_parser::<Arch>())]
-    pub serve_arch: Vec<String>,
-    /// Where to get the arm64 iPXE binary: a path or an http(s) URL.
+    /// When to pull images [default: missing].
+    #[arg(long, value_parser = choice::value_parser::<PullPolicy>())]
+    pub pull: Option<String>,
+}
+
+/// What a site adds to the images for the machines: the arm64 iPXE and kernel arguments.
+#[derive(Debug, Default, Clone, Args)]
+pub struct BootArgs {
+    /// Where to get the arm64 iPXE binary: a path or an http(s) URL [default: the host's
+    /// /usr/lib/ipxe/ipxe-arm64.efi, else cozyboot's cached download, else --ipxe-arm64-url].
     #[arg(long, value_name = "PATH|URL")]
     pub ipxe_arm64: Option<String>,
-    /// Where to download the arm64 iPXE binary when no other source has one.
+    /// Where to download the arm64 iPXE binary when no other source has one, for mirrors and
+    /// air gaps [default: https://boot.ipxe.org/arm64-efi/ipxe.efi].
     #[arg(long, value_name = "URL")]
     pub ipxe_arm64_url: Option<String>,
     /// Extra kernel arguments (repeatable).
     #[arg(long = "kernel-args", alias = "kernel-arg", value_name = "ARG")]
     pub kernel_args: Vec<String>,
-    /// When to pull images [default: missing].
-    #[arg(long, value_parser = choice::value_parser::<PullPolicy>())]
-    pub pull: Option<String>,
 }
 
 fn parse_named<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -352,18 +368,8 @@ pub struct CompletionsArgs {
 #[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Settings")]
 pub struct SettingsArgs {
-    /// Cozystack Talos variant [default: spin-only].
-    #[arg(long, value_parser = choice::value_parser::<Variant>())]
-    pub variant: Option<String>,
-    /// Image tag of the variant's talos and matchbox images [default: latest].
-    #[arg(long)]
-    pub tag: Option<String>,
-    /// Registry prefix of the variant images, for mirrors [default: ghcr.io/urmanac/cozystack-assets].
-    #[arg(long, value_name = "PREFIX")]
-    pub registry: Option<String>,
-    /// dnsmasq image; `{arch}` becomes the engine's architecture.
-    #[arg(long, value_name = "IMAGE")]
-    pub dnsmasq_image: Option<String>,
+    #[command(flatten)]
+    pub images: ImageArgs,
     /// Interface facing the machines to boot (dnsmasq binds to it).
     #[arg(long, value_name = "IFACE")]
     pub iface: Option<String>,
@@ -404,17 +410,8 @@ pub struct SettingsArgs {
     /// File name of the BIOS iPXE binary [default: undionly.kpxe].
     #[arg(long, value_name = "NAME")]
     pub bootloader_bios: Option<String>,
-    /// Where to get the arm64 iPXE binary: a path or an http(s) URL [default: the host's
-    /// /usr/lib/ipxe/ipxe-arm64.efi, else cozyboot's cached download, else --ipxe-arm64-url].
-    #[arg(long, value_name = "PATH|URL")]
-    pub ipxe_arm64: Option<String>,
-    /// Where to download the arm64 iPXE binary when no other source has one, for mirrors and
-    /// air gaps [default: https://boot.ipxe.org/arm64-efi/ipxe.efi].
-    #[arg(long, value_name = "URL")]
-    pub ipxe_arm64_url: Option<String>,
-    /// Extra kernel arguments (repeatable).
-    #[arg(long = "kernel-args", alias = "kernel-arg", value_name = "ARG")]
-    pub kernel_args: Vec<String>,
+    #[command(flatten)]
+    pub boot: BootArgs,
     /// Talos machine config served to every node [default: none, nodes boot to maintenance mode].
     #[arg(long, value_name = "FILE")]
     pub talos_config: Option<PathBuf>,
@@ -430,9 +427,6 @@ pub struct SettingsArgs {
     /// Docker network for the containers: `host`, or a network name (e.g. macvlan) [default: host].
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
-    /// When to pull images [default: missing].
-    #[arg(long, value_parser = choice::value_parser::<PullPolicy>())]
-    pub pull: Option<String>,
     /// matchbox log level [default: info].
     #[arg(long, value_parser = choice::value_parser::<LogLevel>())]
     pub log_level: Option<String>,
@@ -450,10 +444,10 @@ impl SettingsArgs {
         let t = |v: &Option<String>| v.clone().map(Text);
         let list = |v: &[String]| (!v.is_empty()).then(|| v.iter().cloned().map(Text).collect());
         Raw {
-            variant: t(&self.variant),
-            tag: t(&self.tag),
-            registry: t(&self.registry),
-            dnsmasq_image: t(&self.dnsmasq_image),
+            variant: t(&self.images.variant),
+            tag: t(&self.images.tag),
+            registry: t(&self.images.registry),
+            dnsmasq_image: t(&self.images.dnsmasq_image),
             iface: t(&self.iface),
             server_ip: t(&self.server_ip),
             subnet: t(&self.subnet),
@@ -467,16 +461,16 @@ impl SettingsArgs {
             bootloader_arm64: t(&self.bootloader_arm64),
             bootloader_x86_64: t(&self.bootloader_x86_64),
             bootloader_bios: t(&self.bootloader_bios),
-            ipxe_arm64: t(&self.ipxe_arm64),
-            ipxe_arm64_url: t(&self.ipxe_arm64_url),
-            kernel_args: list(&self.kernel_args),
+            ipxe_arm64: t(&self.boot.ipxe_arm64),
+            ipxe_arm64_url: t(&self.boot.ipxe_arm64_url),
+            kernel_args: list(&self.boot.kernel_args),
             talos_config: self.talos_config.clone(),
             talos_nodes: (!self.talos_nodes.is_empty())
                 .then(|| self.talos_nodes.iter().cloned().map(NodeEntry::Short).collect()),
             rpc: self.rpc.then(|| Text("true".into())),
             rpc_port: t(&self.rpc_port),
             network: t(&self.network),
-            pull: t(&self.pull),
+            pull: t(&self.images.pull),
             log_level: t(&self.log_level),
             matchbox_name: t(&self.matchbox_name),
             dnsmasq_name: t(&self.dnsmasq_name),

@@ -2,8 +2,8 @@
 //! the fuzz targets' seeds and saved findings. docs/reliability.md lists every fault test in
 //! the project and what each one guarantees.
 //!
-//! Every container runs on an `--internal` Docker network created here (10.216.X.0/24), so the
-//! DHCP server can never answer on a real interface.
+//! Every container runs on the `--internal` Docker network of a `support::site::Site`
+//! (10.215.X.0/24), so the DHCP server can never answer on a real interface.
 
 mod support;
 
@@ -19,31 +19,16 @@ use std::io::{self, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use support::docker::docker;
 use support::images;
-use support::pe::pe;
 
-/// The engine tests here run one at a time: the SIGKILL test needs a predictable machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-static NEXT: AtomicU32 = AtomicU32::new(0);
-const TAG: &str = "v1.0.0";
+const TAG: &str = support::site::TAG;
 /// Big enough that streaming it takes a second or more (about 3 s in a debug build here).
 const BIG_INITRAMFS: u64 = 192 * 1024 * 1024 + 12_345;
 const BIG_KERNEL: u64 = 4 * 1024 * 1024 + 321;
 /// Marks the images the tests here build, so that nothing else mistakes them for its own.
 const LABEL: &str = "io.cozyboot.reliability";
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text.trim().to_string())
-}
 
 fn sha256_file(path: &Path) -> String {
     let mut file = fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -61,62 +46,31 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// One boot site: an internal network, a data dir, container names, and the images built for
-/// it; all removed on drop, also when the test fails.
+/// The shared test site (`support::site::Site`: an internal network, a data dir, container
+/// names, one test at a time), plus the images built for it and the processes killed in it;
+/// all removed on drop, also when the test fails.
 struct Site {
-    _serial: MutexGuard<'static, ()>,
-    net: String,
-    subnet: u8,
-    dir: tempfile::TempDir,
-    matchbox: String,
-    dnsmasq: String,
-    arm64_efi: PathBuf,
+    base: support::site::Site,
     /// Images to `docker rmi` on drop.
     images: Vec<String>,
     /// Processes whose temporary extraction containers may be left over (killed ones).
     killed: Vec<u32>,
 }
 
+impl std::ops::Deref for Site {
+    type Target = support::site::Site;
+    fn deref(&self) -> &support::site::Site {
+        &self.base
+    }
+}
+
 impl Site {
     fn new() -> Option<Site> {
-        if !images::require_docker() {
-            return None;
-        }
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        images::ensure().unwrap();
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let subnet = ((pid % 40) * 6 + n % 6) as u8;
-        let net = format!("cbrel-{pid}-{n}");
-        docker(&["network", "rm", &net]);
-        let (ok, out) = docker(&[
-            "network",
-            "create",
-            "--internal",
-            "--label",
-            "io.cozyboot.test=1",
-            &format!("--subnet=10.216.{subnet}.0/24"),
-            &net,
-        ]);
-        assert!(ok, "creating the internal test network: {out}");
-        let dir = tempfile::tempdir().unwrap();
-        let arm64_efi = dir.path().join("ipxe-arm64.efi");
-        fs::write(&arm64_efi, pe(0xAA64)).unwrap();
         Some(Site {
-            _serial: serial,
-            subnet,
-            matchbox: format!("cbrm-{pid}-{n}"),
-            dnsmasq: format!("cbrd-{pid}-{n}"),
-            net,
-            dir,
-            arm64_efi,
+            base: support::site::Site::new()?,
             images: Vec::new(),
             killed: Vec::new(),
         })
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
     }
 
     fn arm64_assets(&self) -> PathBuf {
@@ -127,32 +81,13 @@ impl Site {
         self.data().join(".cozyboot/staging-assets-arm64")
     }
 
-    fn server_ip(&self) -> String {
-        format!("10.216.{}.10", self.subnet)
-    }
-
-    fn args(&self, tag: &str) -> Vec<String> {
-        let s = self.subnet;
-        let mut args = vec!["up".into(), "--json".into()];
-        args.extend(images::registry_flags());
-        args.extend([
-            format!("--tag={tag}"),
-            format!("--network={}", self.net),
-            format!("--server-ip={}", self.server_ip()),
-            format!("--subnet=10.216.{s}.0/24"),
-            format!("--dhcp-range=10.216.{s}.100,10.216.{s}.150"),
-            format!("--data-dir={}", self.data().display()),
-            format!("--ipxe-arm64={}", self.arm64_efi.display()),
-            format!("--matchbox-name={}", self.matchbox),
-            format!("--dnsmasq-name={}", self.dnsmasq),
-        ]);
-        args
-    }
-
+    /// `cozyboot up --json` as a process of its own, to be waited for or killed.
     fn command(&self, tag: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cozyboot"));
         cmd.current_dir(self.dir.path())
-            .env("COZYBOOT_SITES_DIR", self.dir.path().join("sites"))
+            .env("COZYBOOT_SITES_DIR", self.sites_dir())
+            .env("COZYBOOT_TEST_HOST_IPXE_ARM64", &self.host_ipxe_arm64)
+            .args(["up", "--json"])
             .args(self.args(tag));
         cmd
     }
@@ -178,31 +113,6 @@ impl Site {
         let (code, json, stderr) = self.up(tag);
         assert_eq!(code, 0, "up failed: {stderr}\n{json:#}");
         json
-    }
-
-    /// (id, started at, running) of a container.
-    fn container(&self, name: &str) -> (String, String, bool) {
-        let (_, out) = docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}} {{.State.Running}}", name]);
-        let parts: Vec<&str> = out.split_whitespace().collect();
-        assert_eq!(parts.len(), 3, "container {name} exists: {out:?}");
-        (parts[0].into(), parts[1].into(), parts[2] == "true")
-    }
-
-    fn http_get(&self, path: &str) -> (u16, Vec<u8>) {
-        let url = format!("http://{}:8080{path}", self.server_ip());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap();
-            let r = client.get(&url).send().await.unwrap();
-            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-        })
     }
 
     /// Temporary extraction containers a process of this site created.
@@ -269,11 +179,8 @@ impl Site {
 
 impl Drop for Site {
     fn drop(&mut self) {
-        for name in [&self.dnsmasq, &self.matchbox] {
-            for suffix in ["", "-cozyboot-new", "-cozyboot-old"] {
-                docker(&["rm", "-f", &format!("{name}{suffix}")]);
-            }
-        }
+        // The containers first: an image a container uses cannot be removed.
+        self.base.remove_containers();
         for pid in self.killed.clone() {
             for name in self.temporaries_of(pid) {
                 docker(&["rm", "-f", &name]);
@@ -282,7 +189,6 @@ impl Drop for Site {
         for image in &self.images {
             docker(&["rmi", image]);
         }
-        docker(&["network", "rm", &self.net]);
     }
 }
 

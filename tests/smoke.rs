@@ -137,6 +137,12 @@ fn assert_nothing_left(run: &Run) {
         "link {veth} left behind"
     );
     let pid = ns.trim_start_matches("cozysmoke-");
+    let names = run_containers(pid);
+    assert!(names.is_empty(), "containers left behind: {names}");
+}
+
+/// The containers of smoke run `pid` (its site's two), by name.
+fn run_containers(pid: &str) -> String {
     let (ok, names) = docker(&[
         "ps",
         "-a",
@@ -145,7 +151,8 @@ fn assert_nothing_left(run: &Run) {
         "--filter",
         &format!("name=cozyboot-smoke-{pid}-"),
     ]);
-    assert!(ok && names.is_empty(), "containers left behind: {names}");
+    assert!(ok, "docker ps: {names}");
+    names
 }
 
 fn stages(doc: &Value) -> Vec<String> {
@@ -395,13 +402,6 @@ fn ctrl_c_in_the_middle_of_a_boot_removes_everything() {
         !Path::new("/sys/class/net").join(format!("csm{pid}")).exists(),
         "veth left behind"
     );
-    let (_, left) = docker(&[
-        "ps",
-        "-a",
-        "--format",
-        "{{.Names}}",
-        "--filter",
-        &format!("name=cozyboot-smoke-{pid}-"),
-    ]);
+    let left = run_containers(&pid.to_string());
     assert!(left.is_empty(), "containers left behind: {left}");
 }

@@ -166,14 +166,8 @@ impl SiteInput<'_> {
             a.serve_arch.clone()
         };
         let flags = crate::cli::SettingsArgs {
-            variant: a.variant.clone(),
-            tag: a.tag.clone(),
-            registry: a.registry.clone(),
-            dnsmasq_image: a.dnsmasq_image.clone(),
-            ipxe_arm64: a.ipxe_arm64.clone(),
-            ipxe_arm64_url: a.ipxe_arm64_url.clone(),
-            kernel_args: a.kernel_args.clone(),
-            pull: a.pull.clone(),
+            images: a.images.clone(),
+            boot: a.boot.clone(),
             arch: serve,
             iface: Some(self.veth.to_string()),
             server_ip: Some(host(1).to_string()),

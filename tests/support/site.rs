@@ -187,13 +187,21 @@ impl Site {
     }
 }
 
-impl Drop for Site {
-    fn drop(&mut self) {
+impl Site {
+    /// Removes the site's containers, also those a failed replacement left under `up`'s
+    /// temporary names.
+    pub fn remove_containers(&self) {
         for name in [&self.dnsmasq, &self.matchbox] {
             for suffix in ["", "-cozyboot-new", "-cozyboot-old"] {
                 docker(&["rm", "-f", &format!("{name}{suffix}")]);
             }
         }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.remove_containers();
         docker(&["network", "rm", &self.net]);
     }
 }
