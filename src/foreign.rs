@@ -136,9 +136,9 @@ pub fn move_aside(data_dir: &Path, files: &[String], stamp: &str) -> std::io::Re
     for file in files {
         let dest = to.join(file);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
+            fs_err::create_dir_all(parent)?;
         }
-        fs::rename(data_dir.join(file), &dest)?;
+        fs_err::rename(data_dir.join(file), &dest)?;
     }
     Ok(to)
 }

@@ -182,7 +182,7 @@ pub fn load(data_dir: &Path) -> State {
 }
 
 pub fn save(data_dir: &Path, state: &State) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir(data_dir))?;
+    fs_err::create_dir_all(dir(data_dir))?;
     let mut bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     crate::render::atomic_write(&file(data_dir), &bytes)

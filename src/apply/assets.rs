@@ -26,7 +26,7 @@ pub(super) async fn extract_assets<E: ContainerEngine>(
     undo: &mut Undo,
 ) -> Result<AssetRecord, Error> {
     let talos_dir = cx.s.assets_dir().join("talos");
-    fs::create_dir_all(&talos_dir)?;
+    fs_err::create_dir_all(&talos_dir)?;
     let staging = staging_dir(cx.s, &format!("assets-{arch}"))?;
     let outcome = stage(cx, arch, image, &staging).await;
     let staged = match outcome {
@@ -189,7 +189,7 @@ fn verify(
 pub(super) fn staging_dir(s: &Settings, name: &str) -> Result<PathBuf, Error> {
     let dir = state::dir(&s.data_dir).join(format!("staging-{name}"));
     if dir.exists() {
-        fs::remove_dir_all(&dir)?;
+        fs_err::remove_dir_all(&dir)?;
     }
     Ok(dir)
 }
@@ -201,7 +201,7 @@ fn swap_in(new: &Path, target: &Path) -> Result<Option<PathBuf>, Error> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     if !target.exists() {
-        fs::rename(new, target)?;
+        fs_err::rename(new, target)?;
         return Ok(None);
     }
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| Error::Failed(e.to_string()));

@@ -270,8 +270,8 @@ pub(super) async fn copy_x86_bootloaders<E: ContainerEngine>(
             let dest = s.assets_dir().join(&to);
             undo.save_file(&dest)?;
             let tmp = s.assets_dir().join(format!(".{to}.cozyboot-new"));
-            fs::copy(&src, &tmp)?;
-            fs::rename(&tmp, &dest)?;
+            fs_err::copy(&src, &tmp)?;
+            fs_err::rename(&tmp, &dest)?;
             files.push(FileRecord {
                 name: to,
                 size: found.size,
@@ -322,10 +322,10 @@ pub(super) async fn install_arm64_bootloader(
     check_pe_bytes(&bytes, &source.source, Bootloader::Arm64Efi).map_err(Error::Failed)?;
     if source.kind == SourceKind::Download && source.cached.is_none() {
         let cache = cache_path(&s.data_dir, &source.source);
-        fs::create_dir_all(state::cache_dir(&s.data_dir))?;
+        fs_err::create_dir_all(state::cache_dir(&s.data_dir))?;
         write_atomically(&cache, &bytes)?;
     }
-    fs::create_dir_all(s.assets_dir())?;
+    fs_err::create_dir_all(s.assets_dir())?;
     let dest = s.assets_dir().join(&s.bootloaders.arm64);
     undo.save_file(&dest)?;
     write_atomically(&dest, &bytes)?;
@@ -349,8 +349,8 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
         .unwrap_or_default();
     let tmp = dest.with_file_name(format!(".{name}.cozyboot-new"));
     let result = (|| {
-        fs::write(&tmp, bytes)?;
-        fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        fs_err::write(&tmp, bytes)?;
+        fs_err::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         fs::rename(&tmp, dest)
     })();
     if result.is_err() {

@@ -42,10 +42,10 @@ pub fn run(args: &SmokeArgs, config: Option<PathBuf>, json: bool) -> Result<Outp
     let names = Names::for_pid(pid);
     let work = tempfile::Builder::new().prefix("cozyboot-smoke-").tempdir()?;
     // The dnsmasq container may drop to `nobody`: its TFTP root must be traversable.
-    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
+    fs_err::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
     let data_dir = work.path().join("data");
     let no_config = work.path().join("no-config.yaml");
-    std::fs::write(&no_config, "")?;
+    fs_err::write(&no_config, "")?;
 
     // Everything that can be known before anything is made is checked first: settings
     // (against a placeholder network), root, the programs and firmware, the engine.
@@ -132,7 +132,7 @@ pub fn run(args: &SmokeArgs, config: Option<PathBuf>, json: bool) -> Result<Outp
     let doc = outcome.to_json();
     if let Some(dir) = &keep {
         let text = serde_json::to_string_pretty(&doc).expect("the report serializes");
-        std::fs::write(dir.join("smoke.json"), text)?;
+        fs_err::write(dir.join("smoke.json"), text)?;
     }
     let output = Output::new(outcome.to_human(), doc);
     // A failed boot's report (journey, diagnosis, console tail) is the answer: printed, exit 1.

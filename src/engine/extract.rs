@@ -758,21 +758,34 @@ mod tests {
     }
 
     #[test]
-    fn garbage_and_truncated_archives_error_without_panicking() {
+    fn garbage_and_truncated_archives_are_refused_without_panicking() {
         let sandbox = Sandbox::new();
         let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         assert!(sandbox.run(&garbage, "", &Limits::default()).is_err());
 
         let tar = talos_tar();
-        for cut in [100, 512, 700, 1536, 5000, tar.len() - 1500] {
+        // Cut inside a header, inside a file's data, inside a file's padding: an error, never
+        // a shorter tree.
+        for cut in [100, 700, 1030, 5000, tar.len() - 1500] {
             let sandbox = Sandbox::new();
             let result = sandbox.run(&tar[..cut], "arm64", &Limits::default());
-            if let Ok(report) = &result {
-                // A cut exactly on a header boundary reads as a shorter, valid archive.
-                assert!(report
-                    .files
-                    .iter()
-                    .all(|f| f.size == fs::metadata(sandbox.dest().join(&f.path)).unwrap().len()));
+            assert!(
+                result.is_err(),
+                "a cut at {cut} of {} was accepted: {result:?}",
+                tar.len()
+            );
+            sandbox.assert_nothing_outside_dest();
+        }
+        // A cut exactly between two entries reads as a shorter archive (tar has no length up
+        // front): what was extracted is whole, and the file that never came is missing, which
+        // `up`'s required-file check refuses.
+        for (cut, whole) in [(512, 0), (1536, 1)] {
+            let sandbox = Sandbox::new();
+            let report = sandbox.run(&tar[..cut], "arm64", &Limits::default()).unwrap();
+            assert_eq!(report.files.len(), whole, "cut at {cut}: {report:?}");
+            assert!(report.file("initramfs.xz").is_none());
+            for f in &report.files {
+                assert_eq!(f.size, fs::metadata(sandbox.dest().join(&f.path)).unwrap().len());
             }
             sandbox.assert_nothing_outside_dest();
         }

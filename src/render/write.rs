@@ -33,7 +33,7 @@ struct Manifest {
 /// half-written profile. Unchanged files are not rewritten.
 pub fn write_tree(dir: &Path, files: &[File]) -> std::io::Result<(Vec<Written>, Vec<String>)> {
     for d in DIRS {
-        fs::create_dir_all(dir.join(d))?;
+        fs_err::create_dir_all(dir.join(d))?;
     }
     let mut written = Vec::new();
     for f in files {
@@ -91,4 +91,20 @@ pub fn atomic_write(target: &Path, content: &[u8]) -> std::io::Result<()> {
     tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
     tmp.persist(target).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file operation that fails says which file: here `groups` is a file where the tree
+    /// needs a directory.
+    #[test]
+    fn a_failed_write_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("groups"), b"not a directory").unwrap();
+        let err = write_tree(dir.path(), &[]).unwrap_err().to_string();
+        let path = dir.path().join("groups").display().to_string();
+        assert!(err.contains(&path), "{err}");
+    }
 }

@@ -145,7 +145,7 @@ fn unreadable(path: &Path, why: &str) -> ConfigError {
 
 /// Writes the record atomically: a reader sees the old record or the new one, never half.
 pub fn save(record: &Record) -> std::io::Result<()> {
-    std::fs::create_dir_all(crate::state::dir(&record.data_dir))?;
+    fs_err::create_dir_all(crate::state::dir(&record.data_dir))?;
     let mut bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     crate::render::atomic_write(&file(&record.data_dir), &bytes)

@@ -60,7 +60,7 @@ impl Registry {
         let (Some(dir), Some(entry)) = (&self.dir, self.entry(data_dir)) else {
             return Ok(());
         };
-        std::fs::create_dir_all(dir)?;
+        fs_err::create_dir_all(dir)?;
         let mut bytes = serde_json::to_vec_pretty(&Entry {
             data_dir: data_dir.to_path_buf(),
         })
