@@ -74,18 +74,22 @@ fn free_port() -> u16 {
 
 /// The CLI as a user runs it, with the list of sites kept in the test's own folder.
 fn cozyboot(work: &Path, args: &[String]) -> (i32, Value, String) {
-    let out = Bin::cargo_bin("cozyboot")
-        .unwrap()
-        .env("COZYBOOT_SITES_DIR", work.join("sites"))
-        .args(args)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
+    let out = cozyboot_output(work, args);
     (
         out.status.code().unwrap_or(-1),
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn cozyboot_output(work: &Path, args: &[String]) -> std::process::Output {
+    Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .env("COZYBOOT_SITES_DIR", work.join("sites"))
+        .args(args)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap()
 }
 
 /// What `cozyboot` reported about one boot through `up`.
@@ -215,13 +219,7 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
                             assert_eq!(code, 0, "nodes while listening: {stderr}\n{nodes:#}");
                             // /init answers a second knock: the table a user reads.
                             let table: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
-                            let out = Bin::cargo_bin("cozyboot")
-                                .unwrap()
-                                .env("COZYBOOT_SITES_DIR", work_path.join("sites"))
-                                .args(&table)
-                                .timeout(Duration::from_secs(60))
-                                .output()
-                                .unwrap();
+                            let out = cozyboot_output(work_path, &table);
                             let table = String::from_utf8_lossy(&out.stdout).into_owned();
                             assert!(
                                 out.status.success(),

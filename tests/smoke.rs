@@ -23,7 +23,6 @@ use support::validate_lab::docker;
 
 /// One run may take the default TCG timeout and the site's start on top.
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
-const LISTEN: &str = "cozyboot.listen=50000";
 
 /// A UKI-only variant image under a tag of the test's own, removed on drop.
 struct TestImages {
@@ -174,7 +173,7 @@ fn boots(args: &[&str], name: &str, firmware_has_tftp: bool) -> Option<Run> {
         "the firmware artifacts' initramfs has no TCP 50000 listener: run scripts/firmware-artifacts"
     );
     let mut all = args.to_vec();
-    all.extend(["--until", "talos", "--kernel-args", LISTEN]);
+    all.extend(["--until", "talos", "--kernel-args", firmware::LISTEN_ARG]);
     let run = smoke(&images, &all);
     let d = &run.doc;
     assert_eq!(run.code, 0, "smoke failed:\n{d:#}\n{}", run.stderr);

@@ -36,11 +36,10 @@ pub fn run(args: &NodesArgs) -> Result<Output> {
         loop {
             let mut report = gather(&engine, dir.as_deref(), &site, !args.no_probe).await?;
             report.notes.splice(0..0, notes.drain(..));
-            let output = Output::new(report.to_human(), report.to_json());
             if args.watch {
-                redraw(&report, &output.human);
+                redraw(&report);
                 // The table is on the screen already; `--json` still gets the last document.
-                let drawn = Output::new(String::new(), output.json);
+                let drawn = Output::new(String::new(), report.to_json());
                 if Instant::now() >= deadline {
                     return Ok(drawn);
                 }
@@ -49,6 +48,7 @@ pub fn run(args: &NodesArgs) -> Result<Output> {
                     _ = tokio::signal::ctrl_c() => return Ok(drawn),
                 }
             }
+            let output = Output::new(report.to_human(), report.to_json());
             let Some(want) = args.wait else { return Ok(output) };
             let got = report.reached(args.stage);
             if got >= want {
@@ -69,14 +69,14 @@ pub fn run(args: &NodesArgs) -> Result<Output> {
 
 /// On a terminal, clear and draw the board (one line a machine, cut to the screen); elsewhere
 /// just print one full table after another.
-fn redraw(report: &Report, table: &str) {
+fn redraw(report: &Report) {
     let mut out = std::io::stdout().lock();
     if out.is_terminal() {
         let (rows, cols) = console::Term::stdout().size_checked().unwrap_or((0, 0));
         let board = crate::journey::board::board(report, rows.into(), cols.into());
         let _ = write!(out, "\x1b[2J\x1b[H{board}");
     } else {
-        let _ = writeln!(out, "{table}");
+        let _ = writeln!(out, "{}", report.to_human());
     }
     let _ = out.flush();
 }

@@ -91,8 +91,11 @@ pub fn require_docker() -> bool {
         Ok(h) if h.starts_with("unix://") => PathBuf::from(&h["unix://".len()..]),
         _ => PathBuf::from("/var/run/docker.sock"),
     };
-    sock.exists()
-        || super::guard::skip::<()>(None, &format!("there is no Docker Engine socket at {}", sock.display())).is_some()
+    if sock.exists() {
+        return true;
+    }
+    super::guard::skip::<()>(None, &format!("there is no Docker Engine socket at {}", sock.display()));
+    false
 }
 
 /// Runs `scripts/test-images` once per test process (later calls return the first
