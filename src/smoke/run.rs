@@ -79,7 +79,11 @@ pub async fn boot(cx: Context<'_>) -> Result<Outcome, Error> {
     };
     let report = tokio::time::timeout(SETUP_TIMEOUT, apply::up(s, cx.engine, options))
         .await
-        .map_err(|_| Error::Failed(format!("starting the boot site took longer than {SETUP_TIMEOUT:?}")))??;
+        .map_err(|_| {
+            Error::Failed(format!(
+                "starting the boot site took longer than {SETUP_TIMEOUT:?}\n  fix: check that the registry answers (`docker pull` the talos image by hand) and that the Docker Engine is not stuck; the run's containers were removed"
+            ))
+        })??;
     if cx.progress != ProgressMode::Quiet {
         for w in &report.warnings {
             eprintln!("warning: {w}");
@@ -127,7 +131,13 @@ pub async fn boot(cx: Context<'_>) -> Result<Outcome, Error> {
         }
         let mut qemu = command
             .spawn()
-            .map_err(|e| Error::Failed(format!("starting QEMU ({}): {e}", cx.tools.qemu.display())))?;
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "starting QEMU ({}): {e}\n  fix: run `{} --version` to see whether it works here; reinstall the package that ships it",
+                    cx.tools.qemu.display(),
+                    cx.tools.qemu.display()
+                ))
+            })?;
         let started = Instant::now();
         let mut progress = Progress::new(&cx.mac, cx.request.machine.firmware, cx.request.until);
         let mut stopped = None;
