@@ -14,9 +14,12 @@ use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
     RemoveContainerOptionsBuilder,
 };
-use bollard::Docker;
-use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use bollard::{ClientVersion, Docker};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::oneshot;
+use tokio_util::io::StreamReader;
+use tokio_util::sync::CancellationToken;
 
 use super::client::Engine;
 use super::errors::{api, create_error, detail, is_missing_path, status, EngineError};
@@ -28,8 +31,8 @@ use crate::engine::extract::{extract, ExtractReport, Limits};
 const NEVER_STARTED_CMD: &str = "/cozyboot-never-started";
 /// Marks containers the engine creates for its own short-lived use (asset extraction).
 pub const TEMPORARY_LABEL: &str = "io.cozyboot.temporary";
-/// Chunks in flight between the download and the extractor thread (bounded: backpressure).
-const PIPE_DEPTH: usize = 16;
+/// bollard's own default for a request to get its answer.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
 
 impl Engine {
     // ---- asset extraction ---------------------------------------------------------------
@@ -209,6 +212,12 @@ impl Engine {
 
     /// `Ok(None)` when `path` does not exist in the container. `prefix` is the top directory
     /// of the archive to strip (empty for a single file, which keeps its name).
+    ///
+    /// The download and the extractor run on one thread of their own, with a connection and
+    /// a single-threaded runtime of their own: the engine's bytes go from the socket to the
+    /// file without crossing threads. Handing each 32 KiB piece of the body from the shared
+    /// runtime to a blocking thread cost two wake-ups a piece and left the extraction
+    /// slower than `docker cp` (docs/performance.md).
     async fn download_into(
         &self,
         container: &str,
@@ -218,89 +227,125 @@ impl Engine {
         dest: &Path,
         limits: &Limits,
     ) -> Result<Option<ExtractReport>, EngineError> {
-        let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
-        let mut body = self.docker.download_from_container(container, Some(options));
-        // The engine answers 404 before any byte when the path is missing: peek to tell.
-        let first = match body.next().await {
-            Some(Err(e)) if is_missing_path(&e) => return Ok(None),
-            Some(Err(e)) => return Err(api(format!("reading {path} from image {image}"), e)),
-            first => first.and_then(Result::ok),
-        };
-        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-        let (dest_owned, prefix, limits) = (dest.to_owned(), prefix.to_owned(), *limits);
-        let extractor =
-            tokio::task::spawn_blocking(move || extract(ChannelReader::new(rx), &dest_owned, &prefix, &limits));
-        pump(first, body, tx).await;
-        let extracted = extractor.await.map_err(|e| EngineError::Api {
-            action: format!("extracting {path} from image {image}"),
-            detail: format!("the extractor stopped unexpectedly: {e}"),
-        })?;
-        extracted.map(Some).map_err(|source| EngineError::Extract {
+        let job = Download {
+            host: self.host.clone(),
+            version: self.docker.client_version(),
+            container: container.to_owned(),
             image: image.to_owned(),
             path: path.to_owned(),
-            source,
+            prefix: prefix.to_owned(),
+            dest: dest.to_owned(),
+            limits: *limits,
+            cancel: CancellationToken::new(),
+        };
+        // Dropping this future (Ctrl-C, a timeout) stops the thread at its next read.
+        let _stop = job.cancel.clone().drop_guard();
+        let (done, result) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("cozyboot-extract".to_owned())
+            .spawn(move || {
+                let _ = done.send(job.run());
+            })
+            .map_err(|e| EngineError::Api {
+                action: format!("extracting {path} from image {image}"),
+                detail: format!("could not start the extraction thread: {e}"),
+            })?;
+        result.await.unwrap_or_else(|_| {
+            Err(EngineError::Api {
+                action: format!("extracting {path} from image {image}"),
+                detail: "the extractor stopped unexpectedly".to_owned(),
+            })
         })
     }
 }
 
-/// Feeds the download into the extractor thread; stops early when the extractor is done.
-async fn pump<B, S>(first: Option<B>, mut rest: S, tx: mpsc::Sender<io::Result<B>>)
-where
-    S: Stream<Item = Result<B, ApiError>> + Unpin,
-{
-    // No first chunk means an empty body: dropping `tx` gives the extractor its EOF.
-    let Some(first) = first else { return };
-    if tx.send(Ok(first)).await.is_err() {
-        return;
-    }
-    while let Some(chunk) = rest.next().await {
-        let failed = chunk.is_err();
-        let chunk = chunk.map_err(|e| io::Error::other(format!("download from the engine failed: {}", detail(&e))));
-        if tx.send(chunk).await.is_err() || failed {
-            return;
-        }
+/// One archive download and extraction, run on its own thread by [`Download::run`].
+struct Download {
+    host: String,
+    /// The API version the shared client negotiated.
+    version: ClientVersion,
+    container: String,
+    image: String,
+    path: String,
+    prefix: String,
+    dest: std::path::PathBuf,
+    limits: Limits,
+    cancel: CancellationToken,
+}
+
+impl Download {
+    fn run(self) -> Result<Option<ExtractReport>, EngineError> {
+        let reading = || format!("reading {} from image {}", self.path, self.image);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Api {
+                action: reading(),
+                detail: format!("could not start a runtime for the download: {e}"),
+            })?;
+        // A client of its own: connections already in the shared client's pool are driven
+        // by the shared runtime's threads.
+        let docker = runtime
+            .block_on(connect(&self.host, &self.version))
+            .map_err(|e| api(reading(), e))?;
+        let options = DownloadFromContainerOptionsBuilder::new().path(&self.path).build();
+        let mut body = docker.download_from_container(&self.container, Some(options));
+        // The engine answers 404 before any byte when the path is missing: peek to tell.
+        let first = match runtime.block_on(body.next()) {
+            Some(Err(e)) if is_missing_path(&e) => return Ok(None),
+            Some(Err(e)) => return Err(api(reading(), e)),
+            Some(Ok(first)) => Some(first),
+            None => None,
+        };
+        let pieces = futures_util::stream::iter(first.map(Ok)).chain(body).map(|piece| {
+            piece.map_err(|e| io::Error::other(format!("download from the engine failed: {}", detail(&e))))
+        });
+        let reader = BlockingBody {
+            runtime: &runtime,
+            body: StreamReader::new(pieces),
+            cancel: &self.cancel,
+        };
+        extract(reader, &self.dest, &self.prefix, &self.limits)
+            .map(Some)
+            .map_err(|source| EngineError::Extract {
+                image: self.image.clone(),
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
-/// A blocking [`Read`] over chunks sent from async code (tokio-util's `SyncIoBridge` needs
-/// a feature this crate does not enable).
-struct ChannelReader<B> {
-    rx: mpsc::Receiver<io::Result<B>>,
-    current: Option<B>,
-    offset: usize,
-}
-
-impl<B> ChannelReader<B> {
-    fn new(rx: mpsc::Receiver<io::Result<B>>) -> Self {
-        ChannelReader {
-            rx,
-            current: None,
-            offset: 0,
-        }
+/// The same engine as the shared client, at the API version it negotiated (asked again only
+/// where bollard cannot be given it: the engine's `/version` takes tens of milliseconds).
+async fn connect(host: &str, version: &ClientVersion) -> Result<Docker, ApiError> {
+    if host.starts_with("unix://") {
+        return Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, version);
     }
+    Docker::connect_with_host(host)?.negotiate_version().await
 }
 
-impl<B: AsRef<[u8]>> Read for ChannelReader<B> {
+/// A blocking [`Read`] over an async body, driven by a single-threaded runtime on the
+/// reading thread itself. (tokio-util's `SyncIoBridge` blocks on a runtime handle, which on
+/// a single-threaded runtime cannot drive the socket.)
+struct BlockingBody<'a, R> {
+    runtime: &'a tokio::runtime::Runtime,
+    body: R,
+    cancel: &'a CancellationToken,
+}
+
+impl<R: AsyncRead + Unpin> Read for BlockingBody<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some(chunk) = &self.current {
-                let rest = &chunk.as_ref()[self.offset..];
-                if !rest.is_empty() {
-                    let n = rest.len().min(buf.len());
-                    buf[..n].copy_from_slice(&rest[..n]);
-                    self.offset += n;
-                    return Ok(n);
-                }
+        let (body, cancel) = (&mut self.body, self.cancel);
+        self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    // Not `Interrupted`: readers retry those.
+                    Err(io::Error::other("the extraction was cancelled"))
+                },
+                read = body.read(buf) => read,
             }
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => {
-                    self.current = Some(chunk);
-                    self.offset = 0;
-                }
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
+        })
     }
 }
 
@@ -361,19 +406,53 @@ mod tests {
         assert_eq!(archive_prefix("/usr/install/arm64/"), "arm64");
     }
 
+    fn blocking_read<S>(pieces: S, cancel: &CancellationToken, out: &mut Vec<u8>) -> io::Result<usize>
+    where
+        S: futures_util::Stream<Item = io::Result<&'static [u8]>> + Unpin,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut reader = BlockingBody {
+            runtime: &runtime,
+            body: StreamReader::new(pieces),
+            cancel,
+        };
+        reader.read_to_end(out)
+    }
+
     #[test]
-    fn channel_reader_reassembles_chunks_and_reports_errors() {
-        let (tx, rx) = mpsc::channel(4);
-        tx.try_send(Ok(b"hello ".to_vec())).unwrap();
-        tx.try_send(Ok(Vec::new())).unwrap();
-        tx.try_send(Ok(b"world".to_vec())).unwrap();
-        tx.try_send(Err(io::Error::other("cut"))).unwrap();
-        drop(tx);
-        let mut reader = ChannelReader::new(rx);
+    fn blocking_body_reassembles_pieces_and_reports_errors() {
+        let pieces = futures_util::stream::iter([
+            Ok(&b"hello "[..]),
+            Ok(&b""[..]),
+            Ok(&b"world"[..]),
+            Err(io::Error::other("cut")),
+        ]);
         let mut out = Vec::new();
-        let err = reader.read_to_end(&mut out).unwrap_err();
+        let err = blocking_read(pieces, &CancellationToken::new(), &mut out).unwrap_err();
         assert_eq!(out, b"hello world");
         assert_eq!(err.to_string(), "cut");
-        assert_eq!(reader.read(&mut [0u8; 8]).unwrap(), 0, "a closed channel reads as EOF");
+    }
+
+    #[test]
+    fn blocking_body_stops_a_waiting_read_when_cancelled() {
+        // A body that never sends another byte: only the cancellation can end the read. It
+        // comes while the read waits, as when `up` is interrupted mid-download.
+        let cancel = CancellationToken::new();
+        let waiting = {
+            let cancel = cancel.clone();
+            futures_util::stream::poll_fn(move |_| {
+                cancel.cancel();
+                std::task::Poll::Pending
+            })
+        };
+        let pieces = futures_util::stream::iter([Ok(&b"part"[..])]).chain(waiting);
+        let mut out = Vec::new();
+        let err = blocking_read(pieces, &cancel, &mut out).unwrap_err();
+        assert_eq!(out, b"part");
+        assert_eq!(err.to_string(), "the extraction was cancelled");
+        assert_ne!(err.kind(), io::ErrorKind::Interrupted, "readers would retry it forever");
     }
 }
