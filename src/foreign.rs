@@ -129,18 +129,15 @@ pub fn compete(path: &str, selector: &BTreeMap<String, String>, ours: &[Group]) 
         .collect()
 }
 
-/// Moves every foreign file into `<data-dir>/.cozyboot/moved-<stamp>/<dir>/`, keeping its
-/// folder; returns where they went.
-pub fn move_aside(data_dir: &Path, files: &[String], stamp: &str) -> std::io::Result<PathBuf> {
-    let to = crate::state::dir(data_dir).join(format!("moved-{stamp}"));
-    for file in files {
-        let dest = to.join(file);
-        if let Some(parent) = dest.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
-        fs_err::rename(data_dir.join(file), &dest)?;
+/// Moves the foreign file `data_dir/file` to `to/file` (`to` is
+/// `<data-dir>/.cozyboot/moved-<stamp>`), keeping its folder; returns where it went.
+pub fn move_one(data_dir: &Path, file: &str, to: &Path) -> std::io::Result<PathBuf> {
+    let dest = to.join(file);
+    if let Some(parent) = dest.parent() {
+        fs_err::create_dir_all(parent)?;
     }
-    Ok(to)
+    fs_err::rename(data_dir.join(file), &dest)?;
+    Ok(dest)
 }
 
 /// `20261129-184700` in UTC, for the moved-aside folder's name.
@@ -251,7 +248,10 @@ mod tests {
         assert_eq!(found.competitors.len(), 1);
         assert_eq!(found.competitors[0].path, "groups/default.json");
 
-        let to = move_aside(d, &found.files, "20261129-184700").unwrap();
+        let to = crate::state::dir(d).join("moved-20261129-184700");
+        for file in &found.files {
+            assert_eq!(move_one(d, file, &to).unwrap(), to.join(file));
+        }
         assert!(to.join("groups/default.json").is_file() && to.join("profiles/cozystack-arm64.json").is_file());
         assert!(d.join("groups/ours.json").is_file(), "cozyboot's own files stay");
         assert!(scan(d, &["groups/ours.json".to_string()], &ours).files.is_empty());

@@ -1,10 +1,13 @@
-//! Pull progress on stderr: live bars on a terminal, sparse lines elsewhere; the pulls of
-//! one `up` run together and share one display.
+//! What `up` tells the person watching, on stderr: the step it starts, pull progress (live
+//! bars on a terminal, sparse lines elsewhere; the pulls of one `up` run together and share
+//! one display) and download bars. One [`Printer`] is passed down, so that `--quiet` is
+//! honoured in one place and tests can read what was printed.
 //!
 //! stdout is left alone so that `--json` output stays machine-readable.
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -35,6 +38,90 @@ impl ProgressMode {
     }
 }
 
+/// Where `up`'s progress goes and how it looks.
+#[derive(Clone)]
+pub struct Printer {
+    mode: ProgressMode,
+    out: Sink,
+}
+
+impl std::fmt::Debug for Printer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Printer")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Printer {
+    /// Progress on stderr, as `mode` says.
+    pub fn stderr(mode: ProgressMode) -> Self {
+        Printer {
+            mode,
+            out: Sink(Arc::new(Mutex::new(Box::new(io::stderr())))),
+        }
+    }
+
+    /// Lines into `out` (tests, and anything that keeps a log of its own).
+    pub fn lines_to(out: Box<dyn Write + Send>) -> Self {
+        Printer {
+            mode: ProgressMode::Lines,
+            out: Sink(Arc::new(Mutex::new(out))),
+        }
+    }
+
+    pub fn quiet() -> Self {
+        Printer::stderr(ProgressMode::Quiet)
+    }
+
+    /// One line, unless quiet. Best effort: a closed stderr must not fail the work.
+    pub fn line(&self, text: &str) {
+        if self.mode != ProgressMode::Quiet {
+            let _ = writeln!(self.out.clone(), "{text}");
+        }
+    }
+
+    /// One display for the pulls of a run.
+    pub fn pulls(&self) -> PullProgress {
+        match self.mode {
+            ProgressMode::Bars => PullProgress {
+                inner: Inner::Bars(Bars::new()),
+            },
+            ProgressMode::Lines => PullProgress {
+                inner: Inner::Lines(Lines::new(Box::new(self.out.clone()))),
+            },
+            ProgressMode::Quiet => PullProgress { inner: Inner::Quiet },
+        }
+    }
+
+    /// A bar for a download of `length` bytes, drawn only with live bars.
+    pub fn download(&self, length: Option<u64>) -> ProgressBar {
+        match self.mode {
+            ProgressMode::Bars => ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr()),
+            ProgressMode::Lines | ProgressMode::Quiet => ProgressBar::hidden(),
+        }
+    }
+}
+
+/// The printer's output, shared by its clones.
+#[derive(Clone)]
+struct Sink(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("progress output poisoned"))?
+            .write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("progress output poisoned"))?
+            .flush()
+    }
+}
+
 pub struct PullProgress {
     inner: Inner,
 }
@@ -46,22 +133,6 @@ enum Inner {
 }
 
 impl PullProgress {
-    pub fn new(mode: ProgressMode) -> Self {
-        let inner = match mode {
-            ProgressMode::Bars => Inner::Bars(Bars::new()),
-            ProgressMode::Lines => Inner::Lines(Lines::new(Box::new(io::stderr()))),
-            ProgressMode::Quiet => Inner::Quiet,
-        };
-        PullProgress { inner }
-    }
-
-    /// Line mode writing to `out` instead of stderr.
-    pub fn lines_to(out: Box<dyn Write + Send>) -> Self {
-        PullProgress {
-            inner: Inner::Lines(Lines::new(out)),
-        }
-    }
-
     pub fn on_event(&mut self, image: &str, event: PullEvent) {
         match &mut self.inner {
             Inner::Bars(bars) => bars.on_event(image, event),
@@ -210,7 +281,6 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -237,7 +307,7 @@ mod tests {
     #[test]
     fn lines_are_sparse_and_name_image_and_layer() {
         let captured = Captured::default();
-        let mut progress = PullProgress::lines_to(Box::new(captured.clone()));
+        let mut progress = Printer::lines_to(Box::new(captured.clone())).pulls();
         let image = "ghcr.io/cozystack/talos:v1";
         progress.on_event(image, event(None, "Pulling from cozystack/talos", None, None));
         progress.on_event(image, event(Some("abc123"), "Pulling fs layer", None, None));
@@ -257,11 +327,11 @@ mod tests {
 
     #[test]
     fn quiet_and_hidden_bars_accept_events() {
-        let mut quiet = PullProgress::new(ProgressMode::Quiet);
+        let mut quiet = Printer::quiet().pulls();
         quiet.on_event("x", event(Some("a"), "Downloading", Some(1), Some(2)));
         // Under `cargo test` stderr is captured, so bars draw nowhere; this exercises the
         // bookkeeping (creation, update, clear on done) without a terminal.
-        let mut bars = PullProgress::new(ProgressMode::Bars);
+        let mut bars = Printer::stderr(ProgressMode::Bars).pulls();
         bars.on_event("x", event(None, "Pulling from x", None, None));
         bars.on_event("x", event(Some("a"), "Downloading", Some(1), Some(2)));
         bars.on_event("x", event(Some("b"), "Waiting", None, None));
@@ -275,5 +345,23 @@ mod tests {
             );
         }
         bars.finish();
+    }
+
+    #[test]
+    fn lines_share_one_output_and_quiet_prints_nothing() {
+        let captured = Captured::default();
+        let printer = Printer::lines_to(Box::new(captured.clone()));
+        printer.line("pull 3 images");
+        printer
+            .pulls()
+            .on_event("x:1", event(None, "Pulling from x", None, None));
+        printer.clone().line("start matchbox");
+        assert!(printer.download(Some(10)).is_hidden(), "bars are for terminals only");
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "pull 3 images\npulling x:1: Pulling from x\nstart matchbox\n");
+
+        let quiet = Printer::quiet();
+        quiet.line("nothing");
+        assert!(quiet.download(Some(10)).is_hidden());
     }
 }

@@ -11,6 +11,7 @@ use crate::engine::ContainerEngine;
 use crate::error::Error;
 use crate::pe::{self, PeMachine};
 use crate::plan::Arm64Source;
+use crate::progress::Printer;
 use crate::settings::Settings;
 use crate::state::{self, Arm64Record, CopiedFrom, FileRecord, SourceKind};
 use sha2::{Digest, Sha256};
@@ -152,8 +153,8 @@ pub(super) fn arm64_source(s: &Settings, recorded: Option<&Arm64Record>) -> Resu
 
 /// Fetches a binary the plan installs from a URL, before anything is changed, and checks it:
 /// offline, a bad mirror or an x86 build leaves containers, assets and state as they were.
-pub(super) async fn prefetch(s: &Settings, source: &Arm64Source) -> Result<Vec<u8>, Error> {
-    let fetched = match download(&source.source).await {
+pub(super) async fn prefetch(s: &Settings, source: &Arm64Source, printer: &Printer) -> Result<Vec<u8>, Error> {
+    let fetched = match download(&source.source, printer).await {
         Ok(bytes) => bytes,
         Err(e) if source.kind == SourceKind::Download => return Err(no_source(s, &source.source, &e)),
         Err(e) => {
@@ -297,6 +298,7 @@ pub(super) async fn install_arm64_bootloader(
     source: &Arm64Source,
     fetched: Option<Vec<u8>>,
     undo: &mut Undo,
+    printer: &Printer,
 ) -> Result<Arm64Record, Error> {
     let bytes = match (fetched, &source.cached) {
         (Some(bytes), _) => bytes,
@@ -306,7 +308,7 @@ pub(super) async fn install_arm64_bootloader(
                 cached.display()
             ))
         })?,
-        (None, None) if is_url(&source.source) => download(&source.source).await.map_err(|e| {
+        (None, None) if is_url(&source.source) => download(&source.source, printer).await.map_err(|e| {
             Error::Failed(format!(
                 "downloading {}: {e}\n  fix: check the URL, or download it yourself and pass the path",
                 source.source
@@ -360,7 +362,7 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
 }
 
 /// Downloads `url` into memory (iPXE binaries are small; see [`MAX_DOWNLOAD`]).
-async fn download(url: &str) -> Result<Vec<u8>, String> {
+async fn download(url: &str, printer: &Printer) -> Result<Vec<u8>, String> {
     use futures_util::StreamExt;
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(15))
@@ -374,8 +376,7 @@ async fn download(url: &str) -> Result<Vec<u8>, String> {
     if response.content_length().is_some_and(|n| n > MAX_DOWNLOAD) {
         return Err(format!("larger than {} MiB: not an iPXE binary", MAX_DOWNLOAD >> 20));
     }
-    let bar =
-        indicatif::ProgressBar::with_draw_target(response.content_length(), indicatif::ProgressDrawTarget::stderr());
+    let bar = printer.download(response.content_length());
     let mut bytes = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {

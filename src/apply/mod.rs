@@ -9,7 +9,7 @@ use crate::foreign;
 use crate::matchbox_version::{self, Verdict};
 use crate::plan::{self, Action, Arm64Source, Desired, Observed, ObservedContainer};
 use crate::ports::{self, Proto};
-use crate::progress::{ProgressMode, PullProgress};
+use crate::progress::{Printer, PullProgress};
 use crate::render::{self, containers, containers::Role};
 use crate::settings::{DhcpMode, Network, Settings};
 use crate::state::{self, FileRecord, State};
@@ -68,15 +68,16 @@ struct Context<'a, E> {
     /// Where the arm64 iPXE binary comes from, when arm64 is served.
     arm64: Option<Arm64Source>,
     timing: Timing,
+    printer: Printer,
 }
 
 /// What `up` was asked to do beyond reaching the settings' state.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UpOptions {
     pub dry_run: bool,
     /// Move files in the matchbox tree that cozyboot did not write out of matchbox's way.
     pub move_foreign: bool,
-    pub progress: ProgressMode,
+    pub printer: Printer,
 }
 
 pub async fn up<E: ContainerEngine>(s: &Settings, engine: &E, options: UpOptions) -> Result<UpReport, Error> {
@@ -93,7 +94,7 @@ async fn up_timed<E: ContainerEngine>(
     let UpOptions {
         dry_run,
         move_foreign,
-        progress,
+        printer,
     } = options;
     // Temporary extraction containers carry the data dir, so a killed run's leftovers can be
     // told from another site's work in progress.
@@ -113,6 +114,7 @@ async fn up_timed<E: ContainerEngine>(
         specs,
         arm64,
         timing,
+        printer,
     };
     let mut report = UpReport {
         dry_run,
@@ -141,7 +143,7 @@ async fn up_timed<E: ContainerEngine>(
     // bad mirror or an x86 build at the URL leaves the site exactly as it was.
     let mut fetched = match (&cx.arm64, plan::plan(&desired, &observed).iter().any(is_arm64_install)) {
         (Some(source), true) if source.cached.is_none() && bootloaders::is_url(&source.source) => {
-            Some(bootloaders::prefetch(s, source).await?)
+            Some(bootloaders::prefetch(s, source, &cx.printer).await?)
         }
         _ => None,
     };
@@ -192,7 +194,7 @@ async fn up_timed<E: ContainerEngine>(
 
     // The pulls do not depend on each other: all at once, drawn in one display. (Joined on
     // this task, so the progress display needs no lock.)
-    let pull_progress = RefCell::new(PullProgress::new(progress));
+    let pull_progress = RefCell::new(cx.printer.pulls());
     let (talos_pulls, other_pulls): (Vec<&Action>, Vec<&Action>) = pulls
         .iter()
         .partition(|a| matches!(a, Action::Pull { image, .. } if *image == s.talos_image()));
@@ -225,7 +227,7 @@ async fn up_timed<E: ContainerEngine>(
         files_report.warnings.extend(preflight_ports(&cx, &planned)?);
         let mut unused = Swaps::default();
         for action in planned.iter().filter(|a| !is_container(a)) {
-            announce(progress, action);
+            announce(&cx.printer, action);
             let step = Step {
                 observed: &observed,
                 st: &mut st,
@@ -257,7 +259,7 @@ async fn up_timed<E: ContainerEngine>(
         let checked = check_matchbox_version(&cx, true, &images, &mut version_state).await?;
         containers_report.warnings.extend(checked);
         for action in &early {
-            announce(progress, action);
+            announce(&cx.printer, action);
             if let Action::CreateContainer { role, .. } = action {
                 let (how, warning) = lifecycle::create(&cx, *role, &mut swaps).await?.report();
                 containers_report.warnings.extend(warning);
@@ -283,7 +285,7 @@ async fn up_timed<E: ContainerEngine>(
         }
         if !fresh {
             for action in planned.iter().filter(|a| is_container(a)) {
-                announce(progress, action);
+                announce(&cx.printer, action);
                 let step = Step {
                     observed: &observed,
                     st: &mut st,
@@ -628,17 +630,25 @@ async fn execute<E: ContainerEngine>(
     Ok(match action {
         Action::Pull { .. } => None,
         Action::MoveForeign { files, to } => {
-            let stamp = Path::new(to)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("moved-"))
-                .unwrap_or("now");
-            let moved = foreign::move_aside(&s.data_dir, files, stamp)
-                .map_err(|e| Error::Failed(format!("moving files cozyboot did not write into {to}: {e}")))?;
+            // The folder is new (its name is the time of the run): a rollback removes it
+            // once every file is back.
+            let to = Path::new(to);
+            if !to.exists() {
+                undo.created_tree(to);
+            }
+            for file in files {
+                let moved = foreign::move_one(&s.data_dir, file, to).map_err(|e| {
+                    Error::Failed(format!(
+                        "moving files cozyboot did not write into {}: {e}",
+                        to.display()
+                    ))
+                })?;
+                undo.moved(&s.data_dir.join(file), &moved);
+            }
             Some(format!(
                 "moved {} file(s) cozyboot did not write into {}",
                 files.len(),
-                moved.display()
+                to.display()
             ))
         }
         Action::ExtractAssets { arch, image, .. } => {
@@ -671,7 +681,7 @@ async fn execute<E: ContainerEngine>(
                 source: source.clone(),
                 cached: cached.clone(),
             };
-            let record = bootloaders::install_arm64_bootloader(s, &from, fetched.take(), undo).await?;
+            let record = bootloaders::install_arm64_bootloader(s, &from, fetched.take(), undo, &cx.printer).await?;
             let how = match cached {
                 Some(copy) => format!("{kind}, from the copy cached in {}", copy.display()),
                 None => kind.to_string(),
@@ -816,9 +826,9 @@ fn starts_matchbox(action: &Action) -> bool {
 }
 
 /// Names each step on stderr as it starts (the bench times the steps by these lines).
-fn announce(progress: ProgressMode, action: &Action) {
-    if progress != ProgressMode::Quiet && !matches!(action, Action::Keep { .. }) {
-        eprintln!("{}", action.describe());
+fn announce(printer: &Printer, action: &Action) {
+    if !matches!(action, Action::Keep { .. }) {
+        printer.line(&action.describe());
     }
 }
 

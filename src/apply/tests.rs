@@ -114,11 +114,17 @@ impl Site {
     }
 
     fn up(&self, s: &Settings) -> Result<UpReport, Error> {
-        let options = UpOptions {
-            dry_run: false,
-            move_foreign: false,
-            progress: ProgressMode::Quiet,
-        };
+        self.up_with(
+            s,
+            UpOptions {
+                dry_run: false,
+                move_foreign: false,
+                printer: Printer::quiet(),
+            },
+        )
+    }
+
+    fn up_with(&self, s: &Settings, options: UpOptions) -> Result<UpReport, Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -444,4 +450,48 @@ fn a_failed_replacement_puts_the_config_assets_and_state_back() {
     site.up_ok(&changed);
     let kernel = site.data().join("assets/talos/arm64").join(KERNEL);
     assert_eq!(fs::read_to_string(kernel).unwrap(), "kernel 2");
+}
+
+/// Bug: files moved aside by `--move-foreign` stayed in `.cozyboot/moved-*` when the run
+/// failed, so a failed `up` still took the hand-written groups away from matchbox.
+#[test]
+fn a_failed_replacement_puts_files_moved_by_move_foreign_back() {
+    let (site, ids, changed) = settled("host");
+    let groups = site.data().join("groups");
+    fs::write(
+        groups.join("by-hand.json"),
+        r#"{"id":"by-hand","name":"by-hand","profile":"x"}"#,
+    )
+    .unwrap();
+    fs::create_dir_all(site.data().join("profiles/hand")).unwrap();
+    fs::write(site.data().join("profiles/hand/x.json"), "{}").unwrap();
+    let before = site.files();
+    site.engine.fail(Op::Health, &format!("{MATCHBOX}{NEW}"));
+    let options = UpOptions {
+        dry_run: false,
+        move_foreign: true,
+        printer: Printer::quiet(),
+    };
+    let err = site
+        .up_with(&changed, options.clone())
+        .map(|r| r.done)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did not become healthy"), "{err}");
+    site.assert_running(&ids);
+    assert_eq!(site.files(), before, "every file is back where it was, as it was");
+    let moved: Vec<_> = fs::read_dir(state::dir(&site.data()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("moved-"))
+        .collect();
+    assert!(moved.is_empty(), "the moved-aside folder is gone: {moved:?}");
+
+    site.engine.clear_faults();
+    let report = site.up_with(&changed, options).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !groups.join("by-hand.json").exists(),
+        "a run that succeeds moves them: {:?}",
+        report.done
+    );
 }

@@ -21,6 +21,8 @@ enum Saved {
     Absent,
     /// The previous tree, moved here by the swap.
     Tree(PathBuf),
+    /// The file was moved here (`--move-foreign`); it goes back as it was.
+    Moved(PathBuf),
 }
 
 pub(super) struct Undo {
@@ -88,6 +90,11 @@ impl Undo {
         Ok(())
     }
 
+    /// The file at `target` was moved to `to`.
+    pub(super) fn moved(&mut self, target: &Path, to: &Path) {
+        self.saved.push((target.to_path_buf(), Saved::Moved(to.to_path_buf())));
+    }
+
     /// A tree appeared at `target` where there was none.
     pub(super) fn created_tree(&mut self, target: &Path) {
         self.saved.push((target.to_path_buf(), Saved::Absent));
@@ -111,6 +118,10 @@ impl Undo {
                     let _ = fs::remove_dir_all(&target);
                     fs::rename(kept, &target)
                 }
+                Saved::Moved(to) => target
+                    .parent()
+                    .map_or(Ok(()), fs::create_dir_all)
+                    .and_then(|()| fs::rename(to, &target)),
             };
             if let Err(e) = result {
                 failed.push(format!("putting back {}: {e}", target.display()));

@@ -6,7 +6,7 @@ use super::{runtime, Output};
 use crate::cli::SmokeArgs;
 use crate::engine::docker::Engine;
 use crate::error::{ConfigError, Error, Result};
-use crate::progress::ProgressMode;
+use crate::progress::{Printer, ProgressMode};
 use crate::render::containers::LABEL_DATA_DIR;
 use crate::settings::net::SystemNet;
 use crate::settings::{self, Purpose, Resolved};
@@ -106,7 +106,7 @@ pub fn run(args: &SmokeArgs, config: Option<PathBuf>, json: bool) -> Result<Outp
     };
     let resolved = site.resolve(subnet, free_port()?, Purpose::Serve)?;
     // Progress goes to stderr also with --json: a CI log shows where a long run is.
-    let progress = ProgressMode::detect(json, false);
+    let printer = Printer::stderr(ProgressMode::detect(json, false));
     let cx = Context {
         engine: &engine,
         settings: &resolved.settings,
@@ -118,7 +118,7 @@ pub fn run(args: &SmokeArgs, config: Option<PathBuf>, json: bool) -> Result<Outp
         mac: vm::mac_for(pid),
         work: work.path(),
         keep: keep.as_deref(),
-        progress,
+        printer,
         t0,
     };
     let outcome = rt.block_on(async {

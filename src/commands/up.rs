@@ -5,7 +5,7 @@ use crate::apply::{self, UpReport};
 use crate::cli::UpArgs;
 use crate::engine::docker::Engine;
 use crate::error::Result;
-use crate::progress::ProgressMode;
+use crate::progress::{Printer, ProgressMode};
 use crate::settings::Purpose;
 use std::path::PathBuf;
 
@@ -20,7 +20,7 @@ pub fn run(args: &UpArgs, config: Option<PathBuf>, json: bool) -> Result<Output>
         let options = apply::UpOptions {
             dry_run: args.dry_run,
             move_foreign: args.move_foreign,
-            progress: ProgressMode::detect(json, false),
+            printer: Printer::stderr(ProgressMode::detect(json, false)),
         };
         apply::up(s, &engine, options).await
     })?;

@@ -13,7 +13,7 @@ use crate::engine::docker::Engine;
 use crate::error::Error;
 use crate::journey::diagnosis::Site;
 use crate::journey::model::Journey;
-use crate::progress::ProgressMode;
+use crate::progress::Printer;
 use crate::reach::route;
 use crate::render;
 use crate::settings::{Network, Settings};
@@ -64,7 +64,7 @@ pub struct Context<'a> {
     /// Scratch files: serial console, router and QEMU logs.
     pub work: &'a Path,
     pub keep: Option<&'a Path>,
-    pub progress: ProgressMode,
+    pub printer: Printer,
     /// When the run began (for the setup time).
     pub t0: Instant,
 }
@@ -75,7 +75,7 @@ pub async fn boot(cx: Context<'_>) -> Result<Outcome, Error> {
     let options = UpOptions {
         dry_run: false,
         move_foreign: false,
-        progress: cx.progress,
+        printer: cx.printer.clone(),
     };
     let report = tokio::time::timeout(SETUP_TIMEOUT, apply::up(s, cx.engine, options))
         .await
@@ -84,10 +84,8 @@ pub async fn boot(cx: Context<'_>) -> Result<Outcome, Error> {
                 "starting the boot site took longer than {SETUP_TIMEOUT:?}\n  fix: check that the registry answers (`docker pull` the talos image by hand) and that the Docker Engine is not stuck; the run's containers were removed"
             ))
         })??;
-    if cx.progress != ProgressMode::Quiet {
-        for w in &report.warnings {
-            eprintln!("warning: {w}");
-        }
+    for w in &report.warnings {
+        cx.printer.line(&format!("warning: {w}"));
     }
     let router_log = cx.work.join("router-dnsmasq.log");
     if let Some(dnsmasq) = &cx.tools.dnsmasq {
@@ -118,17 +116,15 @@ pub async fn boot(cx: Context<'_>) -> Result<Outcome, Error> {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        if cx.progress != ProgressMode::Quiet {
-            eprintln!(
-                "booting {} ({}) on {} ({}), until `{}`, at most {} s",
-                cx.request.machine.label(),
-                accel.name(),
-                cx.lab.names.veth,
-                cx.lab.subnet,
-                cx.request.until,
-                timeout.as_secs()
-            );
-        }
+        cx.printer.line(&format!(
+            "booting {} ({}) on {} ({}), until `{}`, at most {} s",
+            cx.request.machine.label(),
+            accel.name(),
+            cx.lab.names.veth,
+            cx.lab.subnet,
+            cx.request.until,
+            timeout.as_secs()
+        ));
         let mut qemu = command
             .spawn()
             .map_err(|e| {
@@ -184,12 +180,10 @@ pub async fn boot(cx: Context<'_>) -> Result<Outcome, Error> {
         let boot = started.elapsed();
         let _ = qemu.kill().await;
         if kvm_broken && cx.accel_auto {
-            if cx.progress != ProgressMode::Quiet {
-                eprintln!(
-                    "{}; booting again under TCG (software emulation)",
-                    stopped.as_deref().unwrap_or_default()
-                );
-            }
+            cx.printer.line(&format!(
+                "{}; booting again under TCG (software emulation)",
+                stopped.as_deref().unwrap_or_default()
+            ));
             accel = Accel::Tcg;
             let _ = std::fs::remove_file(&serial);
             continue;
