@@ -857,17 +857,18 @@ async fn container_lifecycle_maps_the_spec_exactly() {
         // them is last is the engine's call: the tail is the last line of the whole log.
         let last = logs.trim_end().lines().last().unwrap_or_default().to_string();
         assert_eq!(fx.engine.logs(&spec.name, Some(1)).await.unwrap().trim(), last);
-        let mut followed: Vec<u8> = Vec::new();
+        // Following stops when the stop future completes: here, once the line has arrived
+        // (bounded, should it never come).
+        let mut followed = Watched::for_text("hello-out");
+        let seen = followed.seen.clone();
+        let stop = async move {
+            let _ = tokio::time::timeout(Duration::from_secs(20), seen.notified()).await;
+        };
         fx.engine
-            .follow_logs_until(
-                &spec.name,
-                None,
-                &mut followed,
-                tokio::time::sleep(Duration::from_millis(800)),
-            )
+            .follow_logs_until(&spec.name, None, &mut followed, stop)
             .await
             .expect("follow");
-        assert!(String::from_utf8_lossy(&followed).contains("hello-out"));
+        assert!(String::from_utf8_lossy(&followed.bytes).contains("hello-out"));
 
         // A sidecar in the server's network namespace.
         let sidecar = shell_spec(&fx, &image, "sidecar", SERVE, NetworkMode::Container(spec.name.clone()));
@@ -971,6 +972,52 @@ async fn wait_running_reports_a_crashing_container_with_its_logs() {
         );
     })
     .await;
+}
+
+/// Output that says when `text` has been written to it.
+struct Watched {
+    bytes: Vec<u8>,
+    text: &'static str,
+    seen: Arc<tokio::sync::Notify>,
+}
+
+impl Watched {
+    fn for_text(text: &'static str) -> Self {
+        Watched {
+            bytes: Vec::new(),
+            text,
+            seen: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.bytes.extend_from_slice(buf);
+        if String::from_utf8_lossy(&self.bytes).contains(self.text) {
+            // A permit is kept when nobody waits yet.
+            self.seen.notify_one();
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// Polls `fetch` until `done` holds (logs reach Docker a moment after the process writes).

@@ -370,7 +370,7 @@ fn ctrl_c_in_the_middle_of_a_boot_removes_everything() {
         return;
     };
     let _one = one_boot_at_a_time();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cozyboot"))
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cozyboot"))
         .arg("smoke")
         .args(images::registry_flags())
         .arg(format!("--tag={}", images.tag))
@@ -384,17 +384,27 @@ fn ctrl_c_in_the_middle_of_a_boot_removes_everything() {
         .unwrap();
     let pid = child.id();
     let ns = Path::new("/run/netns").join(format!("cozysmoke-{pid}"));
-    let t0 = Instant::now();
-    // Interrupted once the VM runs on its network (bounded: the site starts in seconds).
-    while !ns.exists() && t0.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(5));
+    // Interrupted once smoke says the VM boots (bounded: the site starts in seconds).
+    let (booting_tx, booting) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if line.starts_with("booting ") {
+                let _ = booting_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let booted = booting.recv_timeout(Duration::from_secs(180)).is_ok();
     // SAFETY: kill has no memory-safety preconditions; `pid` is our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(booted, "smoke never started the VM: {stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
     assert!(!ns.exists(), "namespace left behind");
     assert!(
