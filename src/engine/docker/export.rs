@@ -289,7 +289,8 @@ impl Download {
             .block_on(connect(&self.host, &self.version))
             .map_err(|e| api(reading(), e))?;
         let options = DownloadFromContainerOptionsBuilder::new().path(&self.path).build();
-        let mut body = docker.download_from_container(&self.container, Some(options));
+        // Fused: an empty body is polled again after its end by the reader below.
+        let mut body = docker.download_from_container(&self.container, Some(options)).fuse();
         // The engine answers 404 before any byte when the path is missing: peek to tell.
         let first = match runtime.block_on(body.next()) {
             Some(Err(e)) if is_missing_path(&e) => return Ok(None),
