@@ -1,12 +1,16 @@
-//! Benchmark helper for `bench/run`, not a user tool: runs exactly what `cozyboot up` runs to
-//! extract assets — `Engine::export_dir` with the default limits (create a never-started
-//! container, stream the engine's archive of the first existing path through the extractor,
-//! remove the container) — and nothing else, so that its wall time and peak RSS can be put
-//! beside `docker create` + `docker cp` + `docker rm` of the same directory.
+//! Benchmark helper for `bench/run`, not a user tool: runs one extraction as cozyboot does it
+//! and nothing else, so that its wall time and peak RSS can be put beside `docker create` +
+//! `docker cp` + `docker rm` of the same directory.
 //!
 //! ```text
-//! extract_bench IMAGE DEST PATH [PATH...]
+//! extract_bench --talos IMAGE DEST        what `cozyboot up` runs: Engine::export_files with
+//!                                         the arm64 Talos layouts (stat the layout's files,
+//!                                         copy the first complete set, side by side)
+//! extract_bench IMAGE DEST PATH [PATH...] Engine::export_dir: a whole directory tree
 //! ```
+//!
+//! Both create a never-started container, stream the engine's archives through the
+//! extractor with the default limits, and remove the container.
 //!
 //! Prints one JSON line: files, bytes, source path, milliseconds. The runtime is the one the
 //! CLI builds (multi-threaded, 2 workers).
@@ -15,12 +19,18 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cozyboot::engine::docker::Engine;
+use cozyboot::arch::Arch;
 use cozyboot::engine::extract::Limits;
+use cozyboot::layout::file_sets;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 3 {
-        eprintln!("usage: extract_bench IMAGE DEST PATH [PATH...]");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let talos = args.first().is_some_and(|a| a == "--talos");
+    if talos {
+        args.remove(0);
+    }
+    if args.len() < 2 || (!talos && args.len() < 3) {
+        eprintln!("usage: extract_bench --talos IMAGE DEST | extract_bench IMAGE DEST PATH [PATH...]");
         std::process::exit(2);
     }
     let (image, dest) = (&args[0], PathBuf::from(&args[1]));
@@ -33,6 +43,10 @@ fn main() {
     let started = Instant::now();
     let result = runtime.block_on(async {
         let engine = Engine::connect().await?;
+        if talos {
+            let sets = file_sets(Arch::Arm64);
+            return Ok(engine.export_files(image, &sets, &dest, &Limits::default()).await?.report);
+        }
         engine.export_dir(image, &paths, &dest, &Limits::default()).await
     });
     let elapsed = started.elapsed();
