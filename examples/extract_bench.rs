@@ -18,8 +18,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cozyboot::engine::docker::Engine;
 use cozyboot::arch::Arch;
+use cozyboot::engine::docker::Engine;
 use cozyboot::engine::extract::Limits;
 use cozyboot::layout::file_sets;
 
@@ -45,7 +45,10 @@ fn main() {
         let engine = Engine::connect().await?;
         if talos {
             let sets = file_sets(Arch::Arm64);
-            return Ok(engine.export_files(image, &sets, &dest, &Limits::default()).await?.report);
+            return Ok(engine
+                .export_files(image, &sets, &dest, &Limits::default())
+                .await?
+                .report);
         }
         engine.export_dir(image, &paths, &dest, &Limits::default()).await
     });

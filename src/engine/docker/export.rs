@@ -15,6 +15,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder,
 };
 use bollard::{ClientVersion, Docker};
+use futures_util::future::join_all;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
@@ -72,19 +73,23 @@ impl Engine {
     ) -> Result<ExportedFiles, EngineError> {
         self.in_temporary(image, None, |name| async move {
             for (index, set) in sets.iter().enumerate() {
-                let mut found = true;
-                for path in &set.required {
-                    if !self.exists(&name, image, path).await? {
-                        found = false;
-                        break;
-                    }
-                }
-                if !found {
+                // One request each, and dockerd mounts the container for each: asked side
+                // by side, they cost one round trip instead of three.
+                let (required, optional) = futures_util::join!(
+                    join_all(set.required.iter().map(|path| self.exists(&name, image, path))),
+                    join_all(set.optional.iter().map(|path| self.exists(&name, image, path))),
+                );
+                if !required
+                    .into_iter()
+                    .collect::<Result<Vec<bool>, _>>()?
+                    .into_iter()
+                    .all(|found| found)
+                {
                     continue;
                 }
                 let mut paths: Vec<&str> = set.required.iter().map(String::as_str).collect();
-                for path in &set.optional {
-                    if self.exists(&name, image, path).await? {
+                for (path, found) in set.optional.iter().zip(optional) {
+                    if found? {
                         paths.push(path);
                     }
                 }
