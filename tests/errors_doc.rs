@@ -300,7 +300,7 @@ fn the_engine_error_and_refusal_tables_list_every_variant() {
     let doc = fs::read_to_string(doc_path()).unwrap();
     for (kind, file, name) in [
         ("engine-errors", "src/engine/docker/errors.rs", "EngineError"),
-        ("extract-rules", "src/engine/extract.rs", "Rule"),
+        ("extract-rules", "src/engine/extract/mod.rs", "Rule"),
     ] {
         let documented: BTreeSet<String> = checked_rows(&doc, kind)
             .iter()
