@@ -21,9 +21,9 @@ mod writer;
 /// dnsmasq's TFTP server (running as root) serves only world-readable files.
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
-/// Bytes gathered from the archive before each write: the engine's archive arrives in 32 KiB
-/// pieces, and one write per piece made the extractor spend more time in the kernel than
-/// `docker cp`.
+/// Bytes gathered from the archive before they go to the writer thread: the engine's archive
+/// arrives in 32 KiB pieces, and one hand-off (and one write) per piece made the extractor
+/// spend more time in the kernel than `docker cp`.
 const COPY_BUFFER: usize = 1024 * 1024;
 
 /// Upper bounds that stop a hostile or broken image from filling the disk.
