@@ -107,18 +107,18 @@ impl Printer {
 #[derive(Clone)]
 struct Sink(Arc<Mutex<Box<dyn Write + Send>>>);
 
+impl Sink {
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, Box<dyn Write + Send>>> {
+        self.0.lock().map_err(|_| io::Error::other("progress output poisoned"))
+    }
+}
+
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("progress output poisoned"))?
-            .write(buf)
+        self.lock()?.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("progress output poisoned"))?
-            .flush()
+        self.lock()?.flush()
     }
 }
 
