@@ -654,6 +654,20 @@ async fn export_files_stops_the_other_copy_when_one_fails_and_removes_both_conta
             Vec::<String>::new(),
             "a temporary container was left after the failed copy"
         );
+
+        // Both containers fail to be created: one error, nothing left.
+        let absent = "cozyboot-test/absent:nope";
+        let set = FileSet {
+            required: vec![format!("{ASSET_DIR}/vmlinuz")],
+            optional: vec![],
+        };
+        let err = fx
+            .engine
+            .export_files(absent, &[set], &staging.path().join("t"), &Limits::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::NoSuchImage { .. }), "{err}");
+        assert_eq!(fx.leftover_containers().await, Vec::<String>::new());
     })
     .await;
 }
