@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::models::{ContainerCreateBody, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
     ImportImageOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveImageOptionsBuilder,
 };
@@ -668,6 +669,70 @@ async fn export_files_stops_the_other_copy_when_one_fails_and_removes_both_conta
             .unwrap_err();
         assert!(matches!(err, EngineError::NoSuchImage { .. }), "{err}");
         assert_eq!(fx.leftover_containers().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+/// An upstream fact `export_files` is built on (docs/performance.md): dockerd answers one
+/// archive request of a container at a time, holding the container's lock until the archive
+/// has been read to its end, so copies side by side need a container each. Should an engine
+/// stop doing so, this fails and the second container can go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_answers_one_archive_request_of_a_container_at_a_time() {
+    with_fixture("archivelock", |fx| async move {
+        let path = format!("{ASSET_DIR}/initramfs.xz");
+        // Larger than the socket's buffers, so that dockerd is still sending.
+        let image = fx
+            .image(
+                "lock",
+                &[
+                    Entry::Dir("assets/"),
+                    Entry::Dir("assets/talos/"),
+                    Entry::Dir("assets/talos/arm64/"),
+                    Entry::File("assets/talos/arm64/initramfs.xz", vec![5u8; 16 * 1024 * 1024]),
+                ],
+            )
+            .await;
+        let mut ids = Vec::new();
+        for what in ["lock-a", "lock-b"] {
+            let body = ContainerCreateBody {
+                image: Some(image.clone()),
+                cmd: Some(vec!["/never-started".to_owned()]),
+                labels: Some(fx.labels().into_iter().collect()),
+                ..Default::default()
+            };
+            let options = CreateContainerOptionsBuilder::new().name(&fx.name(what)).build();
+            ids.push(
+                fx.docker
+                    .create_container(Some(options), body)
+                    .await
+                    .expect("create")
+                    .id,
+            );
+        }
+        let stat = |id: &str| {
+            let options = ContainerArchiveInfoOptionsBuilder::new().path(&path).build();
+            let (docker, id) = (fx.docker.clone(), id.to_owned());
+            async move { docker.get_container_archive_info(&id, Some(options)).await }
+        };
+        let options = DownloadFromContainerOptionsBuilder::new().path(&path).build();
+        let mut archive = fx.docker.download_from_container(&ids[0], Some(options));
+        archive.next().await.expect("a first piece").expect("the archive");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), stat(&ids[0]))
+                .await
+                .is_err(),
+            "dockerd answered about a container while its archive was still being read"
+        );
+        tokio::time::timeout(Duration::from_secs(10), stat(&ids[1]))
+            .await
+            .expect("the other container is answered at once")
+            .expect("stat");
+        drop(archive);
+        tokio::time::timeout(Duration::from_secs(10), stat(&ids[0]))
+            .await
+            .expect("answered once the archive is closed")
+            .expect("stat");
     })
     .await;
 }

@@ -20,9 +20,9 @@ const WRITE_SLICE: usize = 64 * 1024;
 /// Bytes of a file written between two flushes to disk while it is still being written, on
 /// a thread of its own. With nothing flushed before it, the `fsync` at the end of a 256 MiB
 /// file waited 330-360 ms on the bench VM (the device flushing its cache), the longest wait
-/// of the extraction; flushed every 32 MiB while the next bytes arrive, the extraction of
-/// the Talos-shaped image took 2.07 s instead of 2.45 s (median of seven; every 16 MiB 2.14
-/// s, every 64 MiB 2.29 s).
+/// of the extraction. Flushed every 32 MiB while the next bytes arrive, the Talos-shaped
+/// image took 2.22 s instead of 2.45 s (median of seven alternating runs); every 16 or
+/// 64 MiB did worse than every 32 (2.14 s and 2.29 s against 2.08 s, in another run).
 const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
 /// Complete files kept open until they are synced together: on ext4 the first `fsync` of a
 /// batch commits the journal for all of them, where one `fsync` per file paid a commit each
