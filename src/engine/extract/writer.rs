@@ -266,23 +266,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failed_write_stops_the_writer_and_names_the_file() {
-        // /dev/full refuses every write with ENOSPC, like a full disk.
-        let full = PathBuf::from("/dev/full");
+    /// Plays the reader, `step(writer, i)` for i = 0, 1, ... until the writer stops taking
+    /// work (at most `limit` steps), then asserts that the reader was told and that the
+    /// writer's failure names `path` with `errno`.
+    fn assert_stops_on(
+        path: &std::path::Path,
+        errno: i32,
+        limit: usize,
+        step: impl Fn(&Writer<'_>, usize) -> Result<(), Stopped>,
+    ) {
         let (read_side, failure) = std::thread::scope(|scope| {
             let writer = Writer::start(scope, 8);
-            writer
-                .open(
-                    fs::OpenOptions::new().write(true).open(&full).unwrap(),
-                    full.clone(),
-                    0o644,
-                )
-                .unwrap();
-            // The reader goes on until the writer stops taking buffers, within a few pieces.
             let mut read_side = Ok(());
-            for _ in 0..100 {
-                read_side = writer.buffer().and_then(|buf| writer.write(buf, 8));
+            for i in 0..limit {
+                read_side = step(&writer, i);
                 if read_side.is_err() {
                     break;
                 }
@@ -290,8 +287,22 @@ mod tests {
             (read_side, writer.finish().unwrap_err())
         });
         assert!(read_side.is_err(), "the reader was never told the writer stopped");
-        assert_eq!(failure.0, full);
-        assert_eq!(failure.1.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(failure.0, path);
+        assert_eq!(failure.1.raw_os_error(), Some(errno));
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_writer_and_names_the_file() {
+        // /dev/full refuses every write with ENOSPC, like a full disk.
+        let full = PathBuf::from("/dev/full");
+        // The reader goes on until the writer stops taking buffers, within a few pieces.
+        assert_stops_on(&full, libc::ENOSPC, 100, |writer, i| {
+            if i == 0 {
+                let file = fs::OpenOptions::new().write(true).open(&full).unwrap();
+                writer.open(file, full.clone(), 0o644)?;
+            }
+            writer.buffer().and_then(|buf| writer.write(buf, 8))
+        });
     }
 
     #[test]
@@ -314,31 +325,19 @@ mod tests {
         // fails its write-back.
         let null = PathBuf::from("/dev/null");
         let dir = tempfile::tempdir().unwrap();
-        let (read_side, failure) = std::thread::scope(|scope| {
-            let writer = Writer::start(scope, 8);
-            let mut read_side = Ok(());
-            // More complete files than the syncer holds: the writer must stop taking them.
-            for i in 0..SYNC_BATCH * 4 {
-                let (file, path) = if i == 0 {
-                    (fs::OpenOptions::new().write(true).open(&null).unwrap(), null.clone())
-                } else {
-                    let path = dir.path().join(i.to_string());
-                    (File::create(&path).unwrap(), path)
-                };
-                read_side = writer
-                    .open(file, path, 0o644)
-                    .and_then(|()| writer.buffer())
-                    .and_then(|buf| writer.write(buf, 8))
-                    .and_then(|()| writer.close());
-                if read_side.is_err() {
-                    break;
-                }
-            }
-            (read_side, writer.finish().unwrap_err())
+        // More complete files than the syncer holds: the writer must stop taking them.
+        assert_stops_on(&null, libc::EINVAL, SYNC_BATCH * 4, |writer, i| {
+            let (file, path) = if i == 0 {
+                (fs::OpenOptions::new().write(true).open(&null).unwrap(), null.clone())
+            } else {
+                let path = dir.path().join(i.to_string());
+                (File::create(&path).unwrap(), path)
+            };
+            writer.open(file, path, 0o644)?;
+            let buf = writer.buffer()?;
+            writer.write(buf, 8)?;
+            writer.close()
         });
-        assert!(read_side.is_err(), "the reader was never told the writer stopped");
-        assert_eq!(failure.0, null);
-        assert_eq!(failure.1.raw_os_error(), Some(libc::EINVAL));
     }
 
     #[test]
