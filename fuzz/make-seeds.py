@@ -2,7 +2,7 @@
 """Writes the seed inputs in fuzz/seeds/<target>/ (std-lib only; re-run after changing it).
 
 Seeds give libFuzzer a start (valid archives and configs) and are replayed, with every
-saved crash input, by `cargo test --test reliability`.
+saved crash input, by `cargo test --test it reliability::`.
 
 extract seeds are one mode byte (bits 0-1: the prefix to strip "", "arm64", "assets",
 "a/b"; bits 2-3: the limits, see fuzz/src/lib.rs) followed by a tar archive.

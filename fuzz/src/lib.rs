@@ -2,7 +2,7 @@
 //!
 //! Each function takes the raw fuzz input and panics when a property does not hold; an input
 //! that a function ignores (see the notes on each) is simply not interesting. The same file
-//! is compiled into the main crate's `tests/reliability.rs` (`#[path]`), which replays the
+//! is compiled into the main crate's `tests/it/reliability.rs` (`#[path]`), which replays the
 //! seeds and every saved crash input (`fuzz/seeds/`, `fuzz/regressions/`) on each
 //! `cargo test`, so a fixed finding stays fixed without a nightly-style build.
 //!

@@ -1,0 +1,23 @@
+//! The integration tests: one binary (each test binary links the whole crate again), a module
+//! per user-visible area, and `support` compiled once for all of them.
+
+mod bad_input;
+mod dhcp_boot;
+mod engine_docker;
+mod errors_doc;
+mod extract_full_disk;
+mod firmware_boot;
+mod firmware_up;
+mod ipxe_arm64;
+mod macvlan;
+mod nodes;
+mod ports_netns;
+mod probe_netns;
+mod reliability;
+mod render;
+mod site_memory;
+mod smoke;
+mod two_sites;
+mod up_engine;
+mod validate;
+mod support;

@@ -1,0 +1,48 @@
+//! The docker CLI as the tests use it to set up and inspect what cozyboot should find or
+//! leave behind (cozyboot itself talks to the engine through bollard).
+
+
+use std::process::Command;
+
+/// Runs `docker <args>`: whether it succeeded, and its stdout and stderr, trimmed.
+pub fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().expect("the docker CLI runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_string())
+}
+
+/// Attempts at a free subnet before giving up.
+const SUBNET_TRIES: u32 = 20;
+
+/// Creates an `--internal` macvlan network `name` on the test-made link `parent`, on the first
+/// free `10.<second>.X.0/24` (X tried from `seed`, so that parallel tests spread out), labelled
+/// `label`; returns X.
+pub fn macvlan_network(name: &str, parent: &str, second: u8, seed: u32, label: &str) -> u8 {
+    let mut last = String::new();
+    for attempt in 0..SUBNET_TRIES {
+        let x = ((seed + attempt * 37) % 250 + 2) as u8;
+        let (ok, out) = docker(&[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "--internal",
+            "-o",
+            &format!("parent={parent}"),
+            "--subnet",
+            &format!("10.{second}.{x}.0/24"),
+            "--label",
+            label,
+            name,
+        ]);
+        if ok {
+            return x;
+        }
+        last = out;
+    }
+    panic!("no free 10.{second}.X.0/24 for the macvlan network {name}: {last}");
+}
