@@ -8,12 +8,19 @@
 //! on each address of its interface with `SO_REUSEADDR`. So two dnsmasq on two interfaces run
 //! side by side; a server holding `0.0.0.0:67` without `SO_REUSEADDR` blocks every other; and
 //! a dnsmasq on the same interface would answer the same clients.
+//!
+//! matchbox is a Go program: `net.Listen("tcp", addr)` sets `SO_REUSEADDR` on every listener
+//! (Go's `setDefaultListenerSockopts`), and for a wildcard address opens one dual-stack
+//! `[::]` socket (`favoriteAddrFamily`). So connections an earlier server left on its port
+//! (ESTABLISHED, or FIN-WAIT and TIME-WAIT for minutes after a machine was powered off in
+//! the middle of a download) do not stop it; only a listener does, and only a listener is
+//! named as the holder of a TCP port.
 
 use std::fs;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -33,8 +40,9 @@ impl Proto {
 /// How the server that will own a port binds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binding<'a> {
-    /// matchbox's HTTP and gRPC listeners: `0.0.0.0:<port>`, exclusive.
-    TcpWildcard,
+    /// matchbox's HTTP and gRPC listeners, on the address matchbox is given: shared with
+    /// connections, exclusive against another listener.
+    TcpListen(Ipv4Addr),
     /// dnsmasq's DHCP and proxy-PXE sockets: `0.0.0.0:<port>`, shared, tied to `iface`.
     UdpShared { iface: &'a str },
     /// dnsmasq's TFTP socket: `<addr>:<port>`, shared.
@@ -113,15 +121,21 @@ pub fn check(proto: Proto, port: u16, binding: Binding<'_>) -> Verdict {
                     None => Verdict::Free,
                 },
             },
-            Binding::TcpWildcard => Verdict::Free,
+            Binding::TcpListen(_) => Verdict::Free,
         },
         Err(e) if e.kind() == ErrorKind::PermissionDenied => Verdict::Unchecked(format!(
             "{name} cannot be checked without root ({e}); the container binds it as root"
         )),
-        Err(e) if e.kind() == ErrorKind::AddrInUse => Verdict::Clash(match on(None).first() {
-            Some(h) => format!("{name} is in use by {}", h.describe()),
-            None => format!("{name} is in use (owner unknown; try `ss -lpn sport = :{port}`)"),
-        }),
+        Err(e) if e.kind() == ErrorKind::AddrInUse => {
+            let (only, ss) = match binding {
+                Binding::TcpListen(ip) => (Some(ip), "-tanp"),
+                _ => (None, "-lpn"),
+            };
+            Verdict::Clash(match on(only).first() {
+                Some(h) => format!("{name} is in use by {}", h.describe()),
+                None => format!("{name} is in use (owner unknown; try `ss {ss} sport = :{port}`)"),
+            })
+        }
         Err(e) => Verdict::Unchecked(format!("{name} could not be checked: {e}")),
     }
 }
@@ -160,29 +174,45 @@ fn probe(proto: Proto, port: u16, binding: Binding<'_>) -> std::io::Result<()> {
         Proto::Tcp => (Type::STREAM, Protocol::TCP),
         Proto::Udp => (Type::DGRAM, Protocol::UDP),
     };
-    let socket = Socket::new(Domain::IPV4, kind, Some(protocol))?;
-    let addr = match binding {
-        Binding::TcpWildcard => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
-        Binding::UdpShared { .. } => {
-            socket.set_reuse_address(true)?;
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)
-        }
-        Binding::UdpOn(ip) => {
-            socket.set_reuse_address(true)?;
-            SocketAddrV4::new(ip, port)
-        }
+    let (socket, addr) = match binding {
+        Binding::TcpListen(ip) => go_listener(ip, port)?,
+        Binding::UdpShared { .. } => (
+            Socket::new(Domain::IPV4, kind, Some(protocol))?,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into(),
+        ),
+        Binding::UdpOn(ip) => (
+            Socket::new(Domain::IPV4, kind, Some(protocol))?,
+            SocketAddrV4::new(ip, port).into(),
+        ),
     };
-    socket.bind(&addr.into())?;
+    // Every server probed here sets it: dnsmasq on its DHCP and TFTP sockets, Go on listeners.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr)?;
     if proto == Proto::Tcp {
         socket.listen(1)?;
     }
     Ok(())
 }
 
+/// The socket and address Go's `net.Listen("tcp", "<ip>:<port>")` binds: a dual-stack `[::]`
+/// for the wildcard address where the host has IPv6 (a listener of either family on the port
+/// stops it), else IPv4.
+fn go_listener(ip: Ipv4Addr, port: u16) -> std::io::Result<(Socket, SockAddr)> {
+    if ip.is_unspecified() {
+        if let Ok(socket) = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)) {
+            socket.set_only_v6(false)?;
+            return Ok((socket, SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0).into()));
+        }
+    }
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    Ok((socket, SocketAddrV4::new(ip, port).into()))
+}
+
 /// The processes holding a socket on `port` (on `only` or the wildcard address, when given),
-/// through /proc: socket inodes, then the fds that point at them.
+/// through /proc: socket inodes, then the fds that point at them. For TCP only listeners
+/// count: a connection does not stop a server that binds with `SO_REUSEADDR`.
 fn holders(proto: Proto, port: u16, only: Option<Ipv4Addr>) -> Vec<Holder> {
-    let inodes = socket_inodes(proto, port, only);
+    let inodes = socket_inodes(proto, port, only.filter(|ip| !ip.is_unspecified()));
     let mut found = Vec::new();
     if inodes.is_empty() {
         return found;
@@ -218,14 +248,21 @@ fn holders(proto: Proto, port: u16, only: Option<Ipv4Addr>) -> Vec<Holder> {
     found
 }
 
+/// /proc/net/tcp's `st` column for a listening socket (`TCP_LISTEN`).
+const TCP_LISTEN: &str = "0A";
+
 /// Inodes of the sockets bound to `port`, from the calling thread's network namespace
 /// (`thread-self`, not `self`: a thread may have entered another namespace).
-/// Without `only`, IPv6 sockets count too: a dual-stack `[::]` listener blocks `0.0.0.0`.
+/// Without `only`, IPv6 sockets count too: a dual-stack `[::]` listener blocks `0.0.0.0`; with
+/// it, a TCP `[::]` listener still does (a UDP one is left out: dnsmasq's TFTP binds IPv4).
 fn socket_inodes(proto: Proto, port: u16, only: Option<Ipv4Addr>) -> Vec<String> {
-    let v4 = fs::read_to_string(format!("/proc/thread-self/net/{}", proto.name())).unwrap_or_default();
-    let v6 = match only {
-        None => fs::read_to_string(format!("/proc/thread-self/net/{}6", proto.name())).unwrap_or_default(),
-        Some(_) => String::new(),
+    let read = |family: &str| {
+        fs::read_to_string(format!("/proc/thread-self/net/{}{family}", proto.name())).unwrap_or_default()
+    };
+    let v4 = read("");
+    let v6 = match (only, proto) {
+        (Some(_), Proto::Udp) => String::new(),
+        _ => read("6"),
     };
     let mut inodes = Vec::new();
     for line in v4.lines().skip(1).chain(v6.lines().skip(1)) {
@@ -233,20 +270,25 @@ fn socket_inodes(proto: Proto, port: u16, only: Option<Ipv4Addr>) -> Vec<String>
         let Some((addr, local_port)) = cols.get(1).and_then(|a| a.split_once(':')) else {
             continue;
         };
-        // The kernel prints an IPv4 address as a host-order hex word of the network-order bytes.
-        let addr = u32::from_str_radix(addr, 16).map(|a| Ipv4Addr::from(a.to_ne_bytes()));
-        let wanted = match (only, addr) {
-            (None, _) => true,
-            (Some(ip), Ok(a)) => a == ip || a.is_unspecified(),
-            (Some(_), Err(_)) => false,
-        };
-        if wanted && u16::from_str_radix(local_port, 16) == Ok(port) {
+        let listening = proto == Proto::Udp || cols.get(3) == Some(&TCP_LISTEN);
+        let wanted = only.is_none_or(|ip| covers(addr, ip));
+        if listening && wanted && u16::from_str_radix(local_port, 16) == Ok(port) {
             if let Some(inode) = cols.get(9).filter(|i| **i != "0") {
                 inodes.push(inode.to_string());
             }
         }
     }
     inodes
+}
+
+/// Whether a socket bound to `hex` (a local address as /proc prints it) holds `ip`: bound to
+/// it, or to the wildcard address of either family.
+fn covers(hex: &str, ip: Ipv4Addr) -> bool {
+    if hex.bytes().all(|b| b == b'0') {
+        return true;
+    }
+    // The kernel prints an IPv4 address as a host-order hex word of the network-order bytes.
+    hex.len() == 8 && u32::from_str_radix(hex, 16).is_ok_and(|a| Ipv4Addr::from(a.to_ne_bytes()) == ip)
 }
 
 #[cfg(test)]
@@ -265,16 +307,123 @@ mod tests {
         }
     }
 
+    const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+    const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
     #[test]
     fn a_held_port_is_reported_with_its_owner() {
         let held = TcpListener::bind("0.0.0.0:0").unwrap();
         let port = held.local_addr().unwrap().port();
-        let Verdict::Clash(message) = check(Proto::Tcp, port, Binding::TcpWildcard) else {
-            panic!("the port is held");
-        };
-        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        for binding in [Binding::TcpListen(ANY), Binding::TcpListen(LOOPBACK)] {
+            let Verdict::Clash(message) = check(Proto::Tcp, port, binding) else {
+                panic!("the port is held: {binding:?}");
+            };
+            assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        }
         drop(held);
-        assert_eq!(check(Proto::Tcp, port, Binding::TcpWildcard), Verdict::Free);
+        assert_eq!(check(Proto::Tcp, port, Binding::TcpListen(ANY)), Verdict::Free);
+    }
+
+    #[test]
+    fn a_listener_on_another_address_stops_only_a_wildcard_server() {
+        let held = TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        assert_eq!(
+            check(Proto::Tcp, port, Binding::TcpListen(Ipv4Addr::new(127, 0, 0, 3))),
+            Verdict::Free
+        );
+        let verdict = check(Proto::Tcp, port, Binding::TcpListen(ANY));
+        assert!(
+            matches!(&verdict, Verdict::Clash(m) if m.contains(&format!("pid {}", std::process::id()))),
+            "{verdict:?}"
+        );
+    }
+
+    /// The TCP states (as /proc/net/tcp writes them) of the sockets on local `port`.
+    fn tcp_states(port: u16) -> Vec<String> {
+        let table = fs::read_to_string("/proc/thread-self/net/tcp").unwrap();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let (_, p) = cols[1].split_once(':')?;
+                (u16::from_str_radix(p, 16) == Ok(port)).then(|| cols[3].to_string())
+            })
+            .collect()
+    }
+
+    /// A server on loopback that accepted one connection and then stopped listening, as
+    /// matchbox's port looks after its container was replaced while a machine downloaded.
+    fn served_once() -> (u16, std::net::TcpStream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (served, _) = listener.accept().unwrap();
+        drop(listener);
+        (port, served, client)
+    }
+
+    /// Waits (at most 2 s) until a socket on `port` is in `state`.
+    fn wait_for_state(port: u16, state: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !tcp_states(port).iter().any(|s| s == state) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no socket on {port} reached {state}: {:?}",
+                tcp_states(port)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_connection_left_established_does_not_stop_a_server() {
+        // The machine still connected, nothing listening.
+        let (port, _served, _client) = served_once();
+        wait_for_state(port, "01");
+        for binding in [Binding::TcpListen(ANY), Binding::TcpListen(LOOPBACK)] {
+            assert_eq!(check(Proto::Tcp, port, binding), Verdict::Free, "{binding:?}");
+        }
+    }
+
+    #[test]
+    fn a_connection_left_in_fin_wait_does_not_stop_a_server() {
+        // The server closed; the machine, powered off, never sends its FIN.
+        let (port, served, _client) = served_once();
+        drop(served);
+        wait_for_state(port, "05");
+        assert_eq!(check(Proto::Tcp, port, Binding::TcpListen(ANY)), Verdict::Free);
+    }
+
+    #[test]
+    fn a_connection_left_in_time_wait_does_not_stop_a_server() {
+        // The server closed first, then the machine.
+        let (port, served, client) = served_once();
+        drop(served);
+        wait_for_state(port, "05");
+        drop(client);
+        wait_for_state(port, "06");
+        assert_eq!(check(Proto::Tcp, port, Binding::TcpListen(ANY)), Verdict::Free);
+    }
+
+    #[test]
+    fn a_connection_is_not_named_as_the_holder() {
+        // A server that bound without SO_REUSEADDR leaves connections matchbox cannot bind
+        // beside: the port is refused, but the connection is no listener to name.
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        socket.bind(&SocketAddrV4::new(LOOPBACK, 0).into()).unwrap();
+        socket.listen(1).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_served, _) = socket.accept().unwrap();
+        drop(socket);
+        wait_for_state(port, "01");
+        let verdict = check(Proto::Tcp, port, Binding::TcpListen(ANY));
+        assert!(
+            matches!(&verdict, Verdict::Clash(m) if m.contains("owner unknown") && m.contains("ss -tanp")),
+            "{verdict:?}"
+        );
     }
 
     #[test]

@@ -492,18 +492,14 @@ fn preflight_ports<E>(cx: &Context<'_, E>, actions: &[Action]) -> Result<Vec<Str
             "stop the other DHCP server, or bind it to its own interface (dnsmasq: --interface=<its interface> --bind-interfaces), so that only this site answers on {}",
             s.iface
         );
+        let listen = |flag: &str| ports::Binding::TcpListen(listen_address(&cx.specs[0], flag));
         let wanted: Vec<(Proto, u16, ports::Binding<'_>, String)> = match role {
-            Role::Matchbox => std::iter::once((
-                Proto::Tcp,
-                s.http_port,
-                ports::Binding::TcpWildcard,
-                tcp_fix("--http-port"),
-            ))
-            .chain(
-                s.rpc_port
-                    .map(|p| (Proto::Tcp, p, ports::Binding::TcpWildcard, tcp_fix("--rpc-port"))),
-            )
-            .collect(),
+            Role::Matchbox => std::iter::once((Proto::Tcp, s.http_port, listen("-address"), tcp_fix("--http-port")))
+                .chain(
+                    s.rpc_port
+                        .map(|p| (Proto::Tcp, p, listen("-rpc-address"), tcp_fix("--rpc-port"))),
+                )
+                .collect(),
             Role::Dnsmasq => {
                 let shared = ports::Binding::UdpShared { iface: &s.iface };
                 let mut p = vec![
@@ -533,6 +529,22 @@ fn preflight_ports<E>(cx: &Context<'_, E>, actions: &[Action]) -> Result<Vec<Str
         return Ok(notes);
     }
     Err(Error::Failed(format!("{}\n  nothing was started", clashes.join("\n"))))
+}
+
+/// The address matchbox's `flag` (`-address`, `-rpc-address`) makes it listen on, read from
+/// the argv it will run with, so the probe binds what matchbox will bind; the wildcard when the
+/// flag is absent or not an IPv4 address.
+fn listen_address(matchbox: &ContainerSpec, flag: &str) -> std::net::Ipv4Addr {
+    matchbox
+        .cmd
+        .iter()
+        .find_map(|a| {
+            a.strip_prefix(flag)?
+                .strip_prefix('=')?
+                .parse::<std::net::SocketAddrV4>()
+                .ok()
+        })
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED, |a| *a.ip())
 }
 
 /// Refuses a matchbox image older than v0.11.0 before anything is replaced (its groups
