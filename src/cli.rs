@@ -77,7 +77,10 @@ Examples:
   cozyboot logs dnsmasq -f
 
   # The last 100 lines of both containers of one site
-  cozyboot logs --tail 100 --data-dir /srv/site-b";
+  cozyboot logs --tail 100 --data-dir /srv/site-b
+
+  # Every line matchbox wrote, at a site brought up with --log-level warn
+  cozyboot logs matchbox --log-level info";
 
 const NODES_EXAMPLES: &str = "\
 Examples:
@@ -223,6 +226,9 @@ pub struct LogsArgs {
     /// Number of lines from the end.
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
+    /// Show matchbox's lines at this level and more severe [default: the site's log-level].
+    #[arg(long, value_parser = choice::value_parser::<LogLevel>())]
+    pub log_level: Option<String>,
     #[command(flatten)]
     pub site: SiteArgs,
 }
@@ -427,7 +433,8 @@ pub struct SettingsArgs {
     /// Docker network for the containers: `host`, or a network name (e.g. macvlan) [default: host].
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
-    /// matchbox log level [default: info].
+    /// Lowest level of matchbox's lines `cozyboot logs` shows; matchbox itself logs at info
+    /// (debug with debug), which `nodes` and `validate` read [default: info].
     #[arg(long, value_parser = choice::value_parser::<LogLevel>())]
     pub log_level: Option<String>,
     /// Name of the matchbox container [default: matchbox].

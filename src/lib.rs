@@ -12,6 +12,7 @@ pub mod foreign;
 pub mod image_ref;
 pub mod journey;
 pub mod layout;
+pub mod log_level;
 pub mod matchbox_version;
 pub mod pe;
 pub mod plan;

@@ -46,7 +46,7 @@ pub fn matchbox_args(s: &Settings) -> Vec<String> {
         format!("-address=0.0.0.0:{}", s.http_port),
         format!("-data-path={MATCHBOX_DATA}"),
         format!("-assets-path={MATCHBOX_DATA}/assets"),
-        format!("-log-level={}", s.log_level),
+        format!("-log-level={}", crate::log_level::matchbox_runs_at(&s.log_level)),
     ];
     if let Some(port) = s.rpc_port {
         args.push(format!("-rpc-address=0.0.0.0:{port}"));

@@ -101,13 +101,16 @@ struct Reports {
     /// `nodes --json` (probing TCP 50000) while /init listened, in full mode, then `nodes`
     /// (the table).
     nodes_while_listening: Option<(Value, String)>,
+    /// With a `--log-level`: what `logs matchbox` shows after the boot, then what
+    /// `logs matchbox --log-level info` shows.
+    matchbox_logs: Option<(String, String)>,
 }
 
 /// Boots `client` through the site `cozyboot up` starts on the host network, then probes it
 /// with `validate --probe-dhcp`. In full mode the node stands in for Talos's maintenance mode
-/// ([`LISTEN_ARG`]) and `cozyboot nodes` probes it while it listens. `None` when it cannot run
-/// here (it said why).
-fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
+/// ([`LISTEN_ARG`]) and `cozyboot nodes` probes it while it listens. With `log_level`, the site
+/// is brought up at that `--log-level`. `None` when it cannot run here (it said why).
+fn boot(client: Client, mode: Mode, log_level: Option<&str>) -> Option<(Outcome, Reports)> {
     let artifacts = Artifacts::find()?;
     if !images::require_docker() {
         return None;
@@ -155,6 +158,7 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
         settings.push(format!("--dhcp-range={},{}", net.ip(100), net.ip(150)));
         settings.push(format!("--kernel-args={LISTEN_ARG}"));
     }
+    settings.extend(log_level.map(|l| format!("--log-level={l}")));
 
     // The safety rule, checked before anything starts: dnsmasq binds the test's veth only.
     let mut render_args = vec!["render".to_string(), "--json".into()];
@@ -183,6 +187,9 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
         cmd.contains(&format!("--interface={host_if}")) && cmd.contains("--bind-interfaces") && cmd.contains(" host"),
         "the running dnsmasq: {cmd}"
     );
+    // What `nodes` and `validate` read is logged at info, whatever the setting.
+    let (_, cmd) = docker(&["inspect", "-f", "{{json .Config.Cmd}}", &matchbox]);
+    assert!(cmd.contains("\"-log-level=info\""), "the running matchbox: {cmd}");
     let router = lab.router();
     let setup = t0.elapsed();
 
@@ -252,12 +259,28 @@ fn boot(client: Client, mode: Mode) -> Option<(Outcome, Reports)> {
     // No TCP probe: the VM is powered off, and the test asserts only what the logs tell.
     let (code, nodes, stderr) = cozyboot(work.path(), &nodes_args(false));
     assert_eq!(code, 0, "nodes: {stderr}\n{nodes:#}");
+    let matchbox_logs = log_level.map(|_| {
+        let logs = |level: Option<&str>| {
+            let mut args = vec![
+                "logs".to_string(),
+                "matchbox".into(),
+                "--json".into(),
+                data_flag.clone(),
+            ];
+            args.extend(level.map(|l| format!("--log-level={l}")));
+            let (code, logs, stderr) = cozyboot(work.path(), &args);
+            assert_eq!(code, 0, "logs {args:?}: {stderr}");
+            logs["matchbox"].as_str().unwrap_or_default().to_string()
+        };
+        (logs(None), logs(Some("info")))
+    });
     Some((
         outcome,
         Reports {
             validation,
             nodes,
             nodes_while_listening,
+            matchbox_logs,
         },
     ))
 }
@@ -305,7 +328,11 @@ fn assert_booted_through_up(o: &Outcome, validation: &Value) {
 }
 
 fn boots(client: Client, mode: Mode) {
-    let Some((outcome, reports)) = boot(client, mode) else {
+    boots_at(client, mode, None);
+}
+
+fn boots_at(client: Client, mode: Mode, log_level: Option<&str>) {
+    let Some((outcome, reports)) = boot(client, mode, log_level) else {
         return;
     };
     assert_booted_through_up(&outcome, &reports.validation);
@@ -313,6 +340,32 @@ fn boots(client: Client, mode: Mode) {
     if mode == Mode::Full {
         assert_nodes_saw_talos_answer(&outcome, reports.nodes_while_listening.as_ref());
     }
+    if let Some((shown, everything)) = &reports.matchbox_logs {
+        assert_logs_show_the_level(&outcome, shown, everything);
+    }
+}
+
+/// At `--log-level warn`, `cozyboot logs matchbox` shows no info line, and with
+/// `--log-level info` every request of the boot: the setting filters what is shown, not what
+/// matchbox logs.
+fn assert_logs_show_the_level(o: &Outcome, shown: &str, everything: &str) {
+    let mac = o.client.mac().replace(':', "-");
+    assert!(
+        everything.contains("level=info msg=\"HTTP GET /boot.ipxe")
+            && everything
+                .lines()
+                .any(|l| l.contains("level=info msg=\"HTTP GET /assets/") && l.contains(&mac)),
+        "`logs matchbox --log-level info` shows the boot's requests:\n{everything}"
+    );
+    let below: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.contains("level=info") || l.contains("level=debug"))
+        .collect();
+    assert!(below.is_empty(), "`logs matchbox` at warn shows: {below:#?}");
+    assert!(
+        shown.lines().all(|l| everything.contains(l)),
+        "`logs matchbox` shows lines matchbox did not write:\n{shown}"
+    );
 }
 
 /// While the node listened (standing in for Talos's maintenance mode), `cozyboot nodes` found
@@ -394,9 +447,11 @@ fn up_on_the_host_network_boots_arm64_uefi_with_full_dhcp() {
     boots(Client::Arm64Uefi, Mode::Full);
 }
 
+/// At `--log-level warn` (which once set matchbox's own level, and left `nodes` without the
+/// machine's stages after `boot.ipxe`).
 #[test]
-fn up_on_the_host_network_boots_arm64_uefi_with_proxy_dhcp() {
-    boots(Client::Arm64Uefi, Mode::Proxy);
+fn up_on_the_host_network_boots_arm64_uefi_with_proxy_dhcp_at_log_level_warn() {
+    boots_at(Client::Arm64Uefi, Mode::Proxy, Some("warn"));
 }
 
 #[test]
