@@ -254,7 +254,7 @@ const TCP_LISTEN: &str = "0A";
 /// Inodes of the sockets bound to `port`, from the calling thread's network namespace
 /// (`thread-self`, not `self`: a thread may have entered another namespace).
 /// Without `only`, IPv6 sockets count too: a dual-stack `[::]` listener blocks `0.0.0.0`; with
-/// it, a TCP `[::]` listener still does (a UDP one is left out: dnsmasq's TFTP binds IPv4).
+/// it, a TCP `[::]` listener still counts (a UDP one is left out: dnsmasq's TFTP binds IPv4).
 fn socket_inodes(proto: Proto, port: u16, only: Option<Ipv4Addr>) -> Vec<String> {
     let read = |family: &str| {
         fs::read_to_string(format!("/proc/thread-self/net/{}{family}", proto.name())).unwrap_or_default()
