@@ -40,16 +40,17 @@ pub fn render(s: &Settings) -> Rendered {
 }
 
 /// matchbox's flags. `-address` defaults to loopback only, and `-rpc-address` without TLS
-/// files makes matchbox exit, so both are always explicit.
+/// files makes matchbox exit, so both are always explicit; both bind the address
+/// `matchbox-listen` picks (see [`crate::settings::MatchboxListen`]).
 pub fn matchbox_args(s: &Settings) -> Vec<String> {
     let mut args = vec![
-        format!("-address=0.0.0.0:{}", s.http_port),
+        format!("-address={}:{}", s.matchbox_bind_ip(), s.http_port),
         format!("-data-path={MATCHBOX_DATA}"),
         format!("-assets-path={MATCHBOX_DATA}/assets"),
         format!("-log-level={}", s.log_level),
     ];
     if let Some(port) = s.rpc_port {
-        args.push(format!("-rpc-address=0.0.0.0:{port}"));
+        args.push(format!("-rpc-address={}:{port}", s.matchbox_bind_ip()));
     }
     args
 }

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod config;
 pub mod containers;
 mod foreign;
+mod listen;
 pub mod logs;
 pub mod matchbox;
 pub mod nodes;
@@ -195,6 +196,7 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     checks.extend(matchbox_checks);
     checks.extend(asset_checks);
     checks.extend(config::checks(s, &rendered, &seen));
+    checks.push(listen::check(s, &seen));
     checks.push(foreign::check(s, &rendered));
     checks.push(site::check(s, &options.origins));
     checks.extend(logs::checks(dnsmasq_log.as_deref()));

@@ -14,6 +14,7 @@ mod nodes;
 mod ports_netns;
 mod probe_netns;
 mod reliability;
+mod secrets;
 mod render;
 mod site_memory;
 mod smoke;
