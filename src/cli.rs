@@ -162,6 +162,10 @@ pub struct UpArgs {
     /// write (e.g. from the manual guide) into <data-dir>/.cozyboot/moved-<date>/.
     #[arg(long)]
     pub move_foreign: bool,
+    /// Serve again the Talos configs `cozyboot nodes` withdrew once their machines took them
+    /// (a config whose file changed is served again anyway).
+    #[arg(long)]
+    pub serve_configs_again: bool,
 }
 
 #[derive(Debug, Args)]

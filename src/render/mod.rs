@@ -1,10 +1,12 @@
 //! Pure rendering: settings in, dnsmasq argv and matchbox files out. No I/O here but
-//! [`write`], which lays the files down.
+//! [`write`], which lays the files down, and [`withdrawal`], which keeps the record of the
+//! Talos configs taken out of the tree once their machines had them.
 
 pub mod containers;
 pub mod dnsmasq;
 pub mod matchbox;
 pub mod talos;
+pub mod withdrawal;
 mod write;
 
 use crate::settings::Settings;
