@@ -129,6 +129,7 @@ fn withdraw_taken(dir: &Path, journeys: &BTreeMap<String, Journey>, notes: &mut 
             mac: j.mac.clone(),
             arch: j.ipxe_arch.clone(),
             ip: j.ip,
+            fetched_at: j.stages.get(&Stage::Config).and_then(|m| m.at),
         })
         .collect();
     if taken.is_empty() {

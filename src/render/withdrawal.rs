@@ -145,6 +145,8 @@ pub struct Taken {
     /// iPXE's `${buildarch}`, when matchbox was told it.
     pub arch: Option<String>,
     pub ip: Option<Ipv4Addr>,
+    /// When it fetched its config (Unix seconds), if the log said.
+    pub fetched_at: Option<i64>,
 }
 
 /// Withdraws, in `data_dir`'s matchbox tree, the config each machine in `taken` was served,
@@ -166,7 +168,9 @@ pub fn withdraw(data_dir: &Path, taken: &[Taken]) -> Result<Vec<String>, Error> 
         let Some(hash) = generics.get(&profile.generic_id) else {
             continue;
         };
-        if record.find(hash).is_some() {
+        // A machine keeps answering on 50000 once it runs Talos: what it fetched before the
+        // file was last written (a changed config, `--serve-configs-again`) is not this one.
+        if record.find(hash).is_some() || fetched_before_written(data_dir, &profile.generic_id, machine.fetched_at) {
             continue;
         }
         let ids: Vec<String> = generics
@@ -198,6 +202,20 @@ pub fn withdraw(data_dir: &Path, taken: &[Taken]) -> Result<Vec<String>, Error> 
     record.save(data_dir)?;
     remove_from_disk(data_dir, &record.hashes(), &profiles, &generics)?;
     Ok(lines)
+}
+
+fn fetched_before_written(data_dir: &Path, generic_id: &str, fetched_at: Option<i64>) -> bool {
+    let written = std::fs::metadata(data_dir.join("generic").join(generic_id))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok());
+    match (fetched_at, written) {
+        (Some(fetched), Some(written)) => fetched < written,
+        // Without a time the fetch cannot be placed: judged not to be this file's.
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
 }
 
 /// matchbox's choice: every selector pair equals a label; the most selectors win. Without
@@ -377,6 +395,7 @@ mod tests {
             mac: mac.into(),
             arch: arch.map(str::to_string),
             ip: None,
+            fetched_at: None,
         };
         let pick = |m: Taken| chosen_group(&groups, &m).map(|g| g.profile.clone());
         assert_eq!(
@@ -428,12 +447,24 @@ mod tests {
         {
             write(&f.path, &f.content);
         }
+        let taken = |fetched_at| Taken {
+            mac: "52:54:00:00:00:01".into(),
+            arch: Some("arm64".into()),
+            ip: Some(Ipv4Addr::new(10, 0, 0, 5)),
+            fetched_at,
+        };
+        // Fetched before the files were written: another version of the config.
+        let now = i64::try_from(crate::state::now()).unwrap();
+        assert!(withdraw(dir.path(), &[taken(Some(now - 60))]).unwrap().is_empty());
+        assert!(withdraw(dir.path(), &[taken(None)]).unwrap().is_empty());
+        assert!(dir.path().join("generic/shared-arm64.yaml").exists());
         let lines = withdraw(
             dir.path(),
             &[Taken {
                 mac: "52:54:00:00:00:01".into(),
                 arch: Some("arm64".into()),
                 ip: Some(Ipv4Addr::new(10, 0, 0, 5)),
+                fetched_at: Some(now),
             }],
         )
         .unwrap();
@@ -464,6 +495,7 @@ mod tests {
                 mac: "52:54:00:00:00:01".into(),
                 arch: Some("arm64".into()),
                 ip: None,
+                fetched_at: Some(now),
             }],
         )
         .unwrap();

@@ -160,11 +160,16 @@ fn a_talos_config_is_withdrawn_once_its_machine_took_it_and_talos_answers() {
         format!("--talos-nodes={NODE_MAC}@arm64={}", own.display()),
     ];
     let configs: Vec<&str> = configs.iter().map(String::as_str).collect();
-    let up = site.up_ok(TAG, &configs);
+    let (code, up, stderr) = site.up(TAG, &configs);
+    assert_eq!(code, 0, "{stderr}");
     let warnings = up["warnings"].to_string();
     assert!(
         warnings.contains("served over plain HTTP") && warnings.contains("node.yaml"),
         "up warns that configs are served to anyone: {warnings}"
+    );
+    assert!(
+        stderr.contains("warning: the Talos config") && stderr.contains("served over plain HTTP"),
+        "and says so as it starts: {stderr}"
     );
 
     // The machine: it gets an address, its profile, kernel, initramfs and config (real
@@ -237,4 +242,21 @@ fn a_talos_config_is_withdrawn_once_its_machine_took_it_and_talos_answers() {
     site.up_ok(TAG, &[&configs[..], &["--serve-configs-again"]].concat());
     let (status, body) = generic(&site, &hexhyp);
     assert_eq!((status, body.contains("secret-controlplane")), (200, true), "{body}");
+
+    // The machine still runs Talos, but what it fetched is older than the config served now:
+    // `nodes` leaves the new one alone until the machine takes it.
+    let talos = std::net::TcpListener::bind((ip, 50000)).unwrap();
+    let out = site
+        .cozyboot()
+        .args(["nodes", "--json", "--data-dir"])
+        .arg(site.data())
+        .output()
+        .unwrap();
+    drop(talos);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        generic(&site, &hexhyp).0,
+        200,
+        "a config served again is not withdrawn by an old fetch"
+    );
 }
