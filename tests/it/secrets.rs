@@ -218,7 +218,13 @@ fn a_talos_config_is_withdrawn_once_its_machine_took_it_and_talos_answers() {
     // The shared config is another machine's business: still served, and validate says so.
     let (status, body) = generic(&site, OTHER_MAC);
     assert_eq!((status, body.contains("secret-worker")), (200, true), "{body}");
-    let (_, json, _) = site.validate(TAG, &configs);
+    let (code, json, stderr) = site.validate(TAG, &configs);
+    assert_eq!(
+        code, 0,
+        "no check fails on a site with a withdrawn config: {json:#}\n{stderr}"
+    );
+    let node = check(&json, &format!("matchbox.node.{NODE_MAC}"));
+    assert!(node["finding"].as_str().unwrap().contains("withdrawn"), "{node:#}");
     let exposure = check(&json, "config.talos-config-exposure");
     assert_eq!(exposure["status"], "warn", "{exposure:#}");
     let evidence = exposure["evidence"].to_string();
