@@ -2,7 +2,7 @@
 
 use crate::arch::Arch;
 use crate::settings::raw::{NodeEntry, Raw, Text};
-use crate::settings::{choice, LogLevel, PullPolicy, Variant};
+use crate::settings::{choice, LogLevel, MatchboxListen, PullPolicy, Variant};
 use crate::smoke::{DhcpMode as SmokeDhcp, Firmware, Until};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -165,6 +165,10 @@ pub struct UpArgs {
     /// write (e.g. from the manual guide) into <data-dir>/.cozyboot/moved-<date>/.
     #[arg(long)]
     pub move_foreign: bool,
+    /// Serve again the Talos configs `cozyboot nodes` withdrew once their machines took them
+    /// (a config whose file changed is served again anyway).
+    #[arg(long)]
+    pub serve_configs_again: bool,
 }
 
 #[derive(Debug, Args)]
@@ -430,6 +434,10 @@ pub struct SettingsArgs {
     /// matchbox gRPC port [default: 8081].
     #[arg(long, value_name = "PORT")]
     pub rpc_port: Option<String>,
+    /// Addresses matchbox listens on: `server` (--server-ip only) or `all` (every interface,
+    /// e.g. for a port forward or gRPC clients on another network) [default: server].
+    #[arg(long, value_parser = choice::value_parser::<MatchboxListen>())]
+    pub matchbox_listen: Option<String>,
     /// Docker network for the containers: `host`, or a network name (e.g. macvlan) [default: host].
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
@@ -476,6 +484,7 @@ impl SettingsArgs {
                 .then(|| self.talos_nodes.iter().cloned().map(NodeEntry::Short).collect()),
             rpc: self.rpc.then(|| Text("true".into())),
             rpc_port: t(&self.rpc_port),
+            matchbox_listen: t(&self.matchbox_listen),
             network: t(&self.network),
             pull: t(&self.images.pull),
             log_level: t(&self.log_level),

@@ -102,7 +102,7 @@ async fn up_timed<E: ContainerEngine>(
     let engine = &engine.with_temporary_labels(site);
     let arch = engine.arch().await?;
     let dnsmasq_image = s.dnsmasq_image_for(arch);
-    let rendered = render::render(s);
+    let rendered = render::withdrawal::render_site(s)?;
     let specs = containers::specs(s, &rendered, &dnsmasq_image);
     // Decided (and a local file checked) before anything is touched; nothing is fetched yet.
     let arm64 = bootloaders::arm64_source(s, state::load(&s.data_dir).arm64_bootloader.as_ref())?;

@@ -1,6 +1,8 @@
 //! `cozyboot nodes`: read both containers' logs (and the journal of earlier ones), fold them
 //! into one journey per machine, try Talos's port on the machines that got their initramfs,
-//! and print where each one stopped. `--wait` turns it into a gate for CI.
+//! and print where each one stopped. `--wait` turns it into a gate for CI. A Talos config
+//! whose machine took it and answers on TCP 50000 is withdrawn from matchbox here (see
+//! [`crate::render::withdrawal`]), on every look, `--wait` and `--watch` included.
 
 use super::{day2, resolve, runtime, Output};
 use crate::arch::Arch;
@@ -14,7 +16,8 @@ use crate::journey::model::{self, Journey, Mark, Stage};
 use crate::journey::report::Report;
 use crate::journey::{clock, dnsmasq_log, matchbox_log};
 use crate::render::containers::Role;
-use crate::settings::Purpose;
+use crate::render::withdrawal;
+use crate::settings::{Purpose, Settings};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -29,12 +32,12 @@ const WATCH_POLL: Duration = Duration::from_secs(2);
 
 pub fn run(args: &NodesArgs) -> Result<Output> {
     let dir = day2::scope(&args.site)?;
-    let (site, mut notes) = site_of(dir.as_deref());
+    let (settings, mut notes) = settings_of(dir.as_deref());
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
         loop {
-            let mut report = gather(&engine, dir.as_deref(), &site, !args.no_probe).await?;
+            let mut report = gather(&engine, dir.as_deref(), settings.as_ref(), !args.no_probe).await?;
             report.notes.splice(0..0, notes.drain(..));
             if args.watch {
                 redraw(&report);
@@ -81,23 +84,18 @@ fn redraw(report: &Report) {
     let _ = out.flush();
 }
 
-/// What the site serves, from its settings as `validate` resolves them. When they cannot be
-/// resolved (no site recorded, an interface gone) the journeys are still worth showing:
-/// judged against both architectures, with a note saying so.
-fn site_of(dir: Option<&Path>) -> (Site, Vec<String>) {
+/// The site's settings as `validate` resolves them. When they cannot be resolved (no site
+/// recorded, an interface gone) the journeys are still worth showing: judged against both
+/// architectures, with a note saying so.
+fn settings_of(dir: Option<&Path>) -> (Option<Settings>, Vec<String>) {
     let args = SettingsArgs {
         data_dir: dir.map(Path::to_path_buf),
         ..SettingsArgs::default()
     };
     match resolve(&args, None, Purpose::Serve) {
-        Ok(r) => (Site::of(&r.settings), Vec::new()),
+        Ok(r) => (Some(r.settings), Vec::new()),
         Err(e) => (
-            Site {
-                arches: Arch::ALL.to_vec(),
-                config_for_all: false,
-                config_macs: Vec::new(),
-                http: "<server-ip>:8080".into(),
-            },
+            None,
             vec![format!(
                 "the site's settings could not be resolved, so machines are judged as if every architecture were served: {}",
                 e.to_string().lines().next().unwrap_or_default()
@@ -106,7 +104,46 @@ fn site_of(dir: Option<&Path>) -> (Site, Vec<String>) {
     }
 }
 
-async fn gather(engine: &Engine, dir: Option<&Path>, site: &Site, probe: bool) -> Result<Report> {
+/// What the site serves now: its settings less the configs withdrawn so far.
+fn site_of(settings: Option<&Settings>) -> Site {
+    let Some(s) = settings else {
+        return Site {
+            arches: Arch::ALL.to_vec(),
+            config_for_all: false,
+            config_macs: Vec::new(),
+            http: "<server-ip>:8080".into(),
+        };
+    };
+    let record = withdrawal::Record::load(&s.data_dir).unwrap_or_default();
+    let (shared, macs) = withdrawal::withdrawn_of(s, &record);
+    Site::of(s).without(shared, &macs)
+}
+
+/// Machines that fetched their config and whose Talos answers: their configs have done
+/// their job and leave matchbox. A failure is a note: the table is still worth showing.
+fn withdraw_taken(dir: &Path, journeys: &BTreeMap<String, Journey>, notes: &mut Vec<String>) {
+    let taken: Vec<withdrawal::Taken> = journeys
+        .values()
+        .filter(|j| j.reached(Stage::Config) && j.reached(Stage::Talos))
+        .map(|j| withdrawal::Taken {
+            mac: j.mac.clone(),
+            arch: j.ipxe_arch.clone(),
+            ip: j.ip,
+            fetched_at: j.stages.get(&Stage::Config).and_then(|m| m.at),
+        })
+        .collect();
+    if taken.is_empty() {
+        return;
+    }
+    match withdrawal::withdraw(dir, &taken) {
+        Ok(lines) => notes.extend(lines),
+        Err(e) => notes.push(format!(
+            "Talos configs that machines took could not be withdrawn, so matchbox still serves them: {e}"
+        )),
+    }
+}
+
+async fn gather(engine: &Engine, dir: Option<&Path>, settings: Option<&Settings>, probe: bool) -> Result<Report> {
     let mut notes = Vec::new();
     let mut fresh: Vec<(Source, Vec<Event>)> = Vec::new();
     for (role, c) in day2::managed(engine, dir).await? {
@@ -136,7 +173,10 @@ async fn gather(engine: &Engine, dir: Option<&Path>, site: &Site, probe: bool) -
     if probe {
         probe_talos(&mut journeys).await;
     }
-    let mut report = Report::build(journeys, site, clock::now());
+    if let Some(dir) = dir {
+        withdraw_taken(dir, &journeys, &mut notes);
+    }
+    let mut report = Report::build(journeys, &site_of(settings), clock::now());
     report.notes = notes;
     Ok(report)
 }

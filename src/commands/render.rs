@@ -20,7 +20,7 @@ pub fn run(args: &RenderArgs, config: Option<PathBuf>) -> Result<Output> {
         return Ok(print_settings(&resolved));
     }
     let s = &resolved.settings;
-    let rendered = render::render(s);
+    let rendered = render::withdrawal::render_site(s)?;
     let dir = args.output.clone().unwrap_or_else(|| s.data_dir.clone());
     let (written, removed) = render::write_tree(&dir, &rendered.files()).map_err(|e| {
         Error::Failed(format!(

@@ -27,6 +27,14 @@ impl Site {
         }
     }
 
+    /// Configs withdrawn from the matchbox tree (see [`crate::render::withdrawal`]) are no
+    /// longer served: a machine booting now goes to maintenance mode without fetching one.
+    pub fn without(mut self, shared: bool, macs: &[String]) -> Site {
+        self.config_for_all &= !shared;
+        self.config_macs.retain(|m| !macs.contains(m));
+        self
+    }
+
     /// Talos configs are served to this MAC, so it should fetch one.
     pub fn serves_config(&self, mac: &str) -> bool {
         self.config_for_all || self.config_macs.iter().any(|m| m == mac)

@@ -1,10 +1,12 @@
 //! Pure rendering: settings in, dnsmasq argv and matchbox files out. No I/O here but
-//! [`write`], which lays the files down.
+//! [`write`], which lays the files down, and [`withdrawal`], which keeps the record of the
+//! Talos configs taken out of the tree once their machines had them.
 
 pub mod containers;
 pub mod dnsmasq;
 pub mod matchbox;
 pub mod talos;
+pub mod withdrawal;
 mod write;
 
 use crate::settings::Settings;
@@ -40,16 +42,17 @@ pub fn render(s: &Settings) -> Rendered {
 }
 
 /// matchbox's flags. `-address` defaults to loopback only, and `-rpc-address` without TLS
-/// files makes matchbox exit, so both are always explicit.
+/// files makes matchbox exit, so both are always explicit; both bind the address
+/// `matchbox-listen` picks (see [`crate::settings::MatchboxListen`]).
 pub fn matchbox_args(s: &Settings) -> Vec<String> {
     let mut args = vec![
-        format!("-address=0.0.0.0:{}", s.http_port),
+        format!("-address={}:{}", s.matchbox_bind_ip(), s.http_port),
         format!("-data-path={MATCHBOX_DATA}"),
         format!("-assets-path={MATCHBOX_DATA}/assets"),
         format!("-log-level={}", crate::log_level::matchbox_runs_at(&s.log_level)),
     ];
     if let Some(port) = s.rpc_port {
-        args.push(format!("-rpc-address=0.0.0.0:{port}"));
+        args.push(format!("-rpc-address={}:{port}", s.matchbox_bind_ip()));
     }
     args
 }

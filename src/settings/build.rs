@@ -4,8 +4,8 @@ use super::choice::Choice;
 use super::net::HostNet;
 use super::raw::{NodeEntry, Raw, Text};
 use super::{
-    error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, LogLevel, Network, NodeConfig, PullPolicy,
-    Settings, Source, Variant,
+    error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, LogLevel, MatchboxListen, Network, NodeConfig,
+    PullPolicy, Settings, Source, Variant,
 };
 use crate::arch::Arch;
 use crate::error::Error;
@@ -210,6 +210,11 @@ pub(super) fn build(
         );
     }
 
+    let matchbox_listen = match text(&raw.matchbox_listen) {
+        None => c.default("matchbox-listen", MatchboxListen::DEFAULT),
+        Some(l) => c.choice("matchbox-listen", l).unwrap_or(MatchboxListen::DEFAULT),
+    };
+
     let data_dir = match &raw.data_dir {
         None => c.default("data-dir", PathBuf::from(DEFAULT_DATA_DIR)),
         Some(p) if p.as_os_str().is_empty() => {
@@ -320,6 +325,7 @@ pub(super) fn build(
         talos_config,
         talos_nodes,
         rpc_port: rpc_enabled.then_some(rpc_port),
+        matchbox_listen,
         network,
         pull,
         log_level,

@@ -1,4 +1,4 @@
-//! Settings whose value is one of a few names (arch, variant, pull, log-level).
+//! Settings whose value is one of a few names (arch, variant, pull, log-level, matchbox-listen).
 //!
 //! Each such setting is described once, by its enum: the names shown in `--help` and shell
 //! completions, and the spellings accepted. Flags, `COZYBOOT_*` and the config file all go
@@ -70,7 +70,7 @@ mod tests {
     use crate::arch::Arch;
     use crate::error::{ConfigError, Error};
     use crate::settings::net::FixedNet;
-    use crate::settings::{raw, Inputs, LogLevel, PullPolicy, Purpose, Source, Variant};
+    use crate::settings::{raw, Inputs, LogLevel, MatchboxListen, PullPolicy, Purpose, Source, Variant};
 
     #[test]
     fn names_and_aliases_are_accepted_in_any_case() {
@@ -161,6 +161,11 @@ mod tests {
                 .into_iter()
                 .map(|(s, c)| ("log-level", s, c.name())),
         );
+        cases.extend(
+            spellings::<MatchboxListen>()
+                .into_iter()
+                .map(|(s, c)| ("matchbox-listen", s, c.name())),
+        );
         assert!(cases.contains(&("arch", "aarch64", "arm64")));
         for (key, spelling, meant) in cases {
             for source in ["flag", "env", "file"] {
@@ -178,6 +183,7 @@ mod tests {
             ("variant", "spin-all"),
             ("pull", "sometimes"),
             ("log-level", "loud"),
+            ("matchbox-listen", "0.0.0.0"),
         ] {
             let errors: Vec<ConfigError> = ["flag", "env", "file"]
                 .into_iter()

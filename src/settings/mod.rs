@@ -12,6 +12,7 @@
 mod build;
 pub mod choice;
 pub mod images;
+pub mod listen;
 pub mod net;
 pub mod raw;
 mod talos;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::setting_problem::Source;
 pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_IPXE_ARM64_URL, DEFAULT_REGISTRY};
+pub use listen::MatchboxListen;
 pub use raw::Raw;
 pub use talos::TalosConfig;
 
@@ -197,6 +199,8 @@ pub struct Settings {
     pub talos_nodes: Vec<NodeConfig>,
     /// The matchbox gRPC port, when the gRPC API (with mTLS) is enabled.
     pub rpc_port: Option<u16>,
+    /// Which addresses matchbox binds: the server address unless widened on purpose.
+    pub matchbox_listen: MatchboxListen,
     pub network: Network,
     pub pull: PullPolicy,
     pub log_level: String,
@@ -221,6 +225,11 @@ impl Settings {
     /// The dnsmasq image for an engine of architecture `engine_arch` (`amd64`, `arm64`).
     pub fn dnsmasq_image_for(&self, engine_arch: &str) -> String {
         self.dnsmasq_image.replace("{arch}", engine_arch)
+    }
+
+    /// The address matchbox's HTTP and gRPC listeners bind (`0.0.0.0` for every one).
+    pub fn matchbox_bind_ip(&self) -> Ipv4Addr {
+        self.matchbox_listen.address(self.server_ip)
     }
 
     /// Base URL of matchbox as clients reach it.
@@ -302,6 +311,10 @@ impl Settings {
             ),
             ("rpc", self.rpc_port.is_some().to_string()),
             ("rpc-port", opt(self.rpc_port.map(|p| p.to_string()))),
+            (
+                "matchbox-listen",
+                choice::Choice::name(self.matchbox_listen).to_string(),
+            ),
             ("pull", choice::Choice::name(self.pull).to_string()),
             ("log-level", self.log_level.clone()),
             ("matchbox-name", self.names.matchbox.clone()),

@@ -118,6 +118,7 @@ raw_layer! {
     talos_nodes: Vec<NodeEntry> = List,
     rpc: Text = Scalar,
     rpc_port: Text = Scalar,
+    matchbox_listen: Text = Scalar,
     network: Text = Scalar,
     pull: Text = Scalar,
     log_level: Text = Scalar,

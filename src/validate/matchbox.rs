@@ -6,6 +6,7 @@ use crate::arch::Arch;
 use crate::engine::docker::{ContainerInfo, Engine};
 use crate::matchbox_version::{self, Verdict};
 use crate::reach::{self, Vantage};
+use crate::render::withdrawal::{self, Record};
 use crate::settings::{NodeConfig, Settings};
 use crate::state::State;
 use reqwest::{Client, StatusCode, Url};
@@ -446,6 +447,10 @@ async fn node(client: &Client, s: &Settings, node: &NodeConfig) -> Check {
     let id = format!("matchbox.node.{}", node.mac);
     let mac = node.mac.replace(':', "-");
     let mut f = Findings::default();
+    // `cozyboot nodes` withdrew it once the machine took it: the node boots maintenance mode.
+    let withdrawn = Record::load(&s.data_dir)
+        .ok()
+        .and_then(|r| r.find(&withdrawal::sha256(node.config.content.as_bytes())).cloned());
     for buildarch in node.arch.ipxe_buildarches() {
         let url = ipxe_url(s, buildarch, &mac);
         let script = match script(client, &url).await {
@@ -455,6 +460,19 @@ async fn node(client: &Client, s: &Settings, node: &NodeConfig) -> Check {
                 continue;
             }
         };
+        if let Some(w) = &withdrawn {
+            match script.arg("talos.config") {
+                Some(url) => f.fail(format!(
+                    "arch={buildarch} mac={mac} still points at {url}, but its config was withdrawn after {} took it",
+                    w.mac
+                )),
+                None => f.note(format!(
+                    "arch={buildarch} mac={mac}: no talos.config (withdrawn after {} took it)",
+                    w.mac
+                )),
+            }
+            continue;
+        }
         let Some(config_url) = script.arg("talos.config") else {
             f.fail(format!(
                 "arch={buildarch} mac={mac} boots without talos.config: the node's group did not win"
@@ -470,10 +488,15 @@ async fn node(client: &Client, s: &Settings, node: &NodeConfig) -> Check {
             }
         }
     }
-    f.into_check(
-        &id,
-        format!("{} gets its own config ({})", node.mac, node.config.path.display()),
-    )
+    let ok = match &withdrawn {
+        Some(_) => format!(
+            "{}'s own config ({}) was withdrawn once it took it; it boots maintenance mode now",
+            node.mac,
+            node.config.path.display()
+        ),
+        None => format!("{} gets its own config ({})", node.mac, node.config.path.display()),
+    };
+    f.into_check(&id, ok)
 }
 
 fn snippet(body: &str) -> String {

@@ -8,7 +8,9 @@
 pub mod assets;
 pub mod config;
 pub mod containers;
+mod exposure;
 mod foreign;
+mod listen;
 pub mod logs;
 pub mod matchbox;
 pub mod nodes;
@@ -176,7 +178,7 @@ pub struct Options {
 
 /// Runs every family against the server `s` describes.
 pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Report, Error> {
-    let rendered = render::render(s);
+    let rendered = render::withdrawal::render_site(s)?;
     let engine_arch = engine.arch().await?;
     let first = containers::first_look(s, engine).await?;
     let talos_image_id = engine.image(&s.talos_image()).await?.map(|i| i.id);
@@ -195,6 +197,8 @@ pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Rep
     checks.extend(matchbox_checks);
     checks.extend(asset_checks);
     checks.extend(config::checks(s, &rendered, &seen));
+    checks.push(listen::check(s, &seen));
+    checks.push(exposure::check(s));
     checks.push(foreign::check(s, &rendered));
     checks.push(site::check(s, &options.origins));
     checks.extend(logs::checks(dnsmasq_log.as_deref()));
@@ -222,7 +226,9 @@ async fn nodes_check(s: &Settings, engine: &Engine, seen: &containers::Seen) -> 
             events.extend(matchbox_log::events(&text));
         }
     }
-    nodes::check(&Site::of(s), &model::fold(events), clock::now())
+    let record = crate::render::withdrawal::Record::load(&s.data_dir).unwrap_or_default();
+    let (shared, macs) = crate::render::withdrawal::withdrawn_of(s, &record);
+    nodes::check(&Site::of(s).without(shared, &macs), &model::fold(events), clock::now())
 }
 
 /// Every check of one run, and how to show them.

@@ -481,7 +481,10 @@ fn rpc_gets_certificates_a_client_can_use() {
     site.up_ok(TAG, &["--rpc"]);
     let tls = site.data().join("tls");
     let cmd = docker(&["inspect", "-f", "{{json .Config.Cmd}}", &site.matchbox]);
-    assert!(cmd.contains("-rpc-address=0.0.0.0:8081"), "{cmd}");
+    assert!(
+        cmd.contains(&format!("-rpc-address={}:8081", site.server_ip())),
+        "{cmd}"
+    );
     use std::os::unix::fs::PermissionsExt;
     for key in ["server.key", "client.key"] {
         assert_eq!(fs::metadata(tls.join(key)).unwrap().permissions().mode() & 0o777, 0o600);
