@@ -10,6 +10,7 @@ use crate::matchbox_version::{self, Verdict};
 use crate::plan::{self, Action, Arm64Source, Desired, Observed, ObservedContainer};
 use crate::ports::{self, Proto};
 use crate::progress::{Printer, PullProgress};
+use crate::reach::AskMatchbox;
 use crate::render::{self, containers, containers::Role};
 use crate::settings::{DhcpMode, Network, Settings};
 use crate::state::{self, FileRecord, State};
@@ -80,12 +81,12 @@ pub struct UpOptions {
     pub printer: Printer,
 }
 
-pub async fn up<E: ContainerEngine>(s: &Settings, engine: &E, options: UpOptions) -> Result<UpReport, Error> {
+pub async fn up<E: AskMatchbox>(s: &Settings, engine: &E, options: UpOptions) -> Result<UpReport, Error> {
     up_timed(s, engine, options, Timing::default()).await
 }
 
 /// [`up`] with the health-check timing given (unit tests shorten it).
-async fn up_timed<E: ContainerEngine>(
+async fn up_timed<E: AskMatchbox>(
     s: &Settings,
     engine: &E,
     options: UpOptions,
@@ -613,7 +614,7 @@ async fn roll_back<E: ContainerEngine>(cx: &Context<'_, E>, error: Error, swaps:
     }
 }
 
-async fn execute<E: ContainerEngine>(
+async fn execute<E: AskMatchbox>(
     cx: &Context<'_, E>,
     action: &Action,
     step: Step<'_>,
