@@ -4,7 +4,7 @@
 //! again after pulling, because a pull can change what an image holds.
 
 use crate::arch::Arch;
-use crate::engine::spec::ContainerSpec;
+use crate::render::container_spec::ContainerSpec;
 use crate::render::containers::{Role, LABEL_SPEC_HASH};
 use crate::settings::PullPolicy;
 use crate::state::{SourceKind, State};
@@ -339,7 +339,7 @@ pub fn is_noop(actions: &[Action]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::spec::NetworkMode;
+    use crate::render::container_spec::NetworkMode;
     use crate::state::{AssetRecord, FileRecord};
 
     fn spec(name: &str, cmd: &[&str], hash: &str) -> ContainerSpec {

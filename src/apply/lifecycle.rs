@@ -15,11 +15,11 @@
 //!   planning, never removed as a leftover.
 
 use super::{spec_for, Context};
-use crate::engine::spec::NetworkMode;
 use crate::engine::ContainerEngine;
 use crate::error::Error;
 use crate::plan::Observed;
 use crate::reach::{AskMatchbox, Vantage};
+use crate::render::container_spec::NetworkMode;
 use crate::render::containers::Role;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -2,7 +2,6 @@
 
 use crate::arch::Arch;
 use crate::engine::docker::{ContainerInfo, EngineError, TEMPORARY_LABEL};
-use crate::engine::spec::{ContainerSpec, NetworkMode};
 use crate::engine::ContainerEngine;
 use crate::error::Error;
 use crate::foreign;
@@ -11,6 +10,7 @@ use crate::plan::{self, Action, Arm64Source, Desired, Observed, ObservedContaine
 use crate::ports::{self, Proto};
 use crate::progress::{Printer, PullProgress};
 use crate::reach::AskMatchbox;
+use crate::render::container_spec::{ContainerSpec, NetworkMode};
 use crate::render::{self, containers, containers::Role};
 use crate::settings::{DhcpMode, Network, Settings};
 use crate::state::{self, FileRecord, State};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::docker::{ContainerInfo, Engine, EngineError, ExportedFiles, FileSet, ImageInfo, NetworkInfo, PullEvent};
 use super::extract::{ExtractReport, Limits};
-use super::spec::ContainerSpec;
+use crate::render::container_spec::ContainerSpec;
 
 // `up` runs on one task (`block_on`, futures joined, never spawned), so the futures need not
 // be `Send`; a concrete engine's futures still are, since auto traits leak through them.

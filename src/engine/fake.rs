@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::contract::ContainerEngine;
 use super::docker::{ContainerInfo, EngineError, ExportedFiles, FileSet, ImageInfo, NetworkInfo, PullEvent};
 use super::extract::{extract, ExtractReport, Limits};
-use super::spec::{ContainerSpec, NetworkMode};
+use crate::render::container_spec::{ContainerSpec, NetworkMode};
 use crate::render::containers::LABEL_ROLE;
 
 /// The calls a fault can be attached to. `Health` and `Crash` act at `start`: the container

@@ -1,6 +1,7 @@
 //! Pure rendering: settings in, dnsmasq argv and matchbox files out. No I/O here but
 //! [`write`], which lays the files down.
 
+pub mod container_spec;
 pub mod containers;
 pub mod dnsmasq;
 pub mod matchbox;
