@@ -18,10 +18,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cozyboot::arch::Arch;
+use cozyboot::artifacts::arch::Arch;
+use cozyboot::artifacts::layout::file_sets;
 use cozyboot::engine::docker::Engine;
 use cozyboot::engine::extract::Limits;
-use cozyboot::layout::file_sets;
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,6 +1,6 @@
 //! Command-line types only: parsing lives here, behaviour lives in `commands`.
 
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
 use crate::settings::raw::{NodeEntry, Raw, Text};
 use crate::settings::{choice, LogLevel, PullPolicy, Variant};
 use crate::smoke::{DhcpMode as SmokeDhcp, Firmware, Until};

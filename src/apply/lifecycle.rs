@@ -17,8 +17,8 @@
 use super::{spec_for, Context};
 use crate::engine::ContainerEngine;
 use crate::error::Error;
+use crate::host::reach::{AskMatchbox, Vantage};
 use crate::plan::Observed;
-use crate::reach::{AskMatchbox, Vantage};
 use crate::render::container_spec::NetworkMode;
 use crate::render::containers::Role;
 use std::time::Duration;
@@ -273,7 +273,7 @@ pub(super) async fn recover<E: ContainerEngine>(cx: &Context<'_, E>) -> Result<b
 /// with the container's last log lines. Returns how it was checked and when its settle time
 /// is over ([`settle`] looks again then).
 ///
-/// matchbox is asked from where its address can really be reached (see [`crate::reach`]):
+/// matchbox is asked from where its address can really be reached (see [`crate::host::reach`]):
 /// from this host, or from inside its own network namespace. When neither is possible its
 /// start-up log line stands in, and the answer says that HTTP was not checked.
 async fn start_and_wait<E: AskMatchbox>(

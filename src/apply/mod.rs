@@ -1,19 +1,19 @@
 //! `up`: observe, plan, then carry the plan out — new before old, old back on failure.
 
-use crate::arch::Arch;
+use crate::apply::progress::{Printer, PullProgress};
+use crate::artifacts::arch::Arch;
+use crate::artifacts::matchbox_version::{self, Verdict};
 use crate::engine::docker::{ContainerInfo, EngineError, TEMPORARY_LABEL};
 use crate::engine::ContainerEngine;
 use crate::error::Error;
-use crate::foreign;
-use crate::matchbox_version::{self, Verdict};
+use crate::host::ports::{self, Proto};
+use crate::host::reach::AskMatchbox;
 use crate::plan::{self, Action, Arm64Source, Desired, Observed, ObservedContainer};
-use crate::ports::{self, Proto};
-use crate::progress::{Printer, PullProgress};
-use crate::reach::AskMatchbox;
 use crate::render::container_spec::{ContainerSpec, NetworkMode};
 use crate::render::{self, containers, containers::Role};
 use crate::settings::{DhcpMode, Network, Settings};
-use crate::state::{self, FileRecord, State};
+use crate::store::foreign;
+use crate::store::state::{self, FileRecord, State};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -24,6 +24,7 @@ use std::time::Duration;
 mod assets;
 mod bootloaders;
 mod lifecycle;
+pub mod progress;
 #[cfg(test)]
 mod tests;
 mod undo;
@@ -330,7 +331,9 @@ fn desired<E>(cx: &Context<'_, E>) -> Desired {
         arches: s.arches.clone(),
         x86_bootloaders: s.serves(Arch::Amd64),
         arm64_source: cx.arm64.clone(),
-        certificates: s.rpc_port.map(|_| crate::tls::ServerNames::for_server(s.server_ip)),
+        certificates: s
+            .rpc_port
+            .map(|_| crate::artifacts::tls::ServerNames::for_server(s.server_ip)),
         containers: vec![
             (Role::Matchbox, cx.specs[0].clone()),
             (Role::Dnsmasq, cx.specs[1].clone()),
@@ -374,7 +377,7 @@ async fn observe<E: ContainerEngine>(cx: &Context<'_, E>) -> Result<Observed, Er
         assets_present,
         x86_bootloaders_present,
         arm64_bootloader_present,
-        certificates: crate::tls::covered(&containers::tls_dir(s)),
+        certificates: crate::artifacts::tls::covered(&containers::tls_dir(s)),
         containers,
     })
 }
@@ -697,13 +700,16 @@ async fn execute<E: AskMatchbox>(
             Some(line)
         }
         Action::GenerateCertificates { .. } => {
-            let names = crate::tls::ServerNames::for_server(s.server_ip);
+            let names = crate::artifacts::tls::ServerNames::for_server(s.server_ip);
             let tls = containers::tls_dir(s);
             undo.save_files_in(
                 &tls,
-                &crate::tls::FILES.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+                &crate::artifacts::tls::FILES
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>(),
             )?;
-            crate::tls::generate(&containers::tls_dir(s), &names).map_err(Error::Failed)?;
+            crate::artifacts::tls::generate(&containers::tls_dir(s), &names).map_err(Error::Failed)?;
             Some(format!(
                 "generated gRPC TLS certificates in {}",
                 containers::tls_dir(s).display()

@@ -3,9 +3,9 @@
 //! (which containers run under which names, the error, the files on disk).
 
 use super::*;
+use crate::artifacts::layout::Kind;
+use crate::artifacts::layout::{INITRAMFS, KERNEL};
 use crate::engine::fake::{pe, FakeEngine, Op};
-use crate::layout::Kind;
-use crate::render::talos::{INITRAMFS, KERNEL};
 use crate::settings::{self, net::FixedNet, Inputs, Purpose, Raw};
 use std::path::PathBuf;
 

@@ -10,7 +10,7 @@ use crate::engine::docker::{ContainerInfo, Engine};
 use crate::error::{Error, Result};
 use crate::render::containers::{Role, LABEL_DATA_DIR, LABEL_MANAGED, LABEL_ROLE};
 use crate::site;
-use crate::state;
+use crate::store::state;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! and print where each one stopped. `--wait` turns it into a gate for CI.
 
 use super::{day2, resolve, runtime, Output};
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
 use crate::cli::{NodesArgs, SettingsArgs};
 use crate::engine::docker::Engine;
 use crate::error::Result;

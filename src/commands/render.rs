@@ -72,7 +72,7 @@ fn mode_line(s: &Settings) -> String {
 
 /// Without an engine to ask, the dnsmasq image is the one for this machine's architecture.
 fn dnsmasq_image(s: &Settings) -> String {
-    let arch = crate::arch::Arch::host().unwrap_or(crate::arch::Arch::Amd64);
+    let arch = crate::artifacts::arch::Arch::host().unwrap_or(crate::artifacts::arch::Arch::Amd64);
     s.dnsmasq_image_for(arch.name())
 }
 

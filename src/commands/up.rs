@@ -1,11 +1,11 @@
 //! `cozyboot up`: resolve, connect, plan, apply, report.
 
 use super::{registry, resolve_fresh, runtime, Output};
+use crate::apply::progress::{Printer, ProgressMode};
 use crate::apply::{self, UpReport};
 use crate::cli::UpArgs;
 use crate::engine::docker::Engine;
 use crate::error::Result;
-use crate::progress::{Printer, ProgressMode};
 use crate::settings::Purpose;
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! Where a machine stopped, in words an operator acts on.
 
 use super::model::{Journey, Stage};
-use crate::arch::{self, Arch};
+use crate::artifacts::arch::{self, Arch};
 use serde::Serialize;
 
 /// What the site serves, to judge a journey against.

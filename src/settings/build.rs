@@ -7,9 +7,9 @@ use super::{
     error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, LogLevel, Network, NodeConfig, PullPolicy,
     Settings, Source, Variant,
 };
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
+use crate::error::setting::ConfigError;
 use crate::error::Error;
-use crate::setting_problem::ConfigError;
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -5,7 +5,7 @@
 //! through [`Choice::parse`] in `settings::build`, so a spelling one source accepts is accepted
 //! by the others, and a bad value gets the same error (naming its source) from each.
 
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
 use clap::builder::{PossibleValue, TypedValueParser};
 use std::ffi::OsStr;
 use std::str::FromStr;

@@ -3,7 +3,7 @@
 
 use super::containers::Seen;
 use super::{capped, Check, Findings};
-use crate::arch::{Arch, Firmware, POWERPC_OPEN_FIRMWARE};
+use crate::artifacts::arch::{Arch, Firmware, POWERPC_OPEN_FIRMWARE};
 use crate::render::matchbox::Profile;
 use crate::render::{dnsmasq, Rendered};
 use crate::settings::Settings;

@@ -1,10 +1,10 @@
 //! Hand-made files in the matchbox tree: a group cozyboot did not write that can take a
-//! machine cozyboot serves (see [`crate::foreign`]).
+//! machine cozyboot serves (see [`crate::store::foreign`]).
 
 use super::Check;
-use crate::foreign;
 use crate::render::Rendered;
 use crate::settings::Settings;
+use crate::store::foreign;
 
 const ID: &str = "config.foreign-groups";
 

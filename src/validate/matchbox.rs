@@ -2,13 +2,13 @@
 //! kernel and initramfs (by HEAD: their sizes are compared, never downloaded).
 
 use super::{Check, Findings, Status};
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
+use crate::artifacts::matchbox_version::{self, Verdict};
 use crate::engine::docker::{ContainerInfo, Engine};
+use crate::host::reach::{self, Vantage};
 use crate::journey::validate_marks::{MARK, SAMPLE_MAC};
-use crate::matchbox_version::{self, Verdict};
-use crate::reach::{self, Vantage};
 use crate::settings::{NodeConfig, Settings};
-use crate::state::State;
+use crate::store::state::State;
 use reqwest::{Client, StatusCode, Url};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -19,7 +19,7 @@ use crate::engine::docker::Engine;
 use crate::error::Error;
 use crate::render;
 use crate::settings::{Settings, Source};
-use crate::state;
+use crate::store::state;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

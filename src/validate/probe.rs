@@ -4,7 +4,7 @@
 //! the iPXE script URL. It never requests a lease, and every wait is bounded.
 
 use super::{Check, Findings};
-use crate::probe::{self, BootAnswer, DiscoverSpec, Offer, ProbeError};
+use crate::host::probe::{self, BootAnswer, DiscoverSpec, Offer, ProbeError};
 use crate::render::dnsmasq::served_firmwares;
 use crate::settings::{DhcpMode, Settings};
 use std::net::Ipv4Addr;
@@ -265,7 +265,7 @@ fn script_answers(url: &str, handle: &tokio::runtime::Handle, f: &mut Findings) 
     // Asked from this host: never through a gateway, where another server could answer.
     let guarded = reqwest::Url::parse(url)
         .map_err(|e| format!("{url} is not a URL: {e}"))
-        .and_then(|u| crate::reach::guard(&u));
+        .and_then(|u| crate::host::reach::guard(&u));
     if let Err(refused) = guarded {
         return f.warn(format!("the iPXE URL {url} was not fetched: {refused}"));
     }

@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use cozyboot::ports::{check, Binding, Proto, Verdict};
+use cozyboot::host::ports::{check, Binding, Proto, Verdict};
 use std::net::Ipv4Addr;
 use support::netns::{DnsmasqProc, TestNet};
 

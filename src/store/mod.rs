@@ -1,0 +1,5 @@
+//! What cozyboot keeps in the data dir: its record of what it wrote ([`state`]) and the files
+//! of the matchbox tree it did not write ([`foreign`]).
+
+pub mod foreign;
+pub mod state;
