@@ -12,7 +12,7 @@ use crate::plan::{self, Action, Arm64Source, Desired, Observed, ObservedContaine
 use crate::render::container_spec::{ContainerSpec, NetworkMode};
 use crate::render::{self, containers, containers::Role};
 use crate::settings::{DhcpMode, Network, Settings};
-use crate::store::foreign;
+use crate::store::hand_made;
 use crate::store::state::{self, FileRecord, State};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -435,11 +435,11 @@ fn foreign_files(
     warnings: &mut Vec<String>,
 ) -> Result<Option<Action>, Error> {
     let ours: Vec<String> = rendered.files().into_iter().map(|f| f.path).collect();
-    let found = foreign::scan(&s.data_dir, &ours, &rendered.tree.groups);
+    let found = hand_made::scan(&s.data_dir, &ours, &rendered.tree.groups);
     if found.files.is_empty() {
         return Ok(None);
     }
-    let to = state::dir(&s.data_dir).join(format!("moved-{}", foreign::stamp(state::now())));
+    let to = state::dir(&s.data_dir).join(format!("moved-{}", hand_made::stamp(state::now())));
     if move_foreign {
         return Ok(Some(Action::MoveForeign {
             files: found.files,
@@ -641,7 +641,7 @@ async fn execute<E: AskMatchbox>(
                 undo.created_tree(to);
             }
             for file in files {
-                let moved = foreign::move_one(&s.data_dir, file, to).map_err(|e| {
+                let moved = hand_made::move_one(&s.data_dir, file, to).map_err(|e| {
                     Error::Failed(format!(
                         "moving files cozyboot did not write into {}: {e}",
                         to.display()

@@ -2,7 +2,7 @@
 //! into one journey per machine, try Talos's port on the machines that got their initramfs,
 //! and print where each one stopped. `--wait` turns it into a gate for CI.
 
-use super::{day2, resolve, runtime, Output};
+use super::{managed, resolve, runtime, Output};
 use crate::artifacts::arch::Arch;
 use crate::cli::{NodesArgs, SettingsArgs};
 use crate::engine::docker::Engine;
@@ -28,7 +28,7 @@ const WAIT_POLL: Duration = Duration::from_secs(5);
 const WATCH_POLL: Duration = Duration::from_secs(2);
 
 pub fn run(args: &NodesArgs) -> Result<Output> {
-    let dir = day2::scope(&args.site)?;
+    let dir = managed::scope(&args.site)?;
     let (site, mut notes) = site_of(dir.as_deref());
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
@@ -109,7 +109,7 @@ fn site_of(dir: Option<&Path>) -> (Site, Vec<String>) {
 async fn gather(engine: &Engine, dir: Option<&Path>, site: &Site, probe: bool) -> Result<Report> {
     let mut notes = Vec::new();
     let mut fresh: Vec<(Source, Vec<Event>)> = Vec::new();
-    for (role, c) in day2::managed(engine, dir).await? {
+    for (role, c) in managed::managed(engine, dir).await? {
         let text = match engine.logs_with_times(&c.name, None).await {
             Ok(t) => t,
             Err(e) => {
