@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod config;
 pub mod containers;
+pub mod dnsmasq_rules;
 mod foreign;
 pub mod logs;
 pub mod matchbox;
