@@ -249,18 +249,15 @@ fn code_only(text: &str) -> String {
                 .find(&end)
                 .map(|e| rest[..e].chars().count())
                 .unwrap_or(rest.chars().count());
-            for k in i..(j + 1 + len + end.chars().count()).min(chars.len()) {
-                out.push(blank(chars[k]));
-            }
-            i = j + 1 + len + end.chars().count();
+            let after = (j + 1 + len + end.chars().count()).min(chars.len());
+            out.extend(chars[i..after].iter().map(|&c| blank(c)));
+            i = after;
         } else if c == '"' {
             out.push(' ');
             i += 1;
             while i < chars.len() && chars[i] != '"' {
                 let skip = if chars[i] == '\\' { 2 } else { 1 };
-                for k in i..(i + skip).min(chars.len()) {
-                    out.push(blank(chars[k]));
-                }
+                out.extend(chars[i..(i + skip).min(chars.len())].iter().map(|&c| blank(c)));
                 i += skip;
             }
             out.push(' ');
