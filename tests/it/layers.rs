@@ -121,6 +121,26 @@ fn lib_rs_declares_the_modules_in_layer_order() {
 }
 
 #[test]
+fn architecture_md_lists_the_same_layers() {
+    let doc = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md"));
+    let table = doc
+        .split("| layer | folder | may use |")
+        .nth(1)
+        .expect("docs/architecture.md has the layer table (| layer | folder | may use |)");
+    let listed: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        listed, LAYERS,
+        "docs/architecture.md's layer table, bottom up, is LAYERS"
+    );
+}
+
+#[test]
 fn the_scanner_sees_every_kind_of_reference_and_nothing_else() {
     let text = r##"
 use crate::render::Rendered;
