@@ -83,48 +83,27 @@ impl<E: AskMatchbox> Run<'_, E> {
             report.done.extend(lines.done);
             report.warnings.extend(lines.warnings);
         }
-        let FilesSide {
-            mut st,
-            mut fetched,
-            mut undo,
-            planned,
-            ..
-        } = files;
-        let EarlySide {
-            mut version_state,
-            mut swaps,
-            ..
-        } = early_side;
-        let outcome = async {
-            let observed = early_result.and(files_result)?;
-            let checked = version_state.matchbox_version.take();
-            if checked.is_some() && checked != st.matchbox_version {
-                st.matchbox_version = checked;
-                save(s, &st)?;
+        let mut changes = Changes {
+            st: files.st,
+            fetched: files.fetched,
+            undo: files.undo,
+            swaps: early_side.swaps,
+        };
+        let planned = files.planned;
+        let outcome = match early_result.and(files_result) {
+            Ok(observed) => {
+                changes
+                    .replace_containers(&cx, &observed, &planned, early_side.version_state, fresh, &mut report)
+                    .await
             }
-            if !fresh {
-                for action in planned.iter().filter(|a| is_container(a)) {
-                    announce(&cx.printer, action);
-                    let step = Step {
-                        observed: &observed,
-                        st: &mut st,
-                        fetched: &mut fetched,
-                        warnings: &mut report.warnings,
-                        undo: &mut undo,
-                        swaps: &mut swaps,
-                    };
-                    report.done.extend(carry_out(&cx, action, step).await?);
-                }
-            }
-            lifecycle::settle(&cx, &swaps).await
-        }
-        .await;
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(()) => {
-                report.warnings.extend(lifecycle::finish(&cx, swaps).await);
-                undo.commit();
+                report.warnings.extend(lifecycle::finish(&cx, changes.swaps).await);
+                changes.undo.commit();
             }
-            Err(e) => return Err(roll_back(&cx, e, swaps, undo).await),
+            Err(e) => return Err(roll_back(&cx, e, changes.swaps, changes.undo).await),
         }
         report.actions = pulls;
         let actions: Vec<Action> = planned.into_iter().chain(early).collect();
@@ -224,6 +203,49 @@ impl FilesSide {
             }
         }
         Ok(observed)
+    }
+}
+
+/// What the run changed, and can put back, once both sides are done.
+struct Changes {
+    st: State,
+    fetched: Option<Vec<u8>>,
+    undo: Undo,
+    swaps: Swaps,
+}
+
+impl Changes {
+    /// The matchbox version the containers' side checked recorded; unless the site was
+    /// fresh, its containers replaced new before old; then every container's settle time.
+    async fn replace_containers<E: AskMatchbox>(
+        &mut self,
+        cx: &Context<'_, E>,
+        observed: &Observed,
+        planned: &[Action],
+        mut version_state: State,
+        fresh: bool,
+        report: &mut UpReport,
+    ) -> Result<(), Error> {
+        let checked = version_state.matchbox_version.take();
+        if checked.is_some() && checked != self.st.matchbox_version {
+            self.st.matchbox_version = checked;
+            save(cx.s, &self.st)?;
+        }
+        if !fresh {
+            for action in planned.iter().filter(|a| is_container(a)) {
+                announce(&cx.printer, action);
+                let step = Step {
+                    observed,
+                    st: &mut self.st,
+                    fetched: &mut self.fetched,
+                    warnings: &mut report.warnings,
+                    undo: &mut self.undo,
+                    swaps: &mut self.swaps,
+                };
+                report.done.extend(carry_out(cx, action, step).await?);
+            }
+        }
+        lifecycle::settle(cx, &self.swaps).await
     }
 }
 
