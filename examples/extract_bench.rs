@@ -18,12 +18,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cozyboot::arch::Arch;
+use anyhow::Context;
+
+use cozyboot::artifacts::arch::Arch;
+use cozyboot::artifacts::layout::file_sets;
 use cozyboot::engine::docker::Engine;
 use cozyboot::engine::extract::Limits;
-use cozyboot::layout::file_sets;
 
-fn main() {
+fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let talos = args.first().is_some_and(|a| a == "--talos");
     if talos {
@@ -39,33 +41,30 @@ fn main() {
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .context("building the tokio runtime")?;
     let started = Instant::now();
-    let result = runtime.block_on(async {
-        let engine = Engine::connect().await?;
-        if talos {
+    let report = runtime.block_on(async {
+        let engine = Engine::connect().await.context("connecting to the Docker Engine")?;
+        let report = if talos {
             let sets = file_sets(Arch::Arm64);
-            return Ok(engine
+            engine
                 .export_files(image, &sets, &dest, &Limits::default())
-                .await?
-                .report);
-        }
-        engine.export_dir(image, &paths, &dest, &Limits::default()).await
-    });
+                .await
+                .map(|exported| exported.report)
+        } else {
+            engine.export_dir(image, &paths, &dest, &Limits::default()).await
+        };
+        report.with_context(|| format!("extracting {image} into {}", dest.display()))
+    })?;
     let elapsed = started.elapsed();
-    match result {
-        Ok(report) => println!(
-            "{}",
-            serde_json::json!({
-                "files": report.files.len(),
-                "bytes": report.total_bytes,
-                "source": report.source_path,
-                "ms": elapsed.as_secs_f64() * 1000.0,
-            })
-        ),
-        Err(e) => {
-            eprintln!("extract_bench: {e}");
-            std::process::exit(1);
-        }
-    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "files": report.files.len(),
+            "bytes": report.total_bytes,
+            "source": report.source_path,
+            "ms": elapsed.as_secs_f64() * 1000.0,
+        })
+    );
+    Ok(())
 }

@@ -3,12 +3,12 @@
 //! Pure: no Docker, no disk. `up --dry-run` prints the plan; `apply` carries it out, and plans
 //! again after pulling, because a pull can change what an image holds.
 
-use crate::arch::Arch;
-use crate::engine::spec::ContainerSpec;
+use crate::artifacts::arch::Arch;
+use crate::artifacts::tls::ServerNames;
+use crate::render::container_spec::ContainerSpec;
 use crate::render::containers::{Role, LABEL_SPEC_HASH};
 use crate::settings::PullPolicy;
-use crate::state::{SourceKind, State};
-use crate::tls::ServerNames;
+use crate::store::state::{SourceKind, State};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -339,8 +339,8 @@ pub fn is_noop(actions: &[Action]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::spec::NetworkMode;
-    use crate::state::{AssetRecord, FileRecord};
+    use crate::render::container_spec::NetworkMode;
+    use crate::store::state::{AssetRecord, FileRecord};
 
     fn spec(name: &str, cmd: &[&str], hash: &str) -> ContainerSpec {
         ContainerSpec {
@@ -554,7 +554,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_arm64_source_in_place_plans_nothing_and_a_new_one_installs() {
-        use crate::state::{Arm64Record, FileRecord};
+        use crate::store::state::{Arm64Record, FileRecord};
         let url = "https://boot.ipxe.org/arm64-efi/ipxe.efi";
         let mut d = desired();
         d.arm64_source = Some(Arm64Source {

@@ -170,7 +170,7 @@ def describe(path: str, data: bytes) -> dict:
 def pe_image(machine: int, sections) -> bytes:
     """A minimal PE32+ EFI application with the given (name, bytes) sections, laid out as
     ukify does: headers, then each section's raw data at a 512-byte file alignment, the
-    virtual size being the exact data length. Mirrors cozyboot::uki::build_for_tests."""
+    virtual size being the exact data length. Mirrors cozyboot::artifacts::uki::build_for_tests."""
     align = lambda n: (n + 0x1FF) // 0x200 * 0x200
     pe_at, opt_len = 0x80, 240
     table_at = pe_at + 24 + opt_len

@@ -2,20 +2,19 @@
 
 use super::undo::Undo;
 use super::Context;
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
+use crate::artifacts::layout::{self, Kind};
+use crate::artifacts::pe::PeMachine;
+use crate::artifacts::uki;
 use crate::engine::extract::Limits;
 use crate::engine::ContainerEngine;
 use crate::error::Error;
-use crate::layout::{self, Kind};
-use crate::pe::PeMachine;
-use crate::render::talos;
 use crate::settings::Settings;
-use crate::state::{self, AssetRecord, FileRecord, UkiRecord};
-use crate::uki;
+use crate::store::state::{self, AssetRecord, FileRecord, UkiRecord};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Copies the served files of the first layout the image has (see [`crate::layout`]) into a
+/// Copies the served files of the first layout the image has (see [`crate::artifacts::layout`]) into a
 /// staging dir beside the target, checks them, then swaps them in; the previous assets stay
 /// in place until the new ones are complete and verified.
 pub(super) async fn extract_assets<E: ContainerEngine>(
@@ -102,8 +101,12 @@ async fn stage<E: ContainerEngine>(
     };
     if kind == Kind::InstallerUki {
         let uki_path = staging.join(layout::UKI);
-        let parts = uki::split(&uki_path, &staging.join(talos::KERNEL), &staging.join(talos::INITRAMFS))
-            .map_err(|e| format!("{image}: {e}"))?;
+        let parts = uki::split(
+            &uki_path,
+            &staging.join(layout::KERNEL),
+            &staging.join(layout::INITRAMFS),
+        )
+        .map_err(|e| format!("{image}: {e}"))?;
         let wanted = match arch {
             Arch::Arm64 => PeMachine::Arm64,
             Arch::Amd64 => PeMachine::X86_64,

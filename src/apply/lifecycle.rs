@@ -15,11 +15,11 @@
 //!   planning, never removed as a leftover.
 
 use super::{spec_for, Context};
-use crate::engine::spec::NetworkMode;
 use crate::engine::ContainerEngine;
 use crate::error::Error;
+use crate::host::reach::{AskMatchbox, Vantage};
 use crate::plan::Observed;
-use crate::reach::Vantage;
+use crate::render::container_spec::NetworkMode;
 use crate::render::containers::Role;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -78,7 +78,7 @@ struct Old {
 }
 
 /// Creates and starts a container where there was none.
-pub(super) async fn create<E: ContainerEngine>(
+pub(super) async fn create<E: AskMatchbox>(
     cx: &Context<'_, E>,
     role: Role,
     swaps: &mut Swaps,
@@ -101,7 +101,7 @@ pub(super) async fn create<E: ContainerEngine>(
 /// Creates the new container beside the old, stops the old, moves it aside and starts the
 /// new one under the name. On failure the caller rolls back with [`roll_back`], which knows
 /// from `swaps` how far this got.
-pub(super) async fn replace<E: ContainerEngine>(
+pub(super) async fn replace<E: AskMatchbox>(
     cx: &Context<'_, E>,
     role: Role,
     observed: &Observed,
@@ -273,10 +273,10 @@ pub(super) async fn recover<E: ContainerEngine>(cx: &Context<'_, E>) -> Result<b
 /// with the container's last log lines. Returns how it was checked and when its settle time
 /// is over ([`settle`] looks again then).
 ///
-/// matchbox is asked from where its address can really be reached (see [`crate::reach`]):
+/// matchbox is asked from where its address can really be reached (see [`crate::host::reach`]):
 /// from this host, or from inside its own network namespace. When neither is possible its
 /// start-up log line stands in, and the answer says that HTTP was not checked.
-async fn start_and_wait<E: ContainerEngine>(
+async fn start_and_wait<E: AskMatchbox>(
     cx: &Context<'_, E>,
     role: Role,
     name: &str,
@@ -345,7 +345,7 @@ impl Checked {
 
 /// `None` when healthy, else what is still missing. `vantage` is where matchbox is asked
 /// from; dnsmasq (`None`) is judged by its log.
-async fn healthy<E: ContainerEngine>(
+async fn healthy<E: AskMatchbox>(
     cx: &Context<'_, E>,
     name: &str,
     vantage: Option<&Vantage>,

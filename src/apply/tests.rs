@@ -3,11 +3,16 @@
 //! (which containers run under which names, the error, the files on disk).
 
 use super::*;
+use crate::artifacts::arch::Arch;
+use crate::artifacts::layout::Kind;
+use crate::artifacts::layout::{INITRAMFS, KERNEL};
 use crate::engine::fake::{pe, FakeEngine, Op};
-use crate::layout::Kind;
-use crate::render::talos::{INITRAMFS, KERNEL};
+use crate::plan::{self, Action};
 use crate::settings::{self, net::FixedNet, Inputs, Purpose, Raw};
-use std::path::PathBuf;
+use crate::store::state;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const MATCHBOX: &str = "matchbox";
 const DNSMASQ: &str = "dnsmasq";

@@ -1,11 +1,16 @@
-//! One module per subcommand; each returns an [`Output`] that `main` prints.
+//! One module per subcommand, named after it (`_command` added where a layer has the same
+//! name: `render_command` beside `crate::render`); each returns an [`Output`] that `main` prints.
 
-mod day2;
+mod down;
+mod logs;
+mod managed;
 mod nodes;
-pub mod render;
-mod smoke;
+pub mod render_command;
+mod restart;
+mod smoke_command;
+mod status;
 mod up;
-mod validate;
+mod validate_command;
 
 use crate::cli::{Cli, Command, SettingsArgs};
 use crate::error::{Error, Result};
@@ -43,14 +48,14 @@ impl Output {
 pub fn run(cli: Cli) -> Result<Output> {
     match cli.command {
         Command::Up(args) => up::run(&args, cli.config, cli.json),
-        Command::Render(args) => render::run(&args, cli.config),
-        Command::Validate(args) => validate::run(&args, cli.config),
-        Command::Status(args) => day2::status(&args),
-        Command::Logs(args) => day2::logs(&args),
+        Command::Render(args) => render_command::run(&args, cli.config),
+        Command::Validate(args) => validate_command::run(&args, cli.config),
+        Command::Status(args) => status::run(&args),
+        Command::Logs(args) => logs::run(&args),
         Command::Nodes(args) => nodes::run(&args),
-        Command::Smoke(args) => smoke::run(&args, cli.config, cli.json),
-        Command::Restart(args) => day2::restart(&args),
-        Command::Down(args) => day2::down(&args),
+        Command::Smoke(args) => smoke_command::run(&args, cli.config, cli.json),
+        Command::Restart(args) => restart::run(&args),
+        Command::Down(args) => down::run(&args),
         Command::Completions(args) => Ok(completions(args.shell)),
     }
 }

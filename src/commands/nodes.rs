@@ -2,10 +2,10 @@
 //! into one journey per machine, try Talos's port on the machines that got their initramfs,
 //! and print where each one stopped. `--wait` turns it into a gate for CI. A Talos config
 //! whose machine took it and answers on TCP 50000 is withdrawn from matchbox here (see
-//! [`crate::render::withdrawal`]), on every look, `--wait` and `--watch` included.
+//! [`crate::store::withdrawal`]), on every look, `--wait` and `--watch` included.
 
-use super::{day2, resolve, runtime, Output};
-use crate::arch::Arch;
+use super::{managed, resolve, runtime, Output};
+use crate::artifacts::arch::Arch;
 use crate::cli::{NodesArgs, SettingsArgs};
 use crate::engine::docker::Engine;
 use crate::error::Result;
@@ -16,7 +16,7 @@ use crate::journey::model::{self, Journey, Mark, Stage};
 use crate::journey::report::Report;
 use crate::journey::{clock, dnsmasq_log, matchbox_log};
 use crate::render::containers::Role;
-use crate::render::withdrawal;
+use crate::store::withdrawal;
 use crate::settings::{Purpose, Settings};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -31,7 +31,7 @@ const WAIT_POLL: Duration = Duration::from_secs(5);
 const WATCH_POLL: Duration = Duration::from_secs(2);
 
 pub fn run(args: &NodesArgs) -> Result<Output> {
-    let dir = day2::scope(&args.site)?;
+    let dir = managed::scope(&args.site)?;
     let (settings, mut notes) = settings_of(dir.as_deref());
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
@@ -146,7 +146,7 @@ fn withdraw_taken(dir: &Path, journeys: &BTreeMap<String, Journey>, notes: &mut 
 async fn gather(engine: &Engine, dir: Option<&Path>, settings: Option<&Settings>, probe: bool) -> Result<Report> {
     let mut notes = Vec::new();
     let mut fresh: Vec<(Source, Vec<Event>)> = Vec::new();
-    for (role, c) in day2::managed(engine, dir).await? {
+    for (role, c) in managed::managed(engine, dir).await? {
         let text = match engine.logs_with_times(&c.name, None).await {
             Ok(t) => t,
             Err(e) => {

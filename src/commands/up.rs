@@ -1,12 +1,12 @@
 //! `cozyboot up`: resolve, connect, plan, apply, report.
 
 use super::{registry, resolve_fresh, runtime, Output};
+use crate::apply::progress::{Printer, ProgressMode};
 use crate::apply::{self, UpReport};
 use crate::cli::UpArgs;
 use crate::engine::docker::Engine;
 use crate::error::Result;
-use crate::progress::{Printer, ProgressMode};
-use crate::render::withdrawal;
+use crate::store::withdrawal;
 use crate::settings::{Purpose, Settings};
 use std::path::PathBuf;
 

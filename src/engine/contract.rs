@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use super::docker::{ContainerInfo, Engine, EngineError, ExportedFiles, FileSet, ImageInfo, NetworkInfo, PullEvent};
 use super::extract::{ExtractReport, Limits};
-use super::spec::ContainerSpec;
-use crate::reach::{self, Vantage};
-use crate::settings::Settings;
+use crate::render::container_spec::ContainerSpec;
 
 // `up` runs on one task (`block_on`, futures joined, never spawned), so the futures need not
 // be `Send`; a concrete engine's futures still are, since auto traits leak through them.
@@ -57,17 +55,6 @@ pub trait ContainerEngine: Clone {
         dest_staging: &Path,
         limits: &Limits,
     ) -> Result<ExportedFiles, EngineError>;
-
-    /// Where the running matchbox `name` can be asked over HTTP from (see [`crate::reach`]).
-    async fn matchbox_vantage(&self, s: &Settings, name: &str) -> Result<Vantage, EngineError> {
-        reach::vantage(s, self, name).await
-    }
-
-    /// `Ok(None)` when `GET url`, asked from `vantage`, answers `matchbox`; `Ok(Some(why))`
-    /// when it answered something else; `Err` when it could not be asked from there.
-    async fn ask_matchbox(&self, vantage: &Vantage, url: String) -> Result<Option<String>, String> {
-        vantage.run(self, move || reach::says_matchbox(url)).await
-    }
 }
 
 impl ContainerEngine for Engine {

@@ -14,10 +14,8 @@ use std::time::Duration;
 use super::contract::ContainerEngine;
 use super::docker::{ContainerInfo, EngineError, ExportedFiles, FileSet, ImageInfo, NetworkInfo, PullEvent};
 use super::extract::{extract, ExtractReport, Limits};
-use super::spec::{ContainerSpec, NetworkMode};
-use crate::reach::Vantage;
+use crate::render::container_spec::{ContainerSpec, NetworkMode};
 use crate::render::containers::LABEL_ROLE;
-use crate::settings::Settings;
 
 /// The calls a fault can be attached to. `Health` and `Crash` act at `start`: the container
 /// starts but never shows its health signal, or exits at once.
@@ -148,6 +146,16 @@ impl FakeEngine {
 
     fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the running container labelled `label=value` is healthy (no health fault hit
+    /// it); `None` when none runs. What a health probe of its server would find.
+    pub fn running_healthy(&self, label: &str, value: &str) -> Option<bool> {
+        let w = self.world();
+        w.containers
+            .iter()
+            .find(|c| c.running && c.spec.labels.get(label).map(String::as_str) == Some(value))
+            .map(|c| !c.unhealthy)
     }
 
     /// An image `pull` can fetch.
@@ -606,23 +614,5 @@ impl ContainerEngine for FakeEngine {
             image: image.into(),
             tried: sets.iter().map(|s| s.required.join(" + ")).collect(),
         })
-    }
-
-    async fn matchbox_vantage(&self, _s: &Settings, _name: &str) -> Result<Vantage, EngineError> {
-        Ok(Vantage::Here)
-    }
-
-    /// matchbox answers when a container of that role runs and no health fault hit it.
-    async fn ask_matchbox(&self, _vantage: &Vantage, url: String) -> Result<Option<String>, String> {
-        let w = self.world();
-        let running = w
-            .containers
-            .iter()
-            .find(|c| c.running && c.spec.labels.get(LABEL_ROLE).map(String::as_str) == Some("matchbox"));
-        match running {
-            None => Err(format!("GET {url}: connection refused")),
-            Some(c) if c.unhealthy => Ok(Some(format!("GET {url} answered HTTP 503"))),
-            Some(_) => Ok(None),
-        }
     }
 }

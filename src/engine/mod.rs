@@ -2,18 +2,20 @@
 //!
 //! - [`contract`]: [`ContainerEngine`], what `apply` needs from an engine (Docker, or the
 //!   in-memory fake of the unit tests).
-//! - [`spec`]: what a container should look like, as plain data with a stable hash.
 //! - [`docker`]: [`Engine`], the bollard-backed client (images, containers, logs, extraction).
 //! - [`extract`]: the streaming, path-safe tar extractor used for boot assets.
+//!
+//! What a container should look like is plain data one layer down
+//! ([`crate::render::container_spec`]): the engine consumes it and never defines it.
 
 pub mod contract;
 pub mod docker;
 pub mod extract;
 #[cfg(test)]
 pub mod fake;
-pub mod spec;
 
 pub use contract::ContainerEngine;
 pub use docker::{ContainerInfo, Engine, EngineError, ExportedFiles, FileSet, ImageInfo, PullEvent, TEMPORARY_LABEL};
 pub use extract::{extract, ExtractError, ExtractReport, ExtractedFile, Limits, Rule};
-pub use spec::{Bind, ContainerSpec, NetworkMode};
+// What `create` takes, named where the engine's callers look for it.
+pub use crate::render::container_spec::{Bind, ContainerSpec, NetworkMode};

@@ -108,7 +108,7 @@ fn push_line(out: &mut String, text: &str, cols: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::Arch;
+    use crate::artifacts::arch::Arch;
     use crate::journey::diagnosis::Site;
     use crate::journey::model::Mark;
     use std::collections::BTreeMap;

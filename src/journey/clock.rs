@@ -44,7 +44,7 @@ pub fn format_rfc3339(t: i64) -> String {
 }
 
 pub fn now() -> i64 {
-    i64::try_from(crate::state::now()).unwrap_or(i64::MAX)
+    i64::try_from(crate::store::state::now()).unwrap_or(i64::MAX)
 }
 
 // Howard Hinnant's civil calendar algorithms (public domain).

@@ -1,7 +1,7 @@
 //! Where a machine stopped, in words an operator acts on.
 
 use super::model::{Journey, Stage};
-use crate::arch::{self, Arch};
+use crate::artifacts::arch::{self, Arch};
 use serde::Serialize;
 
 /// What the site serves, to judge a journey against.
@@ -27,7 +27,7 @@ impl Site {
         }
     }
 
-    /// Configs withdrawn from the matchbox tree (see [`crate::render::withdrawal`]) are no
+    /// Configs withdrawn from the matchbox tree (see [`crate::store::withdrawal`]) are no
     /// longer served: a machine booting now goes to maintenance mode without fetching one.
     pub fn without(mut self, shared: bool, macs: &[String]) -> Site {
         self.config_for_all &= !shared;

@@ -24,7 +24,7 @@ pub struct Journal {
 }
 
 pub fn file(data_dir: &Path) -> PathBuf {
-    crate::state::dir(data_dir).join("journey.json")
+    crate::store::state::dir(data_dir).join("journey.json")
 }
 
 impl Journal {

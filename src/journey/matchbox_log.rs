@@ -11,8 +11,9 @@
 
 use super::clock::parse_rfc3339;
 use super::event::{normalize_mac, split_docker_time, Event, What};
+use super::validate_marks::MARK;
 
-/// [`crate::validate::matchbox::SAMPLE_MAC`], as the parsers write MACs.
+/// [`SAMPLE_MAC`](super::validate_marks::SAMPLE_MAC), as the parsers write MACs.
 const VALIDATE_MAC: &str = "02:63:6f:7a:79:01";
 
 /// Reads one line; `None` for lines that tell nothing about a machine.
@@ -44,7 +45,7 @@ fn request(url: &str) -> Option<What> {
     };
     // validate's requests (a node's check asks as that node) count as validate's own MAC,
     // which the fold drops; so does its `/boot.ipxe` then.
-    let mac = if query.split('&').any(|kv| kv == crate::validate::matchbox::MARK) {
+    let mac = if query.split('&').any(|kv| kv == MARK) {
         Some(VALIDATE_MAC.to_string())
     } else {
         param("mac").and_then(normalize_mac)
@@ -161,7 +162,10 @@ mod tests {
 
     #[test]
     fn validates_requests_for_a_node_are_validates() {
-        assert_eq!(VALIDATE_MAC.replace(':', "-"), crate::validate::matchbox::SAMPLE_MAC);
+        assert_eq!(
+            VALIDATE_MAC.replace(':', "-"),
+            crate::journey::validate_marks::SAMPLE_MAC
+        );
         assert_eq!(
             what(
                 r#"time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /ipxe?uuid=x&mac=dc-a6-32-01-02-03&domain=&hostname=&serial=&arch=arm64&cozyboot=validate""#

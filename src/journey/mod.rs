@@ -14,3 +14,4 @@ pub mod journal;
 pub mod matchbox_log;
 pub mod model;
 pub mod report;
+pub mod validate_marks;

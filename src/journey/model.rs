@@ -318,7 +318,7 @@ impl Folder {
 }
 
 /// `cozyboot validate` asks as MACs of its own (locally administered, "coz y" in hex):
-/// `02-63-6f-7a-79-01` for matchbox ([`crate::validate::matchbox::SAMPLE_MAC`]), `...:02` for
+/// `02-63-6f-7a-79-01` for matchbox ([`super::validate_marks::SAMPLE_MAC`]), `...:02` for
 /// its DHCP probe. They are not machines.
 const COZYBOOT_MACS: &str = "02:63:6f:7a:79:";
 
@@ -516,7 +516,7 @@ time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /ipxe?uuid=x&mac=02-63-6
 time=\"2026-11-29T18:51:46Z\" level=info msg=\"HTTP GET /assets/talos/arm64/vmlinuz?mac=02-63-6f-7a-79-01\"
 ";
         assert!(fold(matchbox_log::events(text)).is_empty());
-        assert!(crate::validate::matchbox::SAMPLE_MAC
+        assert!(crate::journey::validate_marks::SAMPLE_MAC
             .replace('-', ":")
             .starts_with(COZYBOOT_MACS));
         let probe = "dnsmasq-dhcp: 5 available DHCP range: x\ndnsmasq-dhcp: 5 vendor class: PXEClient:Arch:00011:UNDI:003000\ndnsmasq-dhcp: 5 DHCPDISCOVER(eth0) 02:63:6f:7a:79:02 \ndnsmasq-dhcp: 5 DHCPOFFER(eth0) 10.0.0.9 02:63:6f:7a:79:02 \ndnsmasq-tftp: sent /a/bootaa64.efi to 10.0.0.9\n";

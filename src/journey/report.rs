@@ -165,7 +165,7 @@ impl Report {
 mod tests {
     use super::super::{dnsmasq_log, matchbox_log, model};
     use super::*;
-    use crate::arch::Arch;
+    use crate::artifacts::arch::Arch;
 
     fn report() -> Report {
         let dir = format!("{}/tests/fixtures/journey", env!("CARGO_MANIFEST_DIR"));

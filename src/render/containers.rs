@@ -1,7 +1,7 @@
 //! The two containers as data: what `up` creates and what `render` prints as `docker run`.
 
+use super::container_spec::{Bind, ContainerSpec, NetworkMode};
 use super::{dnsmasq::TFTP_ROOT, Rendered, MATCHBOX_DATA};
-use crate::engine::spec::{Bind, ContainerSpec, NetworkMode};
 use crate::settings::{Network, Settings};
 use std::collections::BTreeMap;
 

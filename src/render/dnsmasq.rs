@@ -4,7 +4,7 @@
 //! every firmware line carries `tag:!ipxe`, and each firmware has its own tag, so at most one
 //! tagged boot line matches any client.
 
-use crate::arch::{Arch, Bootloader, Firmware, RPI_OUIS};
+use crate::artifacts::arch::{Arch, Bootloader, Firmware, RPI_OUIS};
 use crate::settings::{DhcpMode, Settings};
 
 /// Where the TFTP root is inside the dnsmasq container.

@@ -1,7 +1,8 @@
 //! matchbox's profiles, groups and generic files, as serde types (never string templates).
 
 use super::talos;
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
+use crate::artifacts::layout;
 use crate::settings::{NodeConfig, Settings};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -120,13 +121,13 @@ fn profile(arch: Arch, id: &str, name: String, s: &Settings, generic_id: Option<
         id: id.to_string(),
         name,
         boot: Boot {
-            kernel: format!("{base}/{}{MAC_QUERY}", talos::KERNEL),
+            kernel: format!("{base}/{}{MAC_QUERY}", layout::KERNEL),
             // matchbox writes `initrd <element>`: `--name` keeps the name the kernel's
             // `initrd=initramfs.xz` refers to whatever the URL ends in.
             initrd: vec![format!(
                 "--name {} {base}/{}{MAC_QUERY}",
-                talos::INITRAMFS,
-                talos::INITRAMFS
+                layout::INITRAMFS,
+                layout::INITRAMFS
             )],
             args: talos::kernel_args(s, arch, with_config),
         },

@@ -1,12 +1,13 @@
 //! Pure rendering: settings in, dnsmasq argv and matchbox files out. No I/O here but
-//! [`write`], which lays the files down, and [`withdrawal`], which keeps the record of the
-//! Talos configs taken out of the tree once their machines had them.
+//! [`write`], which lays the files down. (Which Talos configs were taken out of the tree once
+//! their machines had them is a record in the data dir: `store::withdrawal`.)
 
+pub mod container_spec;
 pub mod containers;
 pub mod dnsmasq;
+pub mod log_level;
 pub mod matchbox;
 pub mod talos;
-pub mod withdrawal;
 mod write;
 
 use crate::settings::Settings;
@@ -49,7 +50,7 @@ pub fn matchbox_args(s: &Settings) -> Vec<String> {
         format!("-address={}:{}", s.matchbox_bind_ip(), s.http_port),
         format!("-data-path={MATCHBOX_DATA}"),
         format!("-assets-path={MATCHBOX_DATA}/assets"),
-        format!("-log-level={}", crate::log_level::matchbox_runs_at(&s.log_level)),
+        format!("-log-level={}", log_level::matchbox_runs_at(&s.log_level)),
     ];
     if let Some(port) = s.rpc_port {
         args.push(format!("-rpc-address={}:{port}", s.matchbox_bind_ip()));
@@ -83,7 +84,7 @@ impl Rendered {
     }
 }
 
-fn json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn json<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("tree types always serialize");
     bytes.push(b'\n');
     bytes

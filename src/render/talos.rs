@@ -1,10 +1,8 @@
 //! The Talos side of booting: kernel, initramfs and kernel arguments.
 
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
+use crate::artifacts::layout::INITRAMFS;
 use crate::settings::Settings;
-
-pub const KERNEL: &str = "vmlinuz";
-pub const INITRAMFS: &str = "initramfs.xz";
 
 /// Arguments Talos needs on metal, in the order of Cozystack's own matchbox profile
 /// (`initrd=initramfs.xz init_on_alloc=1 slab_nomerge pti=on console=tty0 console=ttyS0

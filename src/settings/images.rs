@@ -1,8 +1,8 @@
 //! How cozyboot names the variant images, and checking the parts users give
-//! (parsing is [`crate::image_ref`]'s).
+//! (parsing is [`crate::artifacts::image_ref`]'s).
 
 use super::Variant;
-use crate::image_ref::ImageRef;
+use crate::artifacts::image_ref::ImageRef;
 
 pub fn variant_image(registry: &str, variant: Variant, component: &str, tag: &str) -> String {
     format!(
@@ -12,7 +12,7 @@ pub fn variant_image(registry: &str, variant: Variant, component: &str, tag: &st
     )
 }
 
-pub use crate::image_ref::check_tag;
+pub use crate::artifacts::image_ref::check_tag;
 
 /// Checks a complete reference with a tag against the distribution reference grammar.
 pub fn check_reference(reference: &str) -> Result<(), String> {

@@ -17,9 +17,9 @@ pub mod net;
 pub mod raw;
 mod talos;
 
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
+use crate::error::setting::ConfigError;
 use crate::error::Error;
-use crate::setting_problem::ConfigError;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-pub use crate::setting_problem::Source;
+pub use crate::error::setting::Source;
 pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_IPXE_ARM64_URL, DEFAULT_REGISTRY};
 pub use listen::MatchboxListen;
 pub use raw::Raw;
@@ -146,8 +146,8 @@ pub struct BootloaderNames {
 }
 
 impl BootloaderNames {
-    pub fn for_bootloader(&self, bootloader: crate::arch::Bootloader) -> &str {
-        use crate::arch::Bootloader::*;
+    pub fn for_bootloader(&self, bootloader: crate::artifacts::arch::Bootloader) -> &str {
+        use crate::artifacts::arch::Bootloader::*;
         match bootloader {
             Arm64Efi => &self.arm64,
             X86_64Efi => &self.x86_64,

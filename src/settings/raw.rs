@@ -4,7 +4,7 @@
 //! `COZYBOOT_UPPER_SNAKE` in the environment), so a user who knows one knows all three.
 
 use super::Source;
-use crate::setting_problem::ConfigError;
+use crate::error::setting::ConfigError;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

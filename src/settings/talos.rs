@@ -1,6 +1,6 @@
 //! Talos machine configs given to cozyboot: read once, checked before anything is served.
 
-use crate::setting_problem::ConfigError;
+use crate::error::setting::ConfigError;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

@@ -30,7 +30,7 @@ pub const SCHEMA: &str = "cozyboot.site/v1";
 
 /// The site file of `data_dir`.
 pub fn file(data_dir: &Path) -> PathBuf {
-    crate::state::dir(data_dir).join("site.json")
+    crate::store::state::dir(data_dir).join("site.json")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ impl Record {
         Record {
             schema: SCHEMA.to_string(),
             data_dir: s.data_dir.clone(),
-            recorded_at: crate::state::now(),
+            recorded_at: crate::store::state::now(),
             cozyboot_version: env!("CARGO_PKG_VERSION").to_string(),
             config_file: resolved
                 .config_file
@@ -145,7 +145,7 @@ fn unreadable(path: &Path, why: &str) -> ConfigError {
 
 /// Writes the record atomically: a reader sees the old record or the new one, never half.
 pub fn save(record: &Record) -> std::io::Result<()> {
-    fs_err::create_dir_all(crate::state::dir(&record.data_dir))?;
+    fs_err::create_dir_all(crate::store::state::dir(&record.data_dir))?;
     let mut bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     crate::render::atomic_write(&file(&record.data_dir), &bytes)

@@ -17,7 +17,7 @@ pub mod report;
 pub mod run;
 pub mod vm;
 
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
 use crate::journey::model::Stage;
 use serde::Serialize;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! package is one error that names every package to install.
 
 use super::{DhcpMode, Firmware, Machine};
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
 use std::path::{Path, PathBuf};
 
 /// Where Debian and Ubuntu put each file, and the package that ships it.

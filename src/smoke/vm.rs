@@ -4,7 +4,7 @@
 //! its serial console goes to a file, and `-no-reboot` makes a reboot end QEMU.
 
 use super::{Firmware, Machine};
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

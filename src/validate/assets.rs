@@ -2,11 +2,12 @@
 //! architecture they are served to, and identical to what `up` recorded extracting.
 
 use super::{Check, Findings};
-use crate::arch::{Arch, Bootloader};
-use crate::pe::{self, PeMachine};
-use crate::render::{dnsmasq::served_firmwares, talos};
+use crate::artifacts::arch::{Arch, Bootloader};
+use crate::artifacts::layout;
+use crate::artifacts::pe::{self, PeMachine};
+use crate::render::dnsmasq::served_firmwares;
 use crate::settings::Settings;
-use crate::state::{FileRecord, State};
+use crate::store::state::{FileRecord, State};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io;
@@ -47,7 +48,7 @@ fn talos_files(s: &Settings, state: &State, arch: Arch, image_id: Option<&str>) 
     let dir = s.assets_dir().join("talos").join(arch.asset_dir());
     let record = state.assets.get(arch.name());
     let mut f = Findings::default();
-    for name in [talos::KERNEL, talos::INITRAMFS] {
+    for name in [layout::KERNEL, layout::INITRAMFS] {
         let recorded = record.and_then(|r| r.files.iter().find(|file| file.name == name));
         file(&dir.join(name), recorded, false, &mut f);
     }
@@ -67,8 +68,8 @@ fn talos_files(s: &Settings, state: &State, arch: Arch, image_id: Option<&str>) 
             )),
             _ => f.note(format!(
                 "every {arch} firmware (UEFI and BIOS) is served {} + {} extracted from {} ({}), {}",
-                talos::KERNEL,
-                talos::INITRAMFS,
+                layout::KERNEL,
+                layout::INITRAMFS,
                 r.image,
                 short(&r.image_id),
                 r.origin()
@@ -79,8 +80,8 @@ fn talos_files(s: &Settings, state: &State, arch: Arch, image_id: Option<&str>) 
         &id,
         format!(
             "{} and {} match what was extracted from {}",
-            talos::KERNEL,
-            talos::INITRAMFS,
+            layout::KERNEL,
+            layout::INITRAMFS,
             s.talos_image()
         ),
     );

@@ -1,8 +1,8 @@
 //! Containers: matchbox and dnsmasq exist, run, stay up, and run the images the settings name.
 
 use super::{Check, Findings};
+use crate::artifacts::image_ref::ImageRef;
 use crate::engine::docker::{ContainerInfo, Engine, EngineError};
-use crate::image_ref::ImageRef;
 use crate::render::containers::Role;
 use crate::settings::Settings;
 use std::time::Duration;

@@ -1,12 +1,12 @@
 //! `config.talos-config-exposure`: the Talos machine configs matchbox hands to anyone who
 //! asks. `/generic` has no authentication and plain HTTP has no secrecy; a group's MAC or
 //! uuid selector is no protection, since both are easily spoofed. What shrinks the exposure
-//! is withdrawal (see [`crate::render::withdrawal`]): `cozyboot nodes` takes a config out
+//! is withdrawal (see [`crate::store::withdrawal`]): `cozyboot nodes` takes a config out
 //! once its machine has it.
 
 use super::Check;
 use crate::journey::clock;
-use crate::render::withdrawal::{self, Given, Record};
+use crate::store::withdrawal::{self, Given, Record};
 use crate::settings::Settings;
 
 pub const ID: &str = "config.talos-config-exposure";

@@ -1,16 +1,16 @@
 //! Hand-made files in the matchbox tree: a group cozyboot did not write that can take a
-//! machine cozyboot serves (see [`crate::foreign`]).
+//! machine cozyboot serves (see [`crate::store::hand_made`]).
 
 use super::Check;
-use crate::foreign;
 use crate::render::Rendered;
 use crate::settings::Settings;
+use crate::store::hand_made;
 
 const ID: &str = "config.foreign-groups";
 
 pub fn check(s: &Settings, rendered: &Rendered) -> Check {
     let ours: Vec<String> = rendered.files().into_iter().map(|f| f.path).collect();
-    let found = foreign::scan(&s.data_dir, &ours, &rendered.tree.groups);
+    let found = hand_made::scan(&s.data_dir, &ours, &rendered.tree.groups);
     let fix = "`cozyboot up --move-foreign` moves every file cozyboot did not write into <data-dir>/.cozyboot/moved-<date>/; or remove those groups";
     let listing = |c: Check| {
         found.files.iter().fold(c, |c, f| {

@@ -2,20 +2,19 @@
 //! kernel and initramfs (by HEAD: their sizes are compared, never downloaded).
 
 use super::{Check, Findings, Status};
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
+use crate::artifacts::matchbox_version::{self, Verdict};
 use crate::engine::docker::{ContainerInfo, Engine};
-use crate::matchbox_version::{self, Verdict};
-use crate::reach::{self, Vantage};
-use crate::render::withdrawal::{self, Record};
+use crate::host::reach::{self, Vantage};
+use crate::journey::validate_marks::{MARK, SAMPLE_MAC};
+use crate::store::withdrawal::{self, Record};
 use crate::settings::{NodeConfig, Settings};
-use crate::state::State;
+use crate::store::state::State;
 use reqwest::{Client, StatusCode, Url};
 use std::path::PathBuf;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// A MAC no real NIC has (locally administered), as iPXE's `${mac:hexhyp}` writes it.
-pub const SAMPLE_MAC: &str = "02-63-6f-7a-79-01";
 const SAMPLE_UUID: &str = "c0250b00-7000-4000-8000-000000000001";
 const HEALTH: &str = "matchbox.health";
 const BOOT_IPXE: &str = "matchbox.boot-ipxe";
@@ -228,11 +227,6 @@ async fn boot_ipxe(client: &Client, s: &Settings) -> Check {
     }
     Check::pass(BOOT_IPXE, "/boot.ipxe chains to /ipxe with `arch=${buildarch}`").evidence(evidence)
 }
-
-/// Added to every `/ipxe` and `/generic` request validate makes (matchbox ignores a label no
-/// group selects on): a node's check asks as that node's MAC, and `cozyboot nodes` must not
-/// take validate for the machine.
-pub const MARK: &str = "cozyboot=validate";
 
 fn ipxe_url(s: &Settings, buildarch: &str, mac: &str) -> String {
     format!(

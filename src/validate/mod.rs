@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod config;
 pub mod containers;
+pub mod dnsmasq_rules;
 mod exposure;
 mod foreign;
 mod listen;
@@ -19,9 +20,8 @@ pub mod site;
 
 use crate::engine::docker::Engine;
 use crate::error::Error;
-use crate::render;
 use crate::settings::{Settings, Source};
-use crate::state;
+use crate::store::state;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -178,7 +178,7 @@ pub struct Options {
 
 /// Runs every family against the server `s` describes.
 pub async fn run(s: &Settings, engine: &Engine, options: &Options) -> Result<Report, Error> {
-    let rendered = render::withdrawal::render_site(s)?;
+    let rendered = crate::store::withdrawal::render_site(s)?;
     let engine_arch = engine.arch().await?;
     let first = containers::first_look(s, engine).await?;
     let talos_image_id = engine.image(&s.talos_image()).await?.map(|i| i.id);
@@ -226,8 +226,8 @@ async fn nodes_check(s: &Settings, engine: &Engine, seen: &containers::Seen) -> 
             events.extend(matchbox_log::events(&text));
         }
     }
-    let record = crate::render::withdrawal::Record::load(&s.data_dir).unwrap_or_default();
-    let (shared, macs) = crate::render::withdrawal::withdrawn_of(s, &record);
+    let record = crate::store::withdrawal::Record::load(&s.data_dir).unwrap_or_default();
+    let (shared, macs) = crate::store::withdrawal::withdrawn_of(s, &record);
     nodes::check(&Site::of(s).without(shared, &macs), &model::fold(events), clock::now())
 }
 

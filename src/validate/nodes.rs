@@ -61,7 +61,7 @@ pub fn check(site: &Site, journeys: &BTreeMap<String, Journey>, now: i64) -> Che
 mod tests {
     use super::super::Status;
     use super::*;
-    use crate::arch::Arch;
+    use crate::artifacts::arch::Arch;
     use crate::journey::{dnsmasq_log, matchbox_log, model};
 
     fn site() -> Site {

@@ -4,7 +4,7 @@
 //! the iPXE script URL. It never requests a lease, and every wait is bounded.
 
 use super::{Check, Findings};
-use crate::probe::{self, BootAnswer, DiscoverSpec, Offer, ProbeError};
+use crate::host::pxe_client::{self, BootAnswer, DiscoverSpec, Offer, ProbeError};
 use crate::render::dnsmasq::served_firmwares;
 use crate::settings::{DhcpMode, Settings};
 use std::net::Ipv4Addr;
@@ -103,7 +103,7 @@ fn run(s: &Settings, o: &ProbeOptions, handle: &tokio::runtime::Handle) -> Vec<C
         }
         let ping = matches!(s.dhcp, DhcpMode::Full { .. }) && i == 0;
         let wait = if ping { o.wait + FIRST_OFFER_PING } else { o.wait };
-        match probe::boot_file_for(&o.iface, &t.spec, wait) {
+        match pxe_client::boot_file_for(&o.iface, &t.spec, wait) {
             Ok(answer) => {
                 offers.extend(answer.offers.iter().cloned());
                 checks.push(judge(s, o, &t, &answer, handle));
@@ -168,7 +168,7 @@ fn judge(s: &Settings, o: &ProbeOptions, t: &Target, answer: &BootAnswer, handle
     if answer.via_pxe_port {
         f.note(format!(
             "boot file from the proxy's UDP {} answer",
-            probe::dhcp::PXE_PORT
+            pxe_client::dhcp::PXE_PORT
         ));
     }
     let (ok, fix) = match offer_problem(t, answer) {
@@ -245,7 +245,7 @@ fn tftp_matches_disk(s: &Settings, o: &ProbeOptions, server: Ipv4Addr, name: &st
         Ok(bytes) => bytes,
         Err(e) => return f.fail(format!("{} cannot be read to compare: {e}", disk_path.display())),
     };
-    match probe::fetch(server, name, o.wait) {
+    match pxe_client::fetch(server, name, o.wait) {
         Ok(bytes) if bytes == disk => f.note(format!(
             "TFTP {server}:{name}: {} bytes, identical to {}",
             bytes.len(),
@@ -265,7 +265,7 @@ fn script_answers(url: &str, handle: &tokio::runtime::Handle, f: &mut Findings) 
     // Asked from this host: never through a gateway, where another server could answer.
     let guarded = reqwest::Url::parse(url)
         .map_err(|e| format!("{url} is not a URL: {e}"))
-        .and_then(|u| crate::reach::guard(&u));
+        .and_then(|u| crate::host::reach::guard(&u));
     if let Err(refused) = guarded {
         return f.warn(format!("the iPXE URL {url} was not fetched: {refused}"));
     }

@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use cozyboot::probe::{self, DiscoverSpec};
+use cozyboot::host::pxe_client::{self as probe, DiscoverSpec};
 use cozyboot::render;
 use cozyboot::settings::{net::FixedNet, Purpose, Settings};
 use std::fs;

@@ -11,7 +11,7 @@
 //!
 //! The UKI tests serve what a Talos >= 1.10 installer holds, a UKI only (`vmlinuz.efi`, built
 //! by `scripts/firmware-artifacts` with trixie's ukify and an embedded command line that is
-//! not cozyboot's): split by `cozyboot::uki::split` into the kernel + initramfs pair every
+//! not cozyboot's): split by `cozyboot::artifacts::uki::split` into the kernel + initramfs pair every
 //! firmware boots, or (UEFI only) served whole.
 //!
 //! The mutation tests break one thing cozyboot gets right and check that the boot then fails
@@ -22,7 +22,7 @@
 
 use crate::support;
 
-use cozyboot::arch::Bootloader;
+use cozyboot::artifacts::arch::Bootloader;
 use cozyboot::render::{self, Rendered};
 use cozyboot::settings::{net::FixedNet, Purpose, Settings};
 use support::firmware::{
@@ -178,7 +178,7 @@ fn bios_ipxe_boots_linux_with_proxy_dhcp() {
 
 // ------------------------------------------------------------------------------ UKI only
 
-/// A Talos >= 1.10 installer holds only the UKI: the pair `cozyboot::uki::split` takes out of
+/// A Talos >= 1.10 installer holds only the UKI: the pair `cozyboot::artifacts::uki::split` takes out of
 /// it, served as `talos/<arch>/{vmlinuz,initramfs.xz}`, boots `client` with cozyboot's
 /// command line (the UKI's embedded one, `console=tty0 cozyboot.embedded=1`, is not used: the
 /// `.cmdline` section is left behind with the stub).
@@ -229,7 +229,7 @@ fn uki_whole_boots_arm64_uefi_with_cozyboots_args() {
     let serve_uki = |r: &mut Rendered| {
         let dir = format!("/talos/{}/", client.arch().asset_dir());
         for p in r.tree.profiles.iter_mut().filter(|p| p.boot.kernel.contains(&dir)) {
-            p.boot.kernel = p.boot.kernel.replace(cozyboot::render::talos::KERNEL, UKI);
+            p.boot.kernel = p.boot.kernel.replace(cozyboot::artifacts::layout::KERNEL, UKI);
             p.boot.initrd.clear();
         }
     };
@@ -323,12 +323,12 @@ fn mutation_arch_12_leaves_arm64_uefi_without_a_boot_file() {
     // `cozyboot nodes` says so: offered, no boot file, and the arch-12 rule named.
     let j = o.journey().expect("cozyboot's journeys hold the VM");
     assert!(j.offered && j.stages.is_empty() && j.client_arch == Some(11), "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Arm64]), i64::MAX / 2);
+    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::artifacts::arch::Arch::Arm64]), i64::MAX / 2);
     assert!(d.finding.contains("client-arch,12"), "{d:#?}");
 }
 
 /// The site these tests serve, as `cozyboot nodes` judges journeys against it.
-fn journey_site(arches: &[cozyboot::arch::Arch]) -> cozyboot::journey::diagnosis::Site {
+fn journey_site(arches: &[cozyboot::artifacts::arch::Arch]) -> cozyboot::journey::diagnosis::Site {
     cozyboot::journey::diagnosis::Site {
         arches: arches.to_vec(),
         config_for_all: false,
@@ -349,7 +349,7 @@ fn mutation_no_i386_group_stops_bios_at_ipxe() {
     assert!(o.evidence.matchbox.contains("arch:i386"), "{}", o.report());
     let j = o.journey().expect("cozyboot's journeys hold the VM");
     assert!(j.no_profile, "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Amd64]), i64::MAX / 2);
+    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::artifacts::arch::Arch::Amd64]), i64::MAX / 2);
     assert_eq!(
         d.stopped_before,
         Some(cozyboot::journey::model::Stage::Profile),
@@ -380,7 +380,7 @@ fn missing_bootloader_stops_arm64_uefi_at_tftp_with_the_file_named() {
     let j = o.journey().expect("cozyboot's journeys hold the VM");
     assert_eq!(j.tftp_missing.as_deref(), Some("bootaa64.efi"), "{j:#?}");
     assert_eq!(j.client_arch, Some(11), "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Arm64]), i64::MAX / 2);
+    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::artifacts::arch::Arch::Arm64]), i64::MAX / 2);
     assert_eq!(d.stopped_before, Some(cozyboot::journey::model::Stage::Tftp), "{d:#?}");
     assert!(d.finding.contains("`bootaa64.efi` not found"), "{d:#?}");
     assert!(d.fix.contains("cozyboot up"), "{d:#?}");
@@ -404,7 +404,7 @@ fn kernel_without_initramfs_is_diagnosed_at_the_initramfs() {
     let j = o.journey().expect("cozyboot's journeys hold the VM");
     assert!(j.reached(cozyboot::journey::model::Stage::Kernel), "{j:#?}");
     assert!(!j.reached(cozyboot::journey::model::Stage::Initramfs), "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::arch::Arch::Amd64]), i64::MAX / 2);
+    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::artifacts::arch::Arch::Amd64]), i64::MAX / 2);
     assert_eq!(
         d.stopped_before,
         Some(cozyboot::journey::model::Stage::Initramfs),

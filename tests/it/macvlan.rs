@@ -10,7 +10,7 @@
 
 use crate::support;
 
-use cozyboot::reach::route::{self, Route};
+use cozyboot::host::reach::route::{self, Route};
 use serde_json::Value;
 use std::fs;
 use std::net::Ipv4Addr;

@@ -9,6 +9,7 @@ mod extract_full_disk;
 mod firmware_boot;
 mod firmware_up;
 mod ipxe_arm64;
+mod layers;
 mod macvlan;
 mod nodes;
 mod ports_netns;

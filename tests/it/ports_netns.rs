@@ -7,7 +7,7 @@
 
 use crate::support;
 
-use cozyboot::ports::{check, Binding, Proto, Verdict};
+use cozyboot::host::ports::{check, Binding, Proto, Verdict};
 use serde_json::Value;
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

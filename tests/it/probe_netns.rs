@@ -8,7 +8,7 @@ use crate::support;
 use std::fs;
 use std::time::Duration;
 
-use cozyboot::probe::{self, DiscoverSpec, ProbeError};
+use cozyboot::host::pxe_client::{self as probe, DiscoverSpec, ProbeError};
 use support::netns::{DnsmasqProc, TestNet};
 use tempfile::TempDir;
 

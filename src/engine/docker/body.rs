@@ -8,7 +8,7 @@ use bollard::models::{
 };
 
 use super::errors::EngineError;
-use crate::engine::spec::{ContainerSpec, NetworkMode};
+use crate::render::container_spec::{ContainerSpec, NetworkMode};
 
 pub(super) fn validate_spec(spec: &ContainerSpec) -> Result<(), EngineError> {
     let invalid = |reason: String| EngineError::InvalidSpec {
@@ -93,7 +93,7 @@ pub(super) fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::spec::Bind;
+    use crate::render::container_spec::Bind;
     use std::collections::BTreeMap;
     use std::net::Ipv4Addr;
     use std::path::PathBuf;

@@ -17,8 +17,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::body::{container_body, validate_spec};
 use super::errors::{api, container_error, create_error, detail, status, EngineError};
 use super::types::{ContainerInfo, ImageInfo, NetworkInfo, PullEvent};
-use crate::engine::spec::ContainerSpec;
-use crate::image_ref::ImageRef;
+use crate::artifacts::image_ref::ImageRef;
+use crate::render::container_spec::ContainerSpec;
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Connecting and pinging a healthy local engine takes milliseconds; anything slower is a

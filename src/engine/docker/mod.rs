@@ -2,7 +2,7 @@
 //!
 //! - [`client`]: the connection, images, containers, logs;
 //! - [`export`]: files out of an image, streamed through the extractor;
-//! - [`body`]: a [`ContainerSpec`](crate::engine::spec::ContainerSpec) as a Docker create body;
+//! - [`body`]: a [`ContainerSpec`](crate::render::container_spec::ContainerSpec) as a Docker create body;
 //! - [`errors`]: [`EngineError`], and bollard's errors mapped to it;
 //! - [`types`]: the plain data the engine returns.
 

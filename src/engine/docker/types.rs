@@ -1,4 +1,4 @@
-//! Plain data the engine returns: images, containers, networks, pull events, file sets.
+//! Plain data the engine returns: images, containers, networks, pull events.
 
 use std::collections::BTreeMap;
 
@@ -6,19 +6,8 @@ use bollard::models::{ContainerInspectResponse, CreateImageInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::extract::ExtractReport;
-
-/// One way an image may lay out a set of files (absolute paths inside the image).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileSet {
-    pub required: Vec<String>,
-    pub optional: Vec<String>,
-}
-
-impl FileSet {
-    pub(super) fn describe(&self) -> String {
-        self.required.join(" + ")
-    }
-}
+// Defined with the layouts that name them; the engine exports them.
+pub use crate::artifacts::layout::FileSet;
 
 /// What [`Engine::export_files`] copied.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@
 
 
 use super::netns::{DnsmasqProc, TestNet, DNSMASQ};
-use cozyboot::arch::{Arch, Bootloader};
+use cozyboot::artifacts::arch::{Arch, Bootloader};
 use cozyboot::render::{self, Rendered};
 use cozyboot::settings::Settings;
 use cozyboot::smoke::report::strip_escapes;
@@ -97,7 +97,7 @@ pub struct Artifacts {
 pub enum TalosSource {
     /// `<arch>/vmlinuz` and `<arch>/initramfs.xz` as two files (installers before Talos 1.10).
     Pair,
-    /// Only the UKI `<arch>/vmlinuz.efi` (Talos >= 1.10 installers): `cozyboot::uki::split`
+    /// Only the UKI `<arch>/vmlinuz.efi` (Talos >= 1.10 installers): `cozyboot::artifacts::uki::split`
     /// takes its `.linux` and `.initrd` sections out to `talos/<arch>/vmlinuz` and
     /// `talos/<arch>/initramfs.xz`, as `cozyboot up` does.
     UkiSplit,
@@ -650,7 +650,7 @@ impl Lab {
             let dir = assets.join("talos").join(arch.asset_dir());
             fs::create_dir_all(&dir).unwrap();
             let from = |f: &str| a.path(&format!("{}/{f}", arch.asset_dir()));
-            let (kernel, initrd) = (cozyboot::render::talos::KERNEL, cozyboot::render::talos::INITRAMFS);
+            let (kernel, initrd) = (cozyboot::artifacts::layout::KERNEL, cozyboot::artifacts::layout::INITRAMFS);
             match a.talos {
                 TalosSource::Pair => {
                     for f in [kernel, initrd] {
@@ -658,7 +658,7 @@ impl Lab {
                     }
                 }
                 TalosSource::UkiSplit => {
-                    let parts = cozyboot::uki::split(&from(UKI), &dir.join(kernel), &dir.join(initrd))
+                    let parts = cozyboot::artifacts::uki::split(&from(UKI), &dir.join(kernel), &dir.join(initrd))
                         .unwrap_or_else(|e| panic!("uki::split of {}: {e}", from(UKI).display()));
                     if arch == client.arch() {
                         split = Some(parts);
@@ -713,7 +713,7 @@ impl Lab {
         client: Client,
         servers: &dyn Servers,
         work: &Path,
-        split: Option<cozyboot::uki::Parts>,
+        split: Option<cozyboot::artifacts::uki::Parts>,
         setup: Duration,
     ) -> Outcome {
         let serial_path = work.join("serial.log");
@@ -983,8 +983,8 @@ impl Watch<'_> {
                     })
                 })
             }
-            Stage::Kernel => ev.matchbox.contains(&self.asset(cozyboot::render::talos::KERNEL)),
-            Stage::Initrd => ev.matchbox.contains(&self.asset(cozyboot::render::talos::INITRAMFS)),
+            Stage::Kernel => ev.matchbox.contains(&self.asset(cozyboot::artifacts::layout::KERNEL)),
+            Stage::Initrd => ev.matchbox.contains(&self.asset(cozyboot::artifacts::layout::INITRAMFS)),
             Stage::Linux => ev.serial.contains(MARKER),
             Stage::Answered => ev.serial.contains(ANSWERED),
         }
@@ -1049,9 +1049,9 @@ impl Watch<'_> {
 pub struct Outcome {
     pub client: Client,
     pub mode: Mode,
-    /// With [`TalosSource::UkiSplit`]: what `cozyboot::uki::split` took out of the client's
+    /// With [`TalosSource::UkiSplit`]: what `cozyboot::artifacts::uki::split` took out of the client's
     /// architecture's UKI.
-    pub split: Option<cozyboot::uki::Parts>,
+    pub split: Option<cozyboot::artifacts::uki::Parts>,
     /// Stages reached, with the time since QEMU started.
     pub reached: Vec<(Stage, Duration)>,
     /// The first stage not reached; `None` when Linux ran our /init.

@@ -1,6 +1,8 @@
 //! Errors that reach the user, and the exit code each kind maps to.
 
-pub use crate::setting_problem::ConfigError;
+pub mod setting;
+
+pub use setting::ConfigError;
 
 /// Exit codes are part of the interface: scripts and CI jobs branch on them.
 pub mod exit {

@@ -105,7 +105,7 @@ pub struct AssetRecord {
     pub image_id: String,
     /// The directory in the image the files came from.
     pub source: String,
-    /// Which of the layouts in [`crate::layout`] the image has (`assets`, `installer-uki`, ...).
+    /// Which of the layouts in [`crate::artifacts::layout`] the image has (`assets`, `installer-uki`, ...).
     #[serde(default)]
     pub layout: String,
     /// The image's checksum file every served file was verified against, if it has one.

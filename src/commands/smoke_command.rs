@@ -3,10 +3,10 @@
 //! panic and on Ctrl-C or SIGTERM alike.
 
 use super::{runtime, Output};
+use crate::apply::progress::{Printer, ProgressMode};
 use crate::cli::SmokeArgs;
 use crate::engine::docker::Engine;
 use crate::error::{ConfigError, Error, Result};
-use crate::progress::{Printer, ProgressMode};
 use crate::render::containers::LABEL_DATA_DIR;
 use crate::settings::net::SystemNet;
 use crate::settings::{self, Purpose, Resolved};

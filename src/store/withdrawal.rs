@@ -12,8 +12,9 @@
 //! A spoofed request can only make a config leave earlier (it still needs its machine's
 //! Talos to answer), never serve it longer.
 
-use super::matchbox::{Group, Profile, Tree};
-use super::{atomic_write, json, render, Rendered};
+use super::state;
+use crate::render::matchbox::{Group, Profile, Tree};
+use crate::render::{atomic_write, json, render, Rendered};
 use crate::error::Error;
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub const SCHEMA: &str = "cozyboot.withdrawn-configs/v1";
 
 pub fn file(data_dir: &Path) -> PathBuf {
-    crate::state::dir(data_dir).join("withdrawn-configs.json")
+    state::dir(data_dir).join("withdrawn-configs.json")
 }
 
 /// One withdrawn config: which content, and the machine whose taking it withdrew it.
@@ -183,7 +184,7 @@ pub fn withdraw(data_dir: &Path, taken: &[Taken]) -> Result<Vec<String>, Error> 
             generics: ids.clone(),
             mac: machine.mac.clone(),
             ip: machine.ip,
-            at: crate::state::now(),
+            at: state::now(),
         });
         let answered = machine.ip.map_or_else(
             || "Talos answers".to_string(),
@@ -454,7 +455,7 @@ mod tests {
             fetched_at,
         };
         // Fetched before the files were written: another version of the config.
-        let now = i64::try_from(crate::state::now()).unwrap();
+        let now = i64::try_from(state::now()).unwrap();
         assert!(withdraw(dir.path(), &[taken(Some(now - 60))]).unwrap().is_empty());
         assert!(withdraw(dir.path(), &[taken(None)]).unwrap().is_empty());
         assert!(dir.path().join("generic/shared-arm64.yaml").exists());

@@ -37,7 +37,7 @@ pub struct Section {
 /// What a UKI holds, read from its headers alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    pub machine: crate::pe::PeMachine,
+    pub machine: crate::artifacts::pe::PeMachine,
     pub kernel: Section,
     pub initrd: Section,
     /// The embedded command line; the one iPXE passes replaces it (Secure Boot off).
@@ -88,7 +88,7 @@ pub fn inspect(path: &Path) -> Result<Layout, UkiError> {
         path: path.to_owned(),
         why,
     };
-    let machine = crate::pe::machine_from_reader(&file).map_err(|e| not_uki(e.to_string()))?;
+    let machine = crate::artifacts::pe::machine_from_reader(&file).map_err(|e| not_uki(e.to_string()))?;
     let cache = ReadCache::new(&file);
     // arm64 and x86_64 EFI binaries are PE32+; a 32-bit PE cannot be a Talos UKI.
     let pe = PeFile64::parse(&cache).map_err(|e| not_uki(format!("unreadable PE32+ headers ({e})")))?;
@@ -257,7 +257,7 @@ pub fn build_for_tests(machine: u16, sections: &[(&str, &[u8])]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pe::PeMachine;
+    use crate::artifacts::pe::PeMachine;
 
     fn kernel() -> Vec<u8> {
         let mut k = vec![0x5Au8; 70_001];

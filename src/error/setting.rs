@@ -1,6 +1,6 @@
 //! A setting's provenance and a problem with one setting: what `settings` produces and
-//! `error` reports. A leaf (std and serde only), so that neither of the two depends on the
-//! other to name them.
+//! `error` reports. Here, in the lowest layer, so that settings names them without `error`
+//! having to know settings.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

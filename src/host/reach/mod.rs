@@ -12,7 +12,7 @@ pub mod netns;
 pub mod route;
 
 use crate::engine::docker::{EngineError, NetworkInfo};
-use crate::engine::ContainerEngine;
+use crate::engine::{ContainerEngine, Engine};
 use crate::settings::{Network, Settings};
 use route::Route;
 use std::future::Future;
@@ -66,6 +66,42 @@ impl Vantage {
                 netns::run_in(ns, work).await
             }
             Vantage::Nowhere { why, .. } | Vantage::Stopped { why } => Err(why.clone()),
+        }
+    }
+}
+
+/// How `apply` asks a started matchbox whether it answers. Kept off [`ContainerEngine`], so
+/// the engine stays about containers: a real engine is asked through over the network, from
+/// where matchbox's address can really be reached; the unit tests' fake answers from the
+/// containers it holds.
+#[allow(async_fn_in_trait)]
+pub trait AskMatchbox: ContainerEngine {
+    /// Where the running matchbox `name` can be asked over HTTP from.
+    async fn matchbox_vantage(&self, s: &Settings, name: &str) -> Result<Vantage, EngineError> {
+        vantage(s, self, name).await
+    }
+
+    /// `Ok(None)` when `GET url`, asked from `vantage`, answers `matchbox`; `Ok(Some(why))`
+    /// when it answered something else; `Err` when it could not be asked from there.
+    async fn ask_matchbox(&self, vantage: &Vantage, url: String) -> Result<Option<String>, String> {
+        vantage.run(self, move || says_matchbox(url)).await
+    }
+}
+
+impl AskMatchbox for Engine {}
+
+#[cfg(test)]
+impl AskMatchbox for crate::engine::fake::FakeEngine {
+    async fn matchbox_vantage(&self, _s: &Settings, _name: &str) -> Result<Vantage, EngineError> {
+        Ok(Vantage::Here)
+    }
+
+    /// matchbox answers when a container of that role runs and no health fault hit it.
+    async fn ask_matchbox(&self, _vantage: &Vantage, url: String) -> Result<Option<String>, String> {
+        match self.running_healthy(crate::render::containers::LABEL_ROLE, "matchbox") {
+            None => Err(format!("GET {url}: connection refused")),
+            Some(false) => Ok(Some(format!("GET {url} answered HTTP 503"))),
+            Some(true) => Ok(None),
         }
     }
 }

@@ -9,16 +9,31 @@
 //!
 //! Pure: which files to ask the engine for, and how to read a checksum file.
 
-use crate::arch::Arch;
-use crate::engine::docker::FileSet;
-use crate::render::talos::{INITRAMFS, KERNEL};
+use crate::artifacts::arch::Arch;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// The kernel's file name, in the images and as matchbox serves it.
+pub const KERNEL: &str = "vmlinuz";
+/// The initramfs's file name, in the images and as matchbox serves it.
+pub const INITRAMFS: &str = "initramfs.xz";
 /// The UKI's file name in a Talos installer.
 pub const UKI: &str = "vmlinuz.efi";
 /// The checksum file the asset container carries beside its assets.
 pub const CHECKSUMS: &str = "checksums.sha256";
+
+/// One way an image may lay out a set of files (absolute paths inside the image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSet {
+    pub required: Vec<String>,
+    pub optional: Vec<String>,
+}
+
+impl FileSet {
+    pub fn describe(&self) -> String {
+        self.required.join(" + ")
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,16 +1,22 @@
 //! Turning a merged [`Raw`] layer into validated [`Settings`], collecting every problem.
 
+mod dhcp;
+mod interface;
+mod nodes;
+
 use super::choice::Choice;
 use super::net::HostNet;
-use super::raw::{NodeEntry, Raw, Text};
+use super::raw::{Raw, Text};
 use super::{
-    error_for, images, talos, BootloaderNames, ContainerNames, DhcpMode, LogLevel, MatchboxListen, Network, NodeConfig,
-    PullPolicy, Settings, Source, Variant,
+    error_for, images, BootloaderNames, ContainerNames, LogLevel, MatchboxListen, Network, PullPolicy, Settings, Source,
+    Variant,
 };
-use crate::arch::Arch;
+use crate::artifacts::arch::Arch;
+use crate::error::setting::ConfigError;
 use crate::error::Error;
-use crate::setting_problem::ConfigError;
-use ipnet::Ipv4Net;
+use dhcp::dhcp_mode;
+use interface::interface_facts;
+use nodes::talos_configs;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -21,7 +27,6 @@ pub const DEFAULT_DATA_DIR: &str = "/opt/matchbox";
 /// The iPXE project's own arm64 EFI build (ipxe.org publishes one per architecture under
 /// boot.ipxe.org/<platform>/).
 pub const DEFAULT_IPXE_ARM64_URL: &str = "https://boot.ipxe.org/arm64-efi/ipxe.efi";
-const DEFAULT_LEASE_TIME: &str = "12h";
 
 /// What the settings are for decides what must exist on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,273 +363,6 @@ fn parse_arches(c: &mut Checker<'_>, raw: &Option<Vec<Text>>) -> Vec<Arch> {
     arches
 }
 
-/// Works out the interface, the server address and the subnet, from flags or the host.
-fn interface_facts(
-    c: &mut Checker<'_>,
-    raw: &Raw,
-    network: &Network,
-    host: &dyn HostNet,
-    purpose: Purpose,
-) -> (Option<String>, Option<Ipv4Addr>, Option<Ipv4Net>) {
-    let server_ip = text(&raw.server_ip).and_then(|t| c.ip("server-ip", t));
-    let subnet = text(&raw.subnet).and_then(|t| match t.trim().parse::<Ipv4Net>() {
-        Ok(n) => Some(n.trunc()),
-        Err(_) => {
-            c.fail(
-                "subnet",
-                Some(t),
-                "not an IPv4 subnet in CIDR form",
-                "write it like 10.20.13.0/24",
-            );
-            None
-        }
-    });
-    let bad_server = text(&raw.server_ip).is_some() && server_ip.is_none();
-    let bad_subnet = text(&raw.subnet).is_some() && subnet.is_none();
-
-    let iface = match (text(&raw.iface), network) {
-        (Some(i), _) => Some(i.trim().to_string()),
-        // In its own network namespace the container sees the Docker network as eth0.
-        (None, Network::Named(_)) => Some(c.derived(
-            "iface",
-            "first interface of a container on a Docker network",
-            "eth0".to_string(),
-        )),
-        (None, Network::Host) => None,
-    };
-
-    // On a Docker network the host's interfaces say nothing about the container's addresses.
-    let on_host = *network == Network::Host;
-    let host_addrs = match (&iface, on_host) {
-        (Some(name), true) => host.ipv4(name),
-        _ => None,
-    };
-
-    let must_exist_here = on_host
-        && (purpose == Purpose::Serve || server_ip.is_none() || (subnet.is_none() && text(&raw.dhcp_range).is_none()));
-    match (&iface, &host_addrs) {
-        (None, _) if on_host => {
-            let fix = match host.candidates() {
-                names if names.is_empty() => "pass --iface with the interface facing the machines to boot".to_string(),
-                names => format!(
-                    "pass --iface with the interface facing the machines to boot; this host has: {}",
-                    names.join(", ")
-                ),
-            };
-            c.fail("iface", None, "no interface given", fix);
-        }
-        (Some(name), None) if must_exist_here => {
-            let fix = match host.candidates() {
-                names if names.is_empty() => "check the name with `ip -br addr`".to_string(),
-                names => format!(
-                    "use one of: {} (or, to render for another host, give --server-ip and --subnet)",
-                    names.join(", ")
-                ),
-            };
-            c.fail("iface", Some(name), "no such network interface on this host", fix);
-        }
-        (Some(name), Some(addrs)) if addrs.is_empty() && must_exist_here => {
-            c.fail("iface", Some(name), "the interface has no IPv4 address", "give it an address on the boot network (e.g. `ip addr add 10.20.13.140/24 dev IFACE`) or pick another interface");
-        }
-        _ => {}
-    }
-
-    let addrs = host_addrs.unwrap_or_default();
-    let server_ip = match server_ip {
-        Some(ip) => Some(ip),
-        None if bad_server => None,
-        None if !on_host => {
-            c.fail(
-                "server-ip",
-                None,
-                "required with a Docker network: matchbox gets this fixed address on it",
-                "pass --server-ip with a free address of that network's subnet",
-            );
-            None
-        }
-        None => addrs.first().map(|net| {
-            let name = iface.clone().unwrap_or_default();
-            c.derived("server-ip", format!("IPv4 address of {name}"), net.addr())
-        }),
-    };
-
-    let subnet = match subnet {
-        Some(net) => Some(net),
-        None if bad_subnet => None,
-        None => {
-            let from_iface = server_ip.and_then(|ip| addrs.iter().find(|n| n.contains(&ip)).map(|n| n.trunc()));
-            match (from_iface, server_ip) {
-                (Some(net), _) => {
-                    let name = iface.clone().unwrap_or_default();
-                    Some(c.derived("subnet", format!("subnet of {name}"), net))
-                }
-                (None, Some(ip)) if text(&raw.dhcp_range).is_some() => {
-                    let net = Ipv4Net::new(ip, 24).map(|n| n.trunc()).ok();
-                    net.map(|n| c.derived("subnet", "assumed /24 around server-ip; pass --subnet to change", n))
-                }
-                (None, Some(ip)) if on_host && !addrs.is_empty() => {
-                    let name = iface.clone().unwrap_or_default();
-                    c.fail(
-                        "server-ip",
-                        Some(&ip.to_string()),
-                        format!("not on any subnet of {name} ({})", join(&addrs)),
-                        format!(
-                            "use an address of {name}, or omit --server-ip to use {}",
-                            addrs[0].addr()
-                        ),
-                    );
-                    None
-                }
-                (None, Some(_)) => {
-                    c.fail(
-                        "subnet",
-                        None,
-                        "unknown: the interface is not on this host",
-                        "pass --subnet (e.g. 10.20.13.0/24) or --dhcp-range",
-                    );
-                    None
-                }
-                (None, None) => None,
-            }
-        }
-    };
-
-    if let (Some(ip), Some(net)) = (server_ip, subnet) {
-        if !net.contains(&ip) {
-            c.fail(
-                "server-ip",
-                Some(&ip.to_string()),
-                format!("outside the subnet {net}"),
-                "use an address inside the subnet the machines boot on",
-            );
-        } else if ip == net.network() || ip == net.broadcast() {
-            c.fail(
-                "server-ip",
-                Some(&ip.to_string()),
-                format!("is the network or broadcast address of {net}"),
-                "use a host address",
-            );
-        }
-    }
-    (iface, server_ip, subnet)
-}
-
-fn join(nets: &[Ipv4Net]) -> String {
-    nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-fn dhcp_mode(c: &mut Checker<'_>, raw: &Raw, server_ip: Option<Ipv4Addr>, subnet: Option<Ipv4Net>) -> Option<DhcpMode> {
-    let Some(range) = text(&raw.dhcp_range) else {
-        for (field, set) in [
-            ("gateway", raw.gateway.is_some()),
-            ("dns", raw.dns.is_some()),
-            ("lease-time", raw.lease_time.is_some()),
-        ] {
-            if set {
-                c.fail(
-                    field,
-                    None,
-                    "only applies to full DHCP mode, and no dhcp-range is given",
-                    "add --dhcp-range START,END for full mode, or drop this setting for proxy mode",
-                );
-            }
-        }
-        c.derived(
-            "dhcp-mode",
-            "proxy: no dhcp-range given, an existing DHCP server hands out addresses",
-            (),
-        );
-        return Some(DhcpMode::Proxy);
-    };
-    c.derived("dhcp-mode", "full: dhcp-range is given", ());
-
-    let Some((start, end)) = range.split_once(',') else {
-        c.fail(
-            "dhcp-range",
-            Some(range),
-            "not a range",
-            "write START,END, e.g. 10.20.13.150,10.20.13.200",
-        );
-        return None;
-    };
-    let start = c.ip("dhcp-range", start);
-    let end = c.ip("dhcp-range", end);
-    let gateway = text(&raw.gateway).and_then(|g| c.ip("gateway", g));
-    let dns: Vec<Ipv4Addr> = raw.dns.iter().flatten().filter_map(|Text(d)| c.ip("dns", d)).collect();
-    let lease_time = match text(&raw.lease_time) {
-        None => c.default("lease-time", DEFAULT_LEASE_TIME.to_string()),
-        Some(l) => {
-            if !valid_lease_time(l) {
-                c.fail(
-                    "lease-time",
-                    Some(l),
-                    "not a dnsmasq lease time",
-                    "use seconds, or a number with m, h, d or w (e.g. 12h), or 'infinite'",
-                );
-            }
-            l.to_string()
-        }
-    };
-    let (start, end) = (start?, end?);
-    if u32::from(start) > u32::from(end) {
-        c.fail(
-            "dhcp-range",
-            Some(range),
-            "the start address is after the end address",
-            format!("swap them: {end},{start}"),
-        );
-    }
-    if let Some(net) = subnet {
-        for ip in [start, end] {
-            if !net.contains(&ip) {
-                c.fail(
-                    "dhcp-range",
-                    Some(range),
-                    format!("{ip} is outside the subnet {net}"),
-                    format!("pick addresses inside {net}"),
-                );
-            }
-        }
-        if let Some(gw) = gateway {
-            if !net.contains(&gw) {
-                c.fail(
-                    "gateway",
-                    Some(&gw.to_string()),
-                    format!("outside the subnet {net}"),
-                    format!("use the router's address on {net}"),
-                );
-            }
-        }
-    }
-    if let Some(ip) = server_ip {
-        if u32::from(start) <= u32::from(ip) && u32::from(ip) <= u32::from(end) {
-            c.fail(
-                "server-ip",
-                Some(&ip.to_string()),
-                format!("inside the DHCP range {range}, so it could be leased to a node"),
-                "move the DHCP range so it does not include the server's address",
-            );
-        }
-    }
-    if let Some(gw) = gateway {
-        if u32::from(start) <= u32::from(gw) && u32::from(gw) <= u32::from(end) {
-            c.fail(
-                "gateway",
-                Some(&gw.to_string()),
-                format!("inside the DHCP range {range}"),
-                "move the DHCP range so it does not include the gateway",
-            );
-        }
-    }
-    Some(DhcpMode::Full {
-        range_start: start,
-        range_end: end,
-        gateway,
-        dns,
-        lease_time,
-    })
-}
-
 /// An absolute http(s) URL with a host: what the download of a bootloader can fetch.
 fn check_http_url(u: &str) -> Result<(), String> {
     if !u.contains("://") {
@@ -638,15 +376,6 @@ fn check_http_url(u: &str) -> Result<(), String> {
         return Err("not an http(s) URL: it names no host".into());
     }
     Ok(())
-}
-
-fn valid_lease_time(l: &str) -> bool {
-    if l == "infinite" {
-        return true;
-    }
-    let digits = l.trim_end_matches(['m', 'h', 'd', 'w']);
-    let suffixes = l.len() - digits.len();
-    suffixes <= 1 && !digits.is_empty() && digits.chars().all(|ch| ch.is_ascii_digit())
 }
 
 fn bootloader_name(c: &mut Checker<'_>, field: &str, raw: &Option<Text>, default: &str) -> String {
@@ -724,120 +453,9 @@ fn kernel_args(c: &mut Checker<'_>, raw: &Raw) -> Vec<String> {
     args
 }
 
-fn talos_configs(
-    c: &mut Checker<'_>,
-    raw: &Raw,
-    arches: &[Arch],
-    expected: &str,
-) -> (Option<super::TalosConfig>, Vec<NodeConfig>) {
-    let default = raw.talos_config.as_ref().and_then(|path| {
-        talos::load("talos-config", path, expected)
-            .map_err(|e| c.errors.push(e.from_source(c.origins.get("talos-config"))))
-            .ok()
-    });
-    let mut nodes: Vec<NodeConfig> = Vec::new();
-    for entry in raw.talos_nodes.iter().flatten() {
-        let (mac, arch, path) = match entry {
-            NodeEntry::Long { mac, config, arch } => {
-                (mac.0.clone(), arch.as_ref().map(|a| a.0.clone()), config.clone())
-            }
-            NodeEntry::Short(s) => {
-                match s.split_once('=') {
-                    Some((lhs, path)) => match lhs.split_once('@') {
-                        Some((mac, arch)) => (mac.to_string(), Some(arch.to_string()), PathBuf::from(path)),
-                        None => (lhs.to_string(), None, PathBuf::from(path)),
-                    },
-                    None => {
-                        c.fail("talos-nodes", Some(s), "not MAC=PATH", "write aa:bb:cc:dd:ee:ff=./node1.yaml (or MAC@ARCH=PATH when serving several architectures)");
-                        continue;
-                    }
-                }
-            }
-        };
-        let Some(mac_norm) = normalise_mac(&mac) else {
-            c.fail(
-                "talos-nodes",
-                Some(&mac),
-                "not a MAC address",
-                "write six hex pairs, e.g. dc:a6:32:01:02:03",
-            );
-            continue;
-        };
-        let arch = match arch.map(|a| a.parse::<Arch>()) {
-            Some(Ok(a)) => a,
-            Some(Err(problem)) => {
-                c.fail(
-                    "talos-nodes",
-                    Some(&mac),
-                    problem,
-                    "use MAC@arm64=PATH or MAC@amd64=PATH",
-                );
-                continue;
-            }
-            None if arches.len() == 1 => arches[0],
-            None => {
-                c.fail(
-                    "talos-nodes",
-                    Some(&mac),
-                    "several architectures are served and this node does not say which it is",
-                    "write MAC@arm64=PATH or MAC@amd64=PATH",
-                );
-                continue;
-            }
-        };
-        if !arches.contains(&arch) {
-            c.fail(
-                "talos-nodes",
-                Some(&mac),
-                format!("the node is {arch} but {arch} is not served"),
-                format!("add {arch} to --arch"),
-            );
-            continue;
-        }
-        if nodes.iter().any(|n| n.mac == mac_norm) {
-            c.fail(
-                "talos-nodes",
-                Some(&mac),
-                "the same MAC address is listed twice",
-                "keep one entry per node",
-            );
-            continue;
-        }
-        match talos::load("talos-nodes", &path, expected) {
-            Ok(config) => nodes.push(NodeConfig {
-                mac: mac_norm,
-                arch,
-                config,
-            }),
-            Err(e) => c.errors.push(e.from_source(c.origins.get("talos-nodes"))),
-        }
-    }
-    (default, nodes)
-}
-
-/// `DC-A6-32-01-02-03` → `dc:a6:32:01:02:03`, as matchbox normalises the `mac` label.
-pub fn normalise_mac(mac: &str) -> Option<String> {
-    let parts: Vec<&str> = mac.trim().split([':', '-']).collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.chars().all(|ch| ch.is_ascii_hexdigit()));
-    ok.then(|| parts.join(":").to_ascii_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lease_times() {
-        for ok in ["12h", "3600", "infinite", "1w"] {
-            assert!(valid_lease_time(ok), "{ok}");
-        }
-        for bad in ["", "h", "12hh", "twelve"] {
-            assert!(!valid_lease_time(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn download_urls_must_be_http_with_a_host() {
@@ -851,11 +469,5 @@ mod tests {
         ] {
             assert!(check_http_url(bad).unwrap_err().contains("not an http(s) URL"), "{bad}");
         }
-    }
-
-    #[test]
-    fn macs_normalise_like_matchbox() {
-        assert_eq!(normalise_mac("DC-A6-32-01-02-03").as_deref(), Some("dc:a6:32:01:02:03"));
-        assert_eq!(normalise_mac("dc:a6:32:01:02"), None);
     }
 }

@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(found.competitors.len(), 1);
         assert_eq!(found.competitors[0].path, "groups/default.json");
 
-        let to = crate::state::dir(d).join("moved-20261129-184700");
+        let to = crate::store::state::dir(d).join("moved-20261129-184700");
         for file in &found.files {
             assert_eq!(move_one(d, file, &to).unwrap(), to.join(file));
         }

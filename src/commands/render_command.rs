@@ -20,7 +20,7 @@ pub fn run(args: &RenderArgs, config: Option<PathBuf>) -> Result<Output> {
         return Ok(print_settings(&resolved));
     }
     let s = &resolved.settings;
-    let rendered = render::withdrawal::render_site(s)?;
+    let rendered = crate::store::withdrawal::render_site(s)?;
     let dir = args.output.clone().unwrap_or_else(|| s.data_dir.clone());
     let (written, removed) = render::write_tree(&dir, &rendered.files()).map_err(|e| {
         Error::Failed(format!(
@@ -72,7 +72,7 @@ fn mode_line(s: &Settings) -> String {
 
 /// Without an engine to ask, the dnsmasq image is the one for this machine's architecture.
 fn dnsmasq_image(s: &Settings) -> String {
-    let arch = crate::arch::Arch::host().unwrap_or(crate::arch::Arch::Amd64);
+    let arch = crate::artifacts::arch::Arch::host().unwrap_or(crate::artifacts::arch::Arch::Amd64);
     s.dnsmasq_image_for(arch.name())
 }
 

@@ -5,7 +5,6 @@
 
 use serde::Serialize;
 use std::fmt;
-use std::str::FromStr;
 
 /// A CPU architecture cozyboot serves Talos to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -183,37 +182,6 @@ impl fmt::Display for Arch {
     }
 }
 
-impl crate::settings::choice::Choice for Arch {
-    const WHAT: &'static str = "architecture";
-    const ALL: &'static [Self] = &Arch::ALL;
-
-    fn name(self) -> &'static str {
-        Arch::name(self)
-    }
-
-    /// The kernel's and Debian's spellings, as `uname -m` and `dpkg --print-architecture` say.
-    fn aliases(self) -> &'static [&'static str] {
-        match self {
-            Arch::Arm64 => &["aarch64"],
-            Arch::Amd64 => &["x86_64", "x86-64"],
-        }
-    }
-}
-
-impl FromStr for Arch {
-    type Err = String;
-
-    /// As a setting is parsed, with the value in the message (a `talos-nodes` entry shows
-    /// its MAC address, not the architecture).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        use crate::settings::choice::Choice;
-        <Arch as Choice>::parse(s).map_err(|problem| {
-            let names: Vec<String> = Arch::ALL.iter().map(|a| format!("'{a}'")).collect();
-            format!("{problem} '{}': cozyboot serves {}", s.trim(), names.join(" and "))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,12 +213,5 @@ mod tests {
         let before = tags.len();
         tags.dedup();
         assert_eq!(before, tags.len());
-    }
-
-    #[test]
-    fn parses_common_spellings() {
-        assert_eq!("aarch64".parse::<Arch>().unwrap(), Arch::Arm64);
-        assert_eq!("x86_64".parse::<Arch>().unwrap(), Arch::Amd64);
-        assert!("ppc64".parse::<Arch>().is_err());
     }
 }

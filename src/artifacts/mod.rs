@@ -1,0 +1,12 @@
+//! Pure facts about what cozyboot serves: the architecture table, image references, where
+//! the published images keep their files, PE and UKI images, the TLS certificates of
+//! matchbox's gRPC API and which matchbox versions will do. No Docker and no network: at
+//! most the files they are handed.
+
+pub mod arch;
+pub mod image_ref;
+pub mod layout;
+pub mod matchbox_version;
+pub mod pe;
+pub mod tls;
+pub mod uki;

@@ -1,0 +1,7 @@
+//! What asks the host's network directly, never through Docker: can a port be bound
+//! ([`ports`]), may an address be asked from here ([`reach`]), and a DHCP + TFTP client that
+//! asks as a booting machine's firmware would ([`pxe_client`]).
+
+pub mod ports;
+pub mod pxe_client;
+pub mod reach;
