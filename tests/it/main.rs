@@ -17,7 +17,7 @@ mod reliability;
 mod render;
 mod site_memory;
 mod smoke;
+mod support;
 mod two_sites;
 mod up_engine;
 mod validate;
-mod support;

@@ -1,7 +1,6 @@
 //! The docker CLI as the tests use it to set up and inspect what cozyboot should find or
 //! leave behind (cozyboot itself talks to the engine through bollard).
 
-
 use std::process::Command;
 
 /// Runs `docker <args>`: whether it succeeded, and its stdout and stderr, trimmed.
