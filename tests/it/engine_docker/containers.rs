@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn shell_spec(fx: &Fixture, image: &str, what: &str, script: &str, network: NetworkMode) -> ContainerSpec {
+fn shell_spec(fx: &Fixture, image: &str, what: &str, script: &str, network: NetworkMode) -> ContainerSpec {
     let mut labels = fx.labels();
     labels.insert("io.cozyboot.role".into(), what.into());
     ContainerSpec {
@@ -23,12 +23,11 @@ pub(super) fn shell_spec(fx: &Fixture, image: &str, what: &str, script: &str, ne
 }
 
 /// Exits promptly on `docker stop` (PID 1 gets no default SIGTERM handler).
-pub(super) const SERVE: &str = "trap 'exit 0' TERM; while :; do sleep 0.2; done";
+const SERVE: &str = "trap 'exit 0' TERM; while :; do sleep 0.2; done";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn container_lifecycle_maps_the_spec_exactly() {
-    if !host_is_merged_usr() {
-        println!("skipped: the container tests borrow the host's merged /usr, which this host lacks");
+async fn container_lifecycle_maps_the_spec_exactly() {
+    if !require_merged_usr() {
         return;
     }
     with_fixture("lifecycle", |fx| async move {
@@ -199,9 +198,8 @@ pub(super) async fn container_lifecycle_maps_the_spec_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn wait_running_reports_a_crashing_container_with_its_logs() {
-    if !host_is_merged_usr() {
-        println!("skipped: the container tests borrow the host's merged /usr, which this host lacks");
+async fn wait_running_reports_a_crashing_container_with_its_logs() {
+    if !require_merged_usr() {
         return;
     }
     with_fixture("crash", |fx| async move {
@@ -244,7 +242,7 @@ pub(super) async fn wait_running_reports_a_crashing_container_with_its_logs() {
 }
 
 /// Output that says when `text` has been written to it.
-pub(super) struct Watched {
+struct Watched {
     bytes: Vec<u8>,
     text: &'static str,
     seen: Arc<tokio::sync::Notify>,
@@ -290,7 +288,7 @@ impl tokio::io::AsyncWrite for Watched {
 }
 
 /// Polls `fetch` until `done` holds (logs reach Docker a moment after the process writes).
-pub(super) async fn eventually<F, Fut>(mut fetch: F, done: impl Fn(&str) -> bool) -> String
+async fn eventually<F, Fut>(mut fetch: F, done: impl Fn(&str) -> bool) -> String
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<String, EngineError>>,

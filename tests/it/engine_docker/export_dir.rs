@@ -3,7 +3,7 @@
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn export_dir_streams_the_first_existing_path_and_removes_its_container() {
+async fn export_dir_streams_the_first_existing_path_and_removes_its_container() {
     with_fixture("export", |fx| async move {
         let image = fx.image("assets", &talos_assets_image()).await;
         let staging = tempfile::tempdir().unwrap();
@@ -51,7 +51,7 @@ pub(super) async fn export_dir_streams_the_first_existing_path_and_removes_its_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn export_dir_falls_back_to_the_installer_path() {
+async fn export_dir_falls_back_to_the_installer_path() {
     with_fixture("fallback", |fx| async move {
         let image = fx.image("installer", &installer_only_image()).await;
         let staging = tempfile::tempdir().unwrap();
@@ -85,7 +85,7 @@ pub(super) async fn export_dir_falls_back_to_the_installer_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn export_files_picks_the_first_layout_the_image_has() {
+async fn export_files_picks_the_first_layout_the_image_has() {
     with_fixture("layouts", |fx| async move {
         let mut entries = installer_only_image();
         // Half of an earlier layout (no initramfs beside it) must not be chosen, and a big
@@ -157,7 +157,7 @@ pub(super) async fn export_files_picks_the_first_layout_the_image_has() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn export_files_stops_the_other_copy_when_one_fails_and_removes_both_containers() {
+async fn export_files_stops_the_other_copy_when_one_fails_and_removes_both_containers() {
     with_fixture("sidebyside", |fx| async move {
         // The kernel and a fifo where the initramfs should be: the two are copied side by
         // side from two containers, and the fifo's copy is refused.
@@ -222,7 +222,7 @@ pub(super) async fn export_files_stops_the_other_copy_when_one_fails_and_removes
 /// has been read to its end, so copies side by side need a container each. Should an engine
 /// stop doing so, this fails and the second container can go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn dockerd_answers_one_archive_request_of_a_container_at_a_time() {
+async fn dockerd_answers_one_archive_request_of_a_container_at_a_time() {
     with_fixture("archivelock", |fx| async move {
         let path = format!("{ASSET_DIR}/initramfs.xz");
         // Larger than the socket's buffers, so that dockerd is still sending.
@@ -282,7 +282,7 @@ pub(super) async fn dockerd_answers_one_archive_request_of_a_container_at_a_time
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn export_dir_refuses_hostile_images_and_writes_nothing_outside_staging() {
+async fn export_dir_refuses_hostile_images_and_writes_nothing_outside_staging() {
     with_fixture("hostile", |fx| async move {
         let symlink = fx
             .image(
@@ -381,7 +381,7 @@ pub(super) async fn export_dir_refuses_hostile_images_and_writes_nothing_outside
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn export_dir_cancelled_midway_leaves_no_container() {
+async fn export_dir_cancelled_midway_leaves_no_container() {
     with_fixture("cancel", |fx| async move {
         let image = fx.image("assets", &talos_assets_image()).await;
         // Cancel at different points: during create, during the download, during removal.

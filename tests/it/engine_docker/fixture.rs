@@ -9,27 +9,27 @@ pub(super) struct Fixture {
     pub(super) docker: Docker,
     pub(super) run: String,
     pub(super) arch: &'static str,
+    /// The engine's socket, as `DOCKER_HOST` or the default names it.
+    pub(super) socket: PathBuf,
     pub(super) images: Arc<Mutex<Vec<String>>>,
     pub(super) networks: Arc<Mutex<Vec<String>>>,
 }
 
 impl Fixture {
-    /// `None` (after printing why) when there is no engine to test against.
+    /// `None` when there is no engine to test against and the test may be skipped here
+    /// (`support::guard`); where it must run, that fails the test.
     pub(super) async fn new(test: &str) -> Option<Fixture> {
-        if !Path::new(SOCKET).exists() {
-            println!("skipped: {SOCKET} is absent, no Docker Engine to test against");
-            return None;
-        }
+        let socket = support::docker::engine_socket()?;
         let run = format!("{test}-{}", std::process::id());
         let labels = BTreeMap::from([
             (TEST_LABEL.to_owned(), "1".to_owned()),
             (RUN_LABEL.to_owned(), run.clone()),
         ]);
-        let engine = Engine::connect_to(Some(&format!("unix://{SOCKET}")))
+        let engine = Engine::connect_to(Some(&format!("unix://{}", socket.display())))
             .await
             .expect("connect")
             .with_extra_labels(labels);
-        let docker = Docker::connect_with_unix(SOCKET, 120, bollard::API_DEFAULT_VERSION)
+        let docker = Docker::connect_with_unix(&socket.to_string_lossy(), 120, bollard::API_DEFAULT_VERSION)
             .expect("raw client")
             .negotiate_version()
             .await
@@ -40,6 +40,7 @@ impl Fixture {
             docker,
             run,
             arch,
+            socket,
             images: Default::default(),
             networks: Default::default(),
         })
@@ -109,7 +110,7 @@ impl Fixture {
         found.into_iter().flat_map(|c| c.names.unwrap_or_default()).collect()
     }
 
-    pub(super) async fn cleanup(&self) {
+    async fn cleanup(&self) {
         let filters = HashMap::from([("label", vec![self.run_filter()])]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         for container in self.docker.list_containers(Some(options)).await.unwrap_or_default() {

@@ -3,7 +3,7 @@
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn image_inspect_finds_loaded_images_only() {
+async fn image_inspect_finds_loaded_images_only() {
     with_fixture("image", |fx| async move {
         let tag = fx.image("inspect", &installer_only_image()).await;
         let info = fx.engine.image(&tag).await.unwrap().expect("loaded image");
@@ -16,7 +16,7 @@ pub(super) async fn image_inspect_finds_loaded_images_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn pull_errors_name_the_image() {
+async fn pull_errors_name_the_image() {
     with_fixture("pull-error", |fx| async move {
         let reference = "127.0.0.1:1/cozyboot/none:v1";
         let err = fx.engine.pull(reference, &mut |_| {}).await.unwrap_err();
@@ -30,7 +30,7 @@ pub(super) async fn pull_errors_name_the_image() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-pub(super) async fn pull_fetches_exactly_one_tag_from_a_registry_with_a_port() {
+async fn pull_fetches_exactly_one_tag_from_a_registry_with_a_port() {
     with_fixture("pull", |fx| async move {
         let registry = registry::Registry::start(fx.arch, &["v1", "v2"]).await;
         let reference = format!("127.0.0.1:{}/cozyboot/pulltest:v1", registry.port);

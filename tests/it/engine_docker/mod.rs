@@ -1,4 +1,4 @@
-//! `engine` against the real Docker Engine at /var/run/docker.sock.
+//! `engine` against the real Docker Engine (its socket: `DOCKER_HOST`, else /var/run/docker.sock).
 //!
 //! Test images are built here (docker-save archives loaded through the image import API, or
 //! served by a tiny in-process registry), so no network and no registry are needed. Every
@@ -30,10 +30,11 @@ use futures_util::{FutureExt, StreamExt};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
+use crate::support;
+
 /// Which refusal an error must carry.
 type RuleCheck = fn(&Rule) -> bool;
 
-const SOCKET: &str = "/var/run/docker.sock";
 const TEST_LABEL: &str = "io.cozyboot.test";
 const RUN_LABEL: &str = "io.cozyboot.test-run";
 const ASSET_DIR: &str = "/assets/talos/arm64";

@@ -19,7 +19,7 @@ impl Drop for Registry {
     }
 }
 
-pub(super) struct Content {
+struct Content {
     tags: Vec<String>,
     manifest: Vec<u8>,
     blobs: HashMap<String, Vec<u8>>,
@@ -71,7 +71,7 @@ impl Registry {
     }
 }
 
-pub(super) async fn serve(socket: tokio::net::TcpStream, content: Arc<Content>, log: Arc<Mutex<Vec<String>>>) {
+async fn serve(socket: tokio::net::TcpStream, content: Arc<Content>, log: Arc<Mutex<Vec<String>>>) {
     let (read, mut write) = socket.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -109,7 +109,7 @@ pub(super) async fn serve(socket: tokio::net::TcpStream, content: Arc<Content>, 
     }
 }
 
-pub(super) fn respond(content: &Content, path: &str) -> (&'static str, &'static str, Vec<u8>, Option<String>) {
+fn respond(content: &Content, path: &str) -> (&'static str, &'static str, Vec<u8>, Option<String>) {
     let not_found = |code: &str| {
         let body = format!(r#"{{"errors":[{{"code":"{code}","message":"not here"}}]}}"#).into_bytes();
         ("404 Not Found", "application/json", body, None)

@@ -13,7 +13,7 @@ pub(super) fn ip(args: &[&str]) {
 }
 
 /// A namespace of our own, deleted (with everything running in it) on drop.
-pub(super) struct Netns(String);
+struct Netns(String);
 
 impl Drop for Netns {
     fn drop(&mut self) {
@@ -31,8 +31,8 @@ impl Drop for Netns {
 
 pub const BRIDGE: &str = "cb-br";
 pub const TAP: &str = "cb-tap";
-pub(super) const ROUTER_IF: &str = "cb-rtr";
-pub(super) const ROUTER_PEER: &str = "cb-rtrp";
+const ROUTER_IF: &str = "cb-rtr";
+const ROUTER_PEER: &str = "cb-rtrp";
 
 /// The network of one boot: [`TestNet`] plus, in its client namespace, a bridge joining the
 /// veth to a tap for QEMU, and in proxy mode a third namespace for the router.
@@ -47,7 +47,7 @@ pub struct Lab {
 
 /// A veth end in the HOST namespace that this lab created, its peer a port of the client
 /// namespace's bridge: the interface `cozyboot up` on the host network binds dnsmasq to.
-pub(super) struct HostVeth(String);
+struct HostVeth(String);
 
 impl Drop for HostVeth {
     fn drop(&mut self) {
@@ -371,7 +371,7 @@ pub trait Servers {
 }
 
 /// dnsmasq and the matchbox double as processes in the lab's server namespace.
-pub(super) struct Processes<'a> {
+struct Processes<'a> {
     dnsmasq: &'a DnsmasqProc,
     matchbox: &'a Logged,
     router: Option<&'a Logged>,
@@ -398,7 +398,7 @@ impl Router {
     }
 }
 
-pub(super) fn read_lossy(p: &Path) -> String {
+fn read_lossy(p: &Path) -> String {
     fs::read(p)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()

@@ -189,7 +189,7 @@ impl Outcome {
     }
 }
 
-pub(super) fn explain(st: Stage, client: Client) -> &'static str {
+fn explain(st: Stage, client: Client) -> &'static str {
     match st {
         Stage::DhcpOffer => match client {
             Client::X86Bios => "dnsmasq never offered the boot.ipxe URL to the iPXE ROM",

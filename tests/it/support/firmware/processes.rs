@@ -69,7 +69,7 @@ impl Drop for Logged {
 }
 
 /// `target/<profile>`, from this test binary's path (`target/<profile>/deps/<name>-<hash>`).
-pub(super) fn profile_dir() -> PathBuf {
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     exe.parent()
         .and_then(Path::parent)
@@ -119,7 +119,7 @@ pub fn matchbox_double() -> &'static Path {
 }
 
 /// Whether `bin` exists and is newer than the double's sources and Cargo.lock.
-pub(super) fn newer_than_sources(bin: &Path) -> bool {
+fn newer_than_sources(bin: &Path) -> bool {
     fn newest(p: &Path) -> std::time::SystemTime {
         let Ok(meta) = fs::metadata(p) else {
             return std::time::SystemTime::UNIX_EPOCH;
