@@ -5,7 +5,9 @@
 //! - [`spec`]: what a container should look like, as plain data with a stable hash.
 //! - [`docker`]: [`Engine`], the bollard-backed client (images, containers, logs, extraction).
 //! - [`extract`]: the streaming, path-safe tar extractor used for boot assets.
+//! - [`candidates`]: which of an image's possible layouts it has, for the engine and its fake.
 
+pub mod candidates;
 pub mod contract;
 pub mod docker;
 pub mod extract;

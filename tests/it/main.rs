@@ -2,6 +2,7 @@
 //! per user-visible area, and `support` compiled once for all of them.
 
 mod bad_input;
+mod debian_ipxe;
 mod dhcp_boot;
 mod engine_docker;
 mod errors_doc;

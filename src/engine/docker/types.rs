@@ -15,7 +15,8 @@ pub struct FileSet {
 }
 
 impl FileSet {
-    pub(super) fn describe(&self) -> String {
+    /// How an error names the set: its required paths.
+    pub(crate) fn describe(&self) -> String {
         self.required.join(" + ")
     }
 }
