@@ -19,6 +19,7 @@ mod render;
 mod site_memory;
 mod smoke;
 mod support;
+mod test_tree;
 mod two_sites;
 mod up_engine;
 mod validate;
