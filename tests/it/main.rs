@@ -4,6 +4,7 @@
 mod bad_input;
 mod debian_ipxe;
 mod dhcp_boot;
+mod docs_tests;
 mod engine_docker;
 mod errors_doc;
 mod extract_full_disk;
