@@ -17,30 +17,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use syn::{Attribute, Item};
+use syn::Item;
+
+use crate::support::rust_source::{is_test_attr, rust_files};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn is_test_attr(attr: &Attribute) -> bool {
-    attr.path().segments.last().is_some_and(|s| s.ident == "test")
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// The module path of a file below `base` (`a/b.rs` and `a/b/mod.rs` are `a::b`; the crate
