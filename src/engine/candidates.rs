@@ -74,8 +74,8 @@ where
     Ok(None)
 }
 
-/// The top directory of the archive of `path`, which extraction strips: its last component
-/// (`/usr/install/arm64/` gives `arm64`).
+/// The name Docker puts first in the tar of the directory `path`, which extraction strips:
+/// its last component (`/usr/install/arm64/` gives `arm64`).
 pub fn archive_prefix(path: &str) -> String {
     path.trim_end_matches('/')
         .rsplit('/')

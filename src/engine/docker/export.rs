@@ -445,7 +445,6 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// The name Docker puts first in the tar of a directory: its last path component.
 fn temporary_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
