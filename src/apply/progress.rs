@@ -337,13 +337,14 @@ mod tests {
         bars.on_event("x", event(Some("b"), "Waiting", None, None));
         bars.on_event("x", event(Some("a"), "Pull complete", None, None));
         bars.on_event("y", event(Some("a"), "Downloading", Some(1), Some(2)));
-        if let Inner::Bars(inner) = &bars.inner {
-            assert_eq!(
-                inner.layers.len(),
-                2,
-                "finished layers are cleared, each image has its own"
-            );
-        }
+        let Inner::Bars(inner) = &bars.inner else {
+            panic!("ProgressMode::Bars must give bars");
+        };
+        assert_eq!(
+            inner.layers.len(),
+            2,
+            "finished layers are cleared, each image has its own"
+        );
         bars.finish();
     }
 

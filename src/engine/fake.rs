@@ -11,6 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
+use super::candidates::{archive_prefix, first_complete_set, first_present};
 use super::contract::ContainerEngine;
 use super::docker::{ContainerInfo, EngineError, ExportedFiles, FileSet, ImageInfo, NetworkInfo, PullEvent};
 use super::extract::{extract, ExtractReport, Limits};
@@ -540,9 +543,10 @@ impl ContainerEngine for FakeEngine {
         limits: &Limits,
     ) -> Result<ExtractReport, EngineError> {
         let files = self.image_files(image)?;
-        for path in candidate_paths {
+        // The engine's fallback, over this image's files: a path exists when files lie under it.
+        let found = first_present(candidate_paths, |path| {
             let dir = path.trim_end_matches('/');
-            let prefix = dir.rsplit('/').next().unwrap_or_default();
+            let prefix = archive_prefix(path);
             let under: Vec<(String, &[u8])> = files
                 .iter()
                 .filter_map(|(p, b)| {
@@ -550,23 +554,30 @@ impl ContainerEngine for FakeEngine {
                         .map(|rest| (format!("{prefix}/{rest}"), b.as_slice()))
                 })
                 .collect();
-            if under.is_empty() {
-                continue;
-            }
-            let tar = Self::tar(&under);
-            let mut report =
-                extract(Cursor::new(tar), dest_staging, prefix, limits).map_err(|source| EngineError::Extract {
-                    image: image.into(),
-                    path: (*path).into(),
-                    source,
-                })?;
-            report.source_path = Some((*path).to_string());
-            return Ok(report);
-        }
-        Err(EngineError::NoCandidatePath {
-            image: image.into(),
-            tried: candidate_paths.iter().map(|p| (*p).to_string()).collect(),
+            std::future::ready(if under.is_empty() {
+                Ok(None)
+            } else {
+                extract(Cursor::new(Self::tar(&under)), dest_staging, &prefix, limits)
+                    .map(Some)
+                    .map_err(|source| EngineError::Extract {
+                        image: image.into(),
+                        path: path.into(),
+                        source,
+                    })
+            })
         })
+        .now_or_never()
+        .expect("the fake's lookups answer at once")?;
+        match found {
+            Some((path, mut report)) => {
+                report.source_path = Some(path.to_string());
+                Ok(report)
+            }
+            None => Err(EngineError::NoCandidatePath {
+                image: image.into(),
+                tried: candidate_paths.iter().map(|p| (*p).to_string()).collect(),
+            }),
+        }
     }
 
     async fn export_files(
@@ -577,42 +588,36 @@ impl ContainerEngine for FakeEngine {
         limits: &Limits,
     ) -> Result<ExportedFiles, EngineError> {
         let files = self.image_files(image)?;
-        for (index, set) in sets.iter().enumerate() {
-            if !set.required.iter().all(|p| files.contains_key(p)) {
-                continue;
-            }
-            let paths: Vec<String> = set
-                .required
-                .iter()
-                .chain(set.optional.iter().filter(|p| files.contains_key(*p)))
-                .cloned()
-                .collect();
-            let entries: Vec<(String, &[u8])> = paths
-                .iter()
-                .map(|p| {
-                    (
-                        p.rsplit('/').next().unwrap_or_default().to_string(),
-                        files[p].as_slice(),
-                    )
-                })
-                .collect();
-            let mut report = extract(Cursor::new(Self::tar(&entries)), dest_staging, "", limits).map_err(|source| {
-                EngineError::Extract {
-                    image: image.into(),
-                    path: paths.join(", "),
-                    source,
-                }
-            })?;
-            report.source_path = set.required.first().cloned();
-            return Ok(ExportedFiles {
-                set: index,
-                paths,
-                report,
+        // The engine's choice of set, over this image's files.
+        let chosen = first_complete_set(sets, |_, path| {
+            std::future::ready(Ok::<_, EngineError>(files.get(path)))
+        })
+        .now_or_never()
+        .expect("the fake's lookups answer at once")?;
+        let Some(chosen) = chosen else {
+            return Err(EngineError::NoCandidatePath {
+                image: image.into(),
+                tried: sets.iter().map(FileSet::describe).collect(),
             });
-        }
-        Err(EngineError::NoCandidatePath {
-            image: image.into(),
-            tried: sets.iter().map(|s| s.required.join(" + ")).collect(),
+        };
+        let paths: Vec<String> = chosen.files.iter().map(|(p, _)| (*p).to_owned()).collect();
+        let entries: Vec<(String, &[u8])> = chosen
+            .files
+            .iter()
+            .map(|(p, bytes)| (p.rsplit('/').next().unwrap_or_default().to_string(), bytes.as_slice()))
+            .collect();
+        let mut report = extract(Cursor::new(Self::tar(&entries)), dest_staging, "", limits).map_err(|source| {
+            EngineError::Extract {
+                image: image.into(),
+                path: paths.join(", "),
+                source,
+            }
+        })?;
+        report.source_path = sets[chosen.set].required.first().cloned();
+        Ok(ExportedFiles {
+            set: chosen.set,
+            paths,
+            report,
         })
     }
 }

@@ -4,10 +4,12 @@
 //!   in-memory fake of the unit tests).
 //! - [`docker`]: [`Engine`], the bollard-backed client (images, containers, logs, extraction).
 //! - [`extract`]: the streaming, path-safe tar extractor used for boot assets.
+//! - [`candidates`]: which of an image's possible layouts it has, for the engine and its fake.
 //!
 //! What a container should look like is plain data one layer down
 //! ([`crate::render::container_spec`]): the engine consumes it and never defines it.
 
+pub mod candidates;
 pub mod contract;
 pub mod docker;
 pub mod extract;

@@ -13,6 +13,23 @@
 //! dnsmasq-dhcp[22131]: 4225229027 bootfile name: bootaa64.efi
 //! dnsmasq-tftp[20292]: sent /tmp/.tmp6y1Jhs/data/assets/bootaa64.efi to 10.213.167.130
 //! ```
+//!
+//! Where each line comes from in dnsmasq v2.90's source (thekelleys.org.uk's git, tag v2.90;
+//! read through its GitHub mirror imp/dnsmasq), read, not copied:
+//! - the prefix: `src/log.c`, `my_syslog`: `dnsmasq%s[%d]: ` with `-dhcp` for `MS_DHCP`
+//!   and `-tftp` for `MS_TFTP` messages;
+//! - `src/rfc2131.c`: `%u vendor class: %s` and `%u user class: %s` (the client's classes,
+//!   before the exchange's other lines); `log_packet` with `--log-dhcp`:
+//!   `%u %s(%s) %s%s%s %s%s` (xid, `DHCPDISCOVER`/`DHCPOFFER`/`DHCPREQUEST`/`DHCPACK`/`PXE`,
+//!   the interface, the address, the MAC, then `proxy` or an error); `%u sent size:%3d
+//!   option:%3d %s  %s` (each option sent, 67 being the boot file); `%u bootfile name: %s`
+//!   (the proxy / port-4011 reply);
+//! - `src/dhcp-common.c`: `%u tags: %s`;
+//! - `src/tftp.c`: `sent %s to %s` (and `failed sending %s to %s`), `error %d %s received
+//!   from %s`.
+//!
+//! The lines in `tests/fixtures/journey/*.dnsmasq.log` are real dnsmasq 2.90 (Debian
+//! bookworm) output, captured from the firmware tests' boots.
 
 use super::event::{normalize_mac, split_docker_time, Event, What};
 use std::collections::HashMap;

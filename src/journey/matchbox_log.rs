@@ -8,6 +8,21 @@
 //! time="2026-11-29T18:51:46Z" level=info msg="HTTP GET /ipxe?uuid=...&mac=52-54-00-c0-0b-11&domain=&hostname=&serial=&arch=arm64"
 //! time="2026-11-29T18:55:12Z" level=info msg="No matching profile" labels="map[arch:i386 domain: hostname: mac:52:54:00:c0:0b:00 serial: uuid:...]"
 //! ```
+//!
+//! Where each part of that line comes from upstream (read from the sources, not copied):
+//! - the messages: poseidon/matchbox v0.11.0, `matchbox/http/handlers.go` (`logRequest`:
+//!   `s.logger.Infof("HTTP %s %v", req.Method, req.URL)`, every request), `matchbox/http/ipxe.go`
+//!   (`No matching profile` with a `labels` field, the map of `labelsFromRequest`),
+//!   `matchbox/http/generic.go` (`No matching group`, same field), and `cmd/matchbox/main.go`
+//!   (`Starting matchbox HTTP server on ...`, and `logrus.New()`: the default text formatter);
+//! - the layout: sirupsen/logrus v1.9.3 (matchbox v0.11.0's `go.mod`), `text_formatter.go`:
+//!   without a terminal, `time=` (RFC 3339, `formatter.go`'s `defaultTimestampFormat`), `level=`,
+//!   `msg=`, then the fields sorted by key; a value is written bare unless it holds a
+//!   character outside `[A-Za-z0-9-._/@^+]` (`needsQuoting`), then Go-quoted (`%q`); a map
+//!   field is `fmt.Sprint`'s `map[k:v ...]`.
+//!
+//! The lines in `tests/fixtures/journey/*.matchbox.log` were written by the project's stand-in
+//! (`testkit/matchbox-double`), which prints these lines; no real matchbox ran there.
 
 use super::clock::parse_rfc3339;
 use super::event::{normalize_mac, split_docker_time, Event, What};

@@ -2,7 +2,9 @@
 //! per user-visible area, and `support` compiled once for all of them.
 
 mod bad_input;
+mod debian_ipxe;
 mod dhcp_boot;
+mod docs_tests;
 mod engine_docker;
 mod errors_doc;
 mod extract_full_disk;
@@ -19,7 +21,8 @@ mod render;
 mod secrets;
 mod site_memory;
 mod smoke;
+mod support;
+mod test_tree;
 mod two_sites;
 mod up_engine;
 mod validate;
-mod support;

@@ -388,15 +388,13 @@ fn two_concurrent_ups_on_one_data_dir_leave_one_consistent_site() {
         .collect();
     let ok = results.iter().filter(|r| r.0 == 0).count();
     assert!(ok >= 1, "at least one up succeeds: {results:#?}");
-    for (code, json, stderr) in &results {
-        if *code != 0 {
-            assert_eq!(*code, 1, "{stderr}");
-            let message = json["error"]["message"].as_str().unwrap_or_default();
-            assert!(
-                message.contains("another `cozyboot up`"),
-                "the loser names the lock: {message}\n{stderr}"
-            );
-        }
+    for (code, json, stderr) in results.iter().filter(|r| r.0 != 0) {
+        assert_eq!(*code, 1, "{stderr}");
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("another `cozyboot up`"),
+            "the loser names the lock: {message}\n{stderr}"
+        );
     }
     let image = images::variant_image(images::SPIN_ONLY, TAG);
     for (name, sha) in snapshot(&site.arm64_assets()) {

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::Engine;
 use super::errors::{api, create_error, detail, is_missing_path, status, EngineError};
 use super::types::{ExportedFiles, FileSet};
+use crate::engine::candidates::{archive_prefix, first_complete_set, first_present};
 use crate::engine::extract::{extract, ExtractReport, Limits};
 
 /// Images built FROM scratch have no CMD, and Docker refuses to create a container without
@@ -74,43 +75,23 @@ impl Engine {
         // The second container is only used when a set has two files or more, but created
         // beside the first it costs no wait.
         self.in_temporaries(image, None, |containers: [String; 2]| async move {
-            for (index, set) in sets.iter().enumerate() {
-                // dockerd answers a container's requests one at a time (it holds the
-                // container's lock for each, and mounts it for each): spread over both.
-                let stat = |i: usize, path| self.stat_size(&containers[i % 2], image, path);
-                let (required, optional) = futures_util::join!(
-                    join_all(set.required.iter().enumerate().map(|(i, path)| stat(i, path))),
-                    join_all(set.optional.iter().enumerate().map(|(i, path)| stat(i + 1, path))),
-                );
-                let mut files = Vec::new();
-                let mut complete = true;
-                for (path, size) in set.required.iter().zip(required) {
-                    match size? {
-                        Some(size) => files.push((path.as_str(), size)),
-                        None => complete = false,
-                    }
-                }
-                if !complete {
-                    continue;
-                }
-                for (path, size) in set.optional.iter().zip(optional) {
-                    if let Some(size) = size? {
-                        files.push((path.as_str(), size));
-                    }
-                }
-                let mut report = self
-                    .copy_files(&containers, image, &files, dest_staging, limits)
-                    .await?;
-                report.source_path = set.required.first().cloned();
-                return Ok(ExportedFiles {
-                    set: index,
-                    paths: files.iter().map(|(path, _)| (*path).to_owned()).collect(),
-                    report,
+            // dockerd answers a container's requests one at a time (it holds the container's
+            // lock for each, and mounts it for each): spread the stats over both.
+            let chosen = first_complete_set(sets, |i, path| self.stat_size(&containers[i % 2], image, path)).await?;
+            let Some(chosen) = chosen else {
+                return Err(EngineError::NoCandidatePath {
+                    image: image.to_owned(),
+                    tried: sets.iter().map(FileSet::describe).collect(),
                 });
-            }
-            Err(EngineError::NoCandidatePath {
-                image: image.to_owned(),
-                tried: sets.iter().map(FileSet::describe).collect(),
+            };
+            let mut report = self
+                .copy_files(&containers, image, &chosen.files, dest_staging, limits)
+                .await?;
+            report.source_path = sets[chosen.set].required.first().cloned();
+            Ok(ExportedFiles {
+                set: chosen.set,
+                paths: chosen.files.iter().map(|(path, _)| (*path).to_owned()).collect(),
+                report,
             })
         })
         .await
@@ -284,14 +265,14 @@ impl Engine {
         dest: &Path,
         limits: &Limits,
     ) -> Result<ExtractReport, EngineError> {
-        for path in candidate_paths {
-            if let Some(mut report) = self
-                .download_into(container, image, path, &archive_prefix(path), dest, limits)
-                .await?
-            {
-                report.source_path = Some((*path).to_owned());
-                return Ok(report);
-            }
+        let found = first_present(candidate_paths, |path| async move {
+            self.download_into(container, image, path, &archive_prefix(path), dest, limits)
+                .await
+        })
+        .await?;
+        if let Some((path, mut report)) = found {
+            report.source_path = Some(path.to_owned());
+            return Ok(report);
         }
         Err(EngineError::NoCandidatePath {
             image: image.to_owned(),
@@ -464,15 +445,6 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// The name Docker puts first in the tar of a directory: its last path component.
-fn archive_prefix(path: &str) -> String {
-    path.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn temporary_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -489,12 +461,6 @@ fn temporary_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn archive_prefix_is_the_last_component() {
-        assert_eq!(archive_prefix("/assets/talos/arm64"), "arm64");
-        assert_eq!(archive_prefix("/usr/install/arm64/"), "arm64");
-    }
 
     fn blocking_read<S>(pieces: S, cancel: &CancellationToken, out: &mut Vec<u8>) -> io::Result<usize>
     where

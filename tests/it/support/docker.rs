@@ -1,8 +1,25 @@
 //! The docker CLI as the tests use it to set up and inspect what cozyboot should find or
 //! leave behind (cozyboot itself talks to the engine through bollard).
 
-
+use std::path::PathBuf;
 use std::process::Command;
+
+/// The Docker Engine's unix socket the tests talk to: `DOCKER_HOST` when it names one
+/// (`unix://PATH`), else `/var/run/docker.sock`. When it is absent the test fails where it
+/// must run and is skipped elsewhere ([`super::guard`]).
+pub fn engine_socket() -> Option<PathBuf> {
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(host) if host.starts_with("unix://") => PathBuf::from(&host["unix://".len()..]),
+        _ => PathBuf::from("/var/run/docker.sock"),
+    };
+    if socket.exists() {
+        return Some(socket);
+    }
+    super::guard::skip(
+        None,
+        &format!("there is no Docker Engine socket at {}", socket.display()),
+    )
+}
 
 /// Runs `docker <args>`: whether it succeeded, and its stdout and stderr, trimmed.
 pub fn docker(args: &[&str]) -> (bool, String) {

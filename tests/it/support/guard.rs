@@ -4,7 +4,6 @@
 //! early and says `SKIPPED` where `cargo test` shows it. (libtest captures `println!` of a
 //! passing test, so a skip printed that way would read as a silent pass.)
 
-
 use std::io::Write;
 
 /// Whether a missing prerequisite fails the test: `CI=true`, `COZYBOOT_REQUIRE=1`, or the

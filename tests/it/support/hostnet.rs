@@ -6,7 +6,6 @@
 //! and returns false; under CI (`CI=true`) it panics instead, so a test cannot pass there
 //! without running.
 
-
 use assert_cmd::Command as Bin;
 use std::fs::File;
 use std::os::fd::AsRawFd;

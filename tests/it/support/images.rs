@@ -82,19 +82,10 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// True when a Docker engine socket exists; otherwise prints `skipped: no docker engine`
-/// and returns false, so the test can return early. Under CI (`CI=true`), where the engine
-/// must be there, a missing socket fails the test instead of passing it silently.
+/// Whether the Docker Engine's socket is there ([`super::docker::engine_socket`]), so the test
+/// can return early when it is not (which only happens where tests may skip).
 pub fn require_docker() -> bool {
-    let sock = match std::env::var("DOCKER_HOST") {
-        Ok(h) if h.starts_with("unix://") => PathBuf::from(&h["unix://".len()..]),
-        _ => PathBuf::from("/var/run/docker.sock"),
-    };
-    if sock.exists() {
-        return true;
-    }
-    super::guard::skip::<()>(None, &format!("there is no Docker Engine socket at {}", sock.display()));
-    false
+    super::docker::engine_socket().is_some()
 }
 
 /// Runs `scripts/test-images` once per test process (later calls return the first

@@ -9,6 +9,7 @@ pub mod http;
 pub mod images;
 pub mod netns;
 pub mod pe;
+pub mod rust_source;
 pub mod settings;
 pub mod site;
 pub mod validate_lab;

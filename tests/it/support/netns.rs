@@ -309,9 +309,7 @@ fn spawn_log_reader(stderr: ChildStderr, log: Arc<(Mutex<String>, Condvar)>) -> 
 
 /// dnsmasq drops to an unprivileged user and, as root, refuses files others cannot read.
 fn make_world_readable(path: &Path) {
-    let Ok(meta) = fs::metadata(path) else {
-        return;
-    };
+    let meta = fs::metadata(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     let extra = if meta.is_dir() { 0o555 } else { 0o444 };
     let mode = meta.permissions().mode() | extra;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))

@@ -1,6 +1,5 @@
 //! Stand-in EFI binaries: just enough PE header for cozyboot's machine-type checks.
 
-
 /// A PE header for `machine` (0xAA64 arm64, 0x8664 x86_64), 512 bytes.
 pub fn pe(machine: u16) -> Vec<u8> {
     pe_sized(machine, 512, 0)

@@ -1,7 +1,6 @@
 //! Settings resolved from `cozyboot render` flags exactly as the CLI resolves them, but with
 //! a given host and no process environment, so tests do not depend on the machine.
 
-
 use clap::Parser;
 use cozyboot::cli::{Cli, Command};
 use cozyboot::error::Error;

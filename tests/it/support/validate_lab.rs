@@ -15,7 +15,6 @@
 //! Needs root, iproute2, nsenter and the Docker CLI; without them [`Lab::new`] prints
 //! `skipped: ...` and returns `None`.
 
-
 use super::images;
 use assert_cmd::Command as Bin;
 use serde_json::Value;

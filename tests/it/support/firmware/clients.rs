@@ -1,0 +1,105 @@
+//! The firmware clients (QEMU machine + firmware) and the DHCP modes they boot in.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// `qemu-system-aarch64 -M virt`, AAVMF: DHCP option 93 = 11.
+    Arm64Uefi,
+    /// `qemu-system-x86_64 -M q35`, OVMF: option 93 = 7.
+    X64Uefi,
+    /// `qemu-system-x86_64 -M pc`, SeaBIOS running QEMU's iPXE NIC ROM: iPXE from the start,
+    /// `${buildarch}` = i386.
+    X86Bios,
+}
+
+impl Client {
+    pub fn arch(self) -> Arch {
+        match self {
+            Client::Arm64Uefi => Arch::Arm64,
+            Client::X64Uefi | Client::X86Bios => Arch::Amd64,
+        }
+    }
+
+    /// The bootloader the firmware is handed over TFTP; `None` when the firmware is iPXE.
+    pub fn bootloader(self) -> Option<Bootloader> {
+        match self {
+            Client::Arm64Uefi => Some(Bootloader::Arm64Efi),
+            Client::X64Uefi => Some(Bootloader::X86_64Efi),
+            Client::X86Bios => None,
+        }
+    }
+
+    /// Distinct per client, none in a Raspberry Pi block.
+    pub fn mac(self) -> &'static str {
+        match self {
+            Client::Arm64Uefi => "52:54:00:c0:0b:11",
+            Client::X64Uefi => "52:54:00:c0:0b:07",
+            Client::X86Bios => "52:54:00:c0:0b:00",
+        }
+    }
+
+    /// What the kernel prints as `uname -m`.
+    pub fn uname_m(self) -> &'static str {
+        match self {
+            Client::Arm64Uefi => "aarch64",
+            Client::X64Uefi | Client::X86Bios => "x86_64",
+        }
+    }
+
+    /// The product's QEMU command line (`cozyboot smoke`'s), under TCG as CI runs it.
+    pub(super) fn qemu(self, a: &Artifacts, tap: &str, serial: &Path) -> Command {
+        use cozyboot::smoke::{vm, Firmware, Machine};
+        let (program, firmware, fw_file, mem) = match self {
+            Client::Arm64Uefi => (
+                "qemu-system-aarch64",
+                Firmware::Uefi,
+                Some("firmware/QEMU_EFI.fd"),
+                1024,
+            ),
+            Client::X64Uefi => ("qemu-system-x86_64", Firmware::Uefi, Some("firmware/OVMF.fd"), 512),
+            Client::X86Bios => ("qemu-system-x86_64", Firmware::Bios, None, 512),
+        };
+        let spec = vm::VmSpec {
+            machine: Machine::new(self.arch(), firmware).expect("a machine QEMU emulates"),
+            accel: vm::Accel::Tcg,
+            qemu: program.into(),
+            firmware: fw_file.map(|f| a.path(f)),
+            tap: tap.to_string(),
+            mac: self.mac().to_string(),
+            serial: serial.to_path_buf(),
+            memory_mib: mem,
+        };
+        let mut c = Command::new(program);
+        c.args(spec.args());
+        c
+    }
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Client::Arm64Uefi => "ARM64 UEFI (AAVMF)",
+            Client::X64Uefi => "x86_64 UEFI (OVMF)",
+            Client::X86Bios => "x86 BIOS (SeaBIOS + iPXE ROM)",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// cozyboot's dnsmasq is the DHCP server.
+    Full,
+    /// A plain DHCP server (the "home router", in its own namespace) hands out addresses;
+    /// cozyboot's dnsmasq answers as proxy DHCP.
+    Proxy,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Full => "full DHCP",
+            Mode::Proxy => "proxy DHCP beside a router",
+        })
+    }
+}
