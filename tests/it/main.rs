@@ -15,6 +15,7 @@ mod ports_netns;
 mod probe_netns;
 mod reliability;
 mod render;
+mod rpc_grpc;
 mod site_memory;
 mod smoke;
 mod two_sites;
