@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 use support::grpc::{Client, Credentials, Reply};
 use support::site::{Site, TAG};
 
@@ -116,6 +117,11 @@ fn up_rpc_certificates_let_a_grpc_client_in_and_keep_others_out() {
         match call(&creds, "Groups", "GroupList", json!({})) {
             Reply::Failed(code, details) => assert_eq!(code, "UNAVAILABLE", "{what}: {details}"),
             Reply::Ok(v) => panic!("{what}: the call was answered: {v}"),
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // the engine copies the container's stderr to its log a moment later
+        while refusals(&site.matchbox) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
         }
         assert!(
             refusals(&site.matchbox) > before,
