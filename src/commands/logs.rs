@@ -15,7 +15,12 @@ use std::path::Path;
 pub fn run(args: &LogsArgs) -> Result<Output> {
     if let Some(level) = &args.log_level {
         LogLevel::parse(level).map_err(|problem| {
-            Error::Config(vec![crate::error::ConfigError::new("log-level", problem, LogLevel::fix()).value(level)])
+            Error::Config(vec![crate::error::ConfigError::new(
+                "log-level",
+                problem,
+                LogLevel::fix(),
+            )
+            .value(level)])
         })?;
     }
     runtime()?.block_on(async {

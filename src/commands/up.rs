@@ -6,8 +6,8 @@ use crate::apply::{self, UpReport};
 use crate::cli::UpArgs;
 use crate::engine::docker::Engine;
 use crate::error::Result;
-use crate::store::withdrawal;
 use crate::settings::{Purpose, Settings};
+use crate::store::withdrawal;
 use std::path::PathBuf;
 
 /// `up` never reads a site's record: what it is given is the whole site (a setting given

@@ -13,9 +13,9 @@
 //! Talos to answer), never serve it longer.
 
 use super::state;
+use crate::error::Error;
 use crate::render::matchbox::{Group, Profile, Tree};
 use crate::render::{atomic_write, json, render, Rendered};
-use crate::error::Error;
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

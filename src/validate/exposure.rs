@@ -6,8 +6,8 @@
 
 use super::Check;
 use crate::journey::clock;
-use crate::store::withdrawal::{self, Given, Record};
 use crate::settings::Settings;
+use crate::store::withdrawal::{self, Given, Record};
 
 pub const ID: &str = "config.talos-config-exposure";
 

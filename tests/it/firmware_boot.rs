@@ -323,7 +323,11 @@ fn mutation_arch_12_leaves_arm64_uefi_without_a_boot_file() {
     // `cozyboot nodes` says so: offered, no boot file, and the arch-12 rule named.
     let j = o.journey().expect("cozyboot's journeys hold the VM");
     assert!(j.offered && j.stages.is_empty() && j.client_arch == Some(11), "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::artifacts::arch::Arch::Arm64]), i64::MAX / 2);
+    let d = cozyboot::journey::diagnosis::diagnose(
+        &j,
+        &journey_site(&[cozyboot::artifacts::arch::Arch::Arm64]),
+        i64::MAX / 2,
+    );
     assert!(d.finding.contains("client-arch,12"), "{d:#?}");
 }
 
@@ -349,7 +353,11 @@ fn mutation_no_i386_group_stops_bios_at_ipxe() {
     assert!(o.evidence.matchbox.contains("arch:i386"), "{}", o.report());
     let j = o.journey().expect("cozyboot's journeys hold the VM");
     assert!(j.no_profile, "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::artifacts::arch::Arch::Amd64]), i64::MAX / 2);
+    let d = cozyboot::journey::diagnosis::diagnose(
+        &j,
+        &journey_site(&[cozyboot::artifacts::arch::Arch::Amd64]),
+        i64::MAX / 2,
+    );
     assert_eq!(
         d.stopped_before,
         Some(cozyboot::journey::model::Stage::Profile),
@@ -380,7 +388,11 @@ fn missing_bootloader_stops_arm64_uefi_at_tftp_with_the_file_named() {
     let j = o.journey().expect("cozyboot's journeys hold the VM");
     assert_eq!(j.tftp_missing.as_deref(), Some("bootaa64.efi"), "{j:#?}");
     assert_eq!(j.client_arch, Some(11), "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::artifacts::arch::Arch::Arm64]), i64::MAX / 2);
+    let d = cozyboot::journey::diagnosis::diagnose(
+        &j,
+        &journey_site(&[cozyboot::artifacts::arch::Arch::Arm64]),
+        i64::MAX / 2,
+    );
     assert_eq!(d.stopped_before, Some(cozyboot::journey::model::Stage::Tftp), "{d:#?}");
     assert!(d.finding.contains("`bootaa64.efi` not found"), "{d:#?}");
     assert!(d.fix.contains("cozyboot up"), "{d:#?}");
@@ -404,7 +416,11 @@ fn kernel_without_initramfs_is_diagnosed_at_the_initramfs() {
     let j = o.journey().expect("cozyboot's journeys hold the VM");
     assert!(j.reached(cozyboot::journey::model::Stage::Kernel), "{j:#?}");
     assert!(!j.reached(cozyboot::journey::model::Stage::Initramfs), "{j:#?}");
-    let d = cozyboot::journey::diagnosis::diagnose(&j, &journey_site(&[cozyboot::artifacts::arch::Arch::Amd64]), i64::MAX / 2);
+    let d = cozyboot::journey::diagnosis::diagnose(
+        &j,
+        &journey_site(&[cozyboot::artifacts::arch::Arch::Amd64]),
+        i64::MAX / 2,
+    );
     assert_eq!(
         d.stopped_before,
         Some(cozyboot::journey::model::Stage::Initramfs),

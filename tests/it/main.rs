@@ -18,6 +18,7 @@ mod ports_netns;
 mod probe_netns;
 mod reliability;
 mod render;
+mod rpc_grpc;
 mod secrets;
 mod site_memory;
 mod smoke;

@@ -625,7 +625,10 @@ fn serving_amd64_copies_the_x86_bootloaders_and_old_layouts_still_work() {
     // The image's own iPXE files, hidden in the container by the TFTP mount, are copied out.
     let efi = fs::read(assets.join("ipxe.efi")).unwrap();
     assert_eq!(&efi[..2], b"MZ");
-    assert_eq!(cozyboot::artifacts::pe::machine(&efi).unwrap(), cozyboot::artifacts::pe::PeMachine::X86_64);
+    assert_eq!(
+        cozyboot::artifacts::pe::machine(&efi).unwrap(),
+        cozyboot::artifacts::pe::PeMachine::X86_64
+    );
     assert!(fs::metadata(assets.join("undionly.kpxe")).unwrap().len() > 0);
     assert!(actions(&report, "copy-x86-bootloaders").len() == 1);
     // BIOS clients chain through undionly.kpxe, which reports arch=i386 to matchbox.

@@ -8,8 +8,8 @@ use super::choice::Choice;
 use super::net::HostNet;
 use super::raw::{Raw, Text};
 use super::{
-    error_for, images, BootloaderNames, ContainerNames, LogLevel, MatchboxListen, Network, PullPolicy, Settings, Source,
-    Variant,
+    error_for, images, BootloaderNames, ContainerNames, LogLevel, MatchboxListen, Network, PullPolicy, Settings,
+    Source, Variant,
 };
 use crate::artifacts::arch::Arch;
 use crate::error::setting::ConfigError;

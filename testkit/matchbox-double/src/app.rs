@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::flags::{Flags, ParseError};
 use crate::log::{self, Level};
-use crate::{http, rpc};
+use crate::{http, rpc, tls};
 
 fn stat_err(path: &str) -> Option<String> {
     match std::fs::metadata(path) {
@@ -142,7 +142,7 @@ pub fn run(args: &[String]) -> i32 {
             f.ca_file
         ));
         let lis = listen(&f.rpc_address);
-        let tls = match rpc::mtls_config(&f.cert_file, &f.key_file, &f.ca_file) {
+        let tls = match tls::rpc_config(&f.cert_file, &f.key_file, &f.ca_file) {
             Ok(t) => t,
             Err(e) => log::fatal(&format!("Invalid TLS credentials: {e}")),
         };
@@ -163,7 +163,7 @@ pub fn run(args: &[String]) -> i32 {
         log::info(&format!("Starting matchbox HTTPS server on {}", f.address));
         log::info(&format!("Using SSL server certificate: {}", f.web_cert_file));
         log::info(&format!("Using SSL server key: {}", f.web_key_file));
-        match rpc::server_config(&f.web_cert_file, &f.web_key_file) {
+        match tls::web_config(&f.web_cert_file, &f.web_key_file) {
             Ok(t) => Some(t),
             Err(e) => log::fatal(&format!("failed to start listening: {e}")),
         }

@@ -8,6 +8,7 @@ pub mod labels;
 pub mod log;
 pub mod rpc;
 pub mod store;
+pub mod tls;
 
 /// The version the double reports (the matchbox release it imitates).
 pub const VERSION: &str = "v0.11.0";

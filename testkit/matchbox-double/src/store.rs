@@ -221,31 +221,50 @@ impl Store {
         std::fs::read(&p).map_err(|e| format!("open {}: {}", p.display(), go_err(&e)))
     }
 
+    /// GroupGet: `groups/<id>.json`.
+    pub fn group_get(&self, id: &str) -> Result<Group, String> {
+        self.read_file(&format!("groups/{id}.json"))
+            .and_then(|d| parse_group(&d))
+    }
+
     /// GroupList: every entry of groups/ (sorted by name), read as `<stem>.json`;
     /// unparseable ones are logged and skipped.
     pub fn group_list(&self) -> Result<Vec<Group>, String> {
-        let dir = self.sanitize("groups")?;
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .map_err(|e| format!("open {}: {}", dir.display(), go_err(&e)))?
+        self.list("groups", "Group", |s, stem| s.group_get(stem))
+    }
+
+    /// ProfileList: the same walk over profiles/.
+    pub fn profile_list(&self) -> Result<Vec<Profile>, String> {
+        self.list("profiles", "Profile", |s, stem| s.profile_get(stem))
+    }
+
+    /// filestore.go's List walk: os.ReadDir order (by name), each entry's name without its
+    /// extension read back through Get; what fails to load is logged at info and skipped.
+    fn list<T>(
+        &self,
+        dir: &str,
+        what: &str,
+        get: impl Fn(&Store, &str) -> Result<T, String>,
+    ) -> Result<Vec<T>, String> {
+        let path = self.sanitize(dir)?;
+        let mut names: Vec<String> = std::fs::read_dir(&path)
+            .map_err(|e| format!("open {}: {}", path.display(), go_err(&e)))?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        let mut groups = Vec::new();
+        let mut items = Vec::new();
         for n in names {
             let stem = match n.rfind('.') {
-                Some(i) => n[..i].to_string(),
-                None => n.clone(),
+                Some(i) => &n[..i],
+                None => &n,
             };
-            match self
-                .read_file(&format!("groups/{stem}.json"))
-                .and_then(|d| parse_group(&d))
-            {
-                Ok(g) => groups.push(g),
-                Err(e) => crate::log::info(&format!("Group {stem:?}: {e}")),
+            match get(self, stem) {
+                Ok(item) => items.push(item),
+                Err(e) => crate::log::info(&format!("{what} {stem:?}: {e}")),
             }
         }
-        Ok(groups)
+        Ok(items)
     }
 
     pub fn profile_get(&self, id: &str) -> Result<Profile, String> {
@@ -267,14 +286,19 @@ impl Store {
     /// reverse order of their sorted "k=v,..." strings (identical selectors keep
     /// file-name order, as Go's insertion sort does for small lists); first match wins.
     pub fn select_group(&self, labels: &BTreeMap<String, String>) -> Option<Group> {
-        let mut groups = self.group_list().ok()?;
+        self.select(labels).ok().flatten()
+    }
+
+    /// SelectGroup, telling a store that cannot be listed (`Err`) from no match (`None`).
+    pub fn select(&self, labels: &BTreeMap<String, String>) -> Result<Option<Group>, String> {
+        let mut groups = self.group_list()?;
         groups.sort_by(|a, b| {
             b.selector
                 .len()
                 .cmp(&a.selector.len())
                 .then_with(|| b.selector_string().cmp(&a.selector_string()))
         });
-        groups.into_iter().find(|g| g.matches(labels))
+        Ok(groups.into_iter().find(|g| g.matches(labels)))
     }
 
     /// SelectProfile: the selected group's profile, which must load and have an id.

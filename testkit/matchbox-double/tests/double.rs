@@ -454,19 +454,24 @@ fn pki() -> Pki {
     }
 }
 
-fn tls_client(ca: &str, cert: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
+/// A rustls client trusting `ca`, offering ALPN h2 like a gRPC client, limited to `suites`
+/// (all of ring's when empty), with `cert` as its identity.
+fn tls_client(ca: &str, cert: Option<(&str, &str)>, suites: &[rustls::CipherSuite]) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !suites.is_empty() {
+        provider.cipher_suites.retain(|s| suites.contains(&s.suite()));
+    }
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let b = rustls::ClientConfig::builder_with_provider(provider)
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
-    Arc::new(match cert {
+    let mut cfg = match cert {
         Some((c, k)) => b
             .with_client_auth_cert(
                 CertificateDer::pem_slice_iter(c.as_bytes())
@@ -476,34 +481,65 @@ fn tls_client(ca: &str, cert: Option<(&str, &str)>) -> Arc<rustls::ClientConfig>
             )
             .unwrap(),
         None => b.with_no_client_auth(),
-    })
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(cfg)
 }
 
-fn rpc_call(port: u16, cfg: Arc<rustls::ClientConfig>, line: &str) -> std::io::Result<String> {
+/// A TLS handshake only; the negotiated ALPN protocol when it completes.
+fn handshake(port: u16, cfg: Arc<rustls::ClientConfig>) -> std::io::Result<Option<Vec<u8>>> {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
-    let sock = TcpStream::connect(("127.0.0.1", port))?;
+    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut sock = TcpStream::connect(("127.0.0.1", port))?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    tls.write_all(format!("{line}\n").as_bytes())?;
-    tls.flush()?;
-    let mut buf = [0u8; 4096];
-    let mut out = Vec::new();
-    loop {
-        let n = tls.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        if out.ends_with(b"\n") {
-            break;
-        }
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)?;
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(conn.alpn_protocol().map(<[u8]>::to_vec))
 }
 
-#[test]
-fn rpc_requires_client_certificates() {
+/// gRPC calls the way a matchbox client makes them: tonic's channel over TLS, trusting `ca`,
+/// with `cert` as the client identity. Bounded: 10 s to connect, 10 s per call.
+struct Grpc {
+    runtime: tokio::runtime::Runtime,
+    channel: Result<tonic::transport::Channel, String>,
+}
+
+impl Grpc {
+    fn new(port: u16, ca: &str, cert: Option<(&str, &str)>) -> Grpc {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name("localhost");
+        if let Some((c, k)) = cert {
+            tls = tls.identity(Identity::from_pem(c, k));
+        }
+        let endpoint = Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(10));
+        let channel = runtime.block_on(endpoint.connect()).map_err(|e| format!("{e:?}"));
+        Grpc { runtime, channel }
+    }
+
+    fn groups(&self) -> Result<Vec<String>, String> {
+        use matchbox_double::rpc::pb::{rpcpb::groups_client::GroupsClient, serverpb::GroupListRequest};
+        let mut client = GroupsClient::new(self.channel.clone()?);
+        let reply = self
+            .runtime
+            .block_on(client.group_list(GroupListRequest {}))
+            .map_err(|e| e.to_string())?;
+        Ok(reply.into_inner().groups.into_iter().map(|g| g.id).collect())
+    }
+}
+
+fn rpc_site() -> (TempDir, Pki, TempDir, Server, u16) {
     let d = fixture();
     let p = pki();
     let etc = TempDir::new("etc");
@@ -514,23 +550,145 @@ fn rpc_requires_client_certificates() {
     let rpc = format!("-rpc-address=127.0.0.1:{rpc_port}");
     let s = start(&d, &[&rpc], &[("MATCHBOX_DOUBLE_ETC_DIR", &etc.path(""))]);
     assert!(s.log().contains("Starting matchbox gRPC server on 127.0.0.1:"));
-    let good = tls_client(&p.ca_pem, Some((&p.client_pem, &p.client_key)));
-    assert_eq!(rpc_call(rpc_port, good.clone(), "PING").unwrap(), "PONG\n");
-    let groups = rpc_call(rpc_port, good, "GROUPS").unwrap();
-    assert!(
-        groups.contains("\"node1\"") && groups.contains("\"default\""),
-        "{groups}"
+    (d, p, etc, s, rpc_port)
+}
+
+#[test]
+fn rpc_serves_matchbox_api_to_clients_with_a_certificate_from_the_ca() {
+    use matchbox_double::rpc::pb::rpcpb::{
+        groups_client::GroupsClient, profiles_client::ProfilesClient, select_client::SelectClient,
+    };
+    use matchbox_double::rpc::pb::serverpb as msg;
+    let (_d, p, _etc, s, rpc_port) = rpc_site();
+    let grpc = Grpc::new(rpc_port, &p.ca_pem, Some((&p.client_pem, &p.client_key)));
+    // by file name, "broken" (an invalid MAC selector) skipped as matchbox's GroupList does
+    assert_eq!(
+        grpc.groups().unwrap(),
+        ["default", "ghost", "noboot", "node1-amd64", "node1"]
     );
-    // no client certificate, or one from another CA: refused
-    assert!(rpc_call(rpc_port, tls_client(&p.ca_pem, None), "PING").is_err());
-    assert!(rpc_call(
-        rpc_port,
-        tls_client(&p.ca_pem, Some((&p.rogue_pem, &p.rogue_key))),
-        "PING"
-    )
-    .is_err());
+    let channel = grpc.channel.clone().unwrap();
+    let rt = &grpc.runtime;
+
+    let mut groups = GroupsClient::new(channel.clone());
+    let node1 = rt
+        .block_on(groups.group_get(msg::GroupGetRequest { id: "node1".into() }))
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap();
+    assert_eq!(node1.profile, "node1");
+    assert_eq!(
+        node1.selector["mac"], "52:54:00:aa:bb:01",
+        "normalised as matchbox stores it"
+    );
+    assert_eq!(
+        String::from_utf8(node1.metadata).unwrap(),
+        r#"{"hostname":"node1","port":6443}"#
+    );
+    let missing = rt
+        .block_on(groups.group_get(msg::GroupGetRequest { id: "nope".into() }))
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::Unknown, "{missing}");
+    assert!(
+        missing
+            .message()
+            .contains("groups/nope.json: no such file or directory"),
+        "{missing}"
+    );
+
+    let mut profiles = ProfilesClient::new(channel.clone());
+    let ids: Vec<String> = rt
+        .block_on(profiles.profile_list(msg::ProfileListRequest {}))
+        .unwrap()
+        .into_inner()
+        .profiles
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids, ["default", "noboot", "node1-amd64", "node1"]);
+    let node1 = rt
+        .block_on(profiles.profile_get(msg::ProfileGetRequest { id: "node1".into() }))
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(
+        (node1.name.as_str(), node1.generic_id.as_str()),
+        ("Node 1", "node1.yaml")
+    );
+    assert_eq!(
+        node1.boot.unwrap().initrd,
+        ["/assets/arm64/initramfs.xz", "/assets/extra.img"]
+    );
+
+    let mut select = SelectClient::new(channel);
+    let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let chosen = |pairs: &[(&str, &str)]| {
+        let req = msg::SelectProfileRequest { labels: labels(pairs) };
+        rt.block_on(select.clone().select_profile(req))
+            .map(|r| r.into_inner().profile.unwrap().id)
+    };
+    assert_eq!(chosen(&[("mac", "52:54:00:aa:bb:01")]).unwrap(), "node1");
+    assert_eq!(
+        chosen(&[("mac", "52:54:00:aa:bb:01"), ("arch", "x86_64")]).unwrap(),
+        "node1-amd64"
+    );
+    assert_eq!(
+        chosen(&[("mac", "52-54-00-aa-bb-01")]).unwrap(),
+        "default",
+        "labels are not normalised"
+    );
+    let ghost = chosen(&[("role", "ghost")]).unwrap_err();
+    assert_eq!(
+        (ghost.code(), ghost.message()),
+        (tonic::Code::NotFound, "matchbox: No matching Profile")
+    );
+    let group = rt
+        .block_on(select.select_group(msg::SelectGroupRequest {
+            labels: labels(&[("role", "ghost")]),
+        }))
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap();
+    assert_eq!(group.id, "ghost");
     // HTTP keeps working
     assert_eq!(get(s.port, "/").text(), "matchbox\n");
+}
+
+#[test]
+fn rpc_refuses_clients_without_a_certificate_from_the_ca() {
+    let (_d, p, _etc, s, rpc_port) = rpc_site();
+    let no_cert = Grpc::new(rpc_port, &p.ca_pem, None).groups();
+    assert!(no_cert.is_err(), "{no_cert:?}");
+    let rogue = Grpc::new(rpc_port, &p.ca_pem, Some((&p.rogue_pem, &p.rogue_key))).groups();
+    assert!(rogue.is_err(), "{rogue:?}");
+    // the server refused both in the TLS handshake, before any call
+    let log = s.log();
+    assert!(
+        log.contains("security handshake") && log.contains("peer sent no certificates"),
+        "{log}"
+    );
+    assert!(log.contains("invalid peer certificate"), "{log}");
+    assert!(Grpc::new(rpc_port, &p.ca_pem, Some((&p.client_pem, &p.client_key)))
+        .groups()
+        .is_ok());
+}
+
+#[test]
+fn rpc_tls_follows_matchbox_tlsutil() {
+    use rustls::CipherSuite::*;
+    let (_d, p, _etc, _s, rpc_port) = rpc_site();
+    let client = Some((p.client_pem.as_str(), p.client_key.as_str()));
+    // TLS 1.2 with one of tlsutil's four suites, and ALPN h2 as grpc-go's credentials add it
+    let gcm = tls_client(&p.ca_pem, client, &[TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]);
+    assert_eq!(handshake(rpc_port, gcm).unwrap().as_deref(), Some(&b"h2"[..]));
+    // a TLS 1.2 suite Go would allow by default but tlsutil leaves out
+    let chacha = tls_client(&p.ca_pem, client, &[TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256]);
+    assert!(handshake(rpc_port, chacha).is_err());
+    // TLS 1.3 keeps its suites
+    let tls13 = tls_client(&p.ca_pem, client, &[TLS13_CHACHA20_POLY1305_SHA256]);
+    assert!(handshake(rpc_port, tls13).is_ok());
 }
 
 #[test]

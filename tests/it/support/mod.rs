@@ -3,6 +3,7 @@
 pub mod bad_inputs;
 pub mod docker;
 pub mod firmware;
+pub mod grpc;
 pub mod guard;
 pub mod hostnet;
 pub mod http;

@@ -183,7 +183,10 @@ impl Lab {
             let dir = assets.join("talos").join(arch.asset_dir());
             fs::create_dir_all(&dir).unwrap();
             let from = |f: &str| a.path(&format!("{}/{f}", arch.asset_dir()));
-            let (kernel, initrd) = (cozyboot::artifacts::layout::KERNEL, cozyboot::artifacts::layout::INITRAMFS);
+            let (kernel, initrd) = (
+                cozyboot::artifacts::layout::KERNEL,
+                cozyboot::artifacts::layout::INITRAMFS,
+            );
             match a.talos {
                 TalosSource::Pair => {
                     for f in [kernel, initrd] {

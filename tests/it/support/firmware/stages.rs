@@ -113,7 +113,9 @@ impl Watch<'_> {
                 })
             }
             Stage::Kernel => ev.matchbox.contains(&self.asset(cozyboot::artifacts::layout::KERNEL)),
-            Stage::Initrd => ev.matchbox.contains(&self.asset(cozyboot::artifacts::layout::INITRAMFS)),
+            Stage::Initrd => ev
+                .matchbox
+                .contains(&self.asset(cozyboot::artifacts::layout::INITRAMFS)),
             Stage::Linux => ev.serial.contains(MARKER),
             Stage::Answered => ev.serial.contains(ANSWERED),
         }
