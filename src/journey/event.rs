@@ -51,11 +51,17 @@ pub enum What {
     TftpMissing { file: String, ip: Ipv4Addr },
     /// `HTTP GET /boot.ipxe`: matchbox logs no client, so it names no machine.
     BootScript,
-    /// `HTTP GET /ipxe?...&mac=..&arch=..`.
+    /// `HTTP GET /ipxe?uuid=..&mac=..&serial=..&arch=..`; `uuid` and `serial` are the
+    /// machine's SMBIOS system facts, `None` when iPXE sent none (journals written before
+    /// they were kept have neither).
     Profile {
         mac: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         arch: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uuid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        serial: Option<String>,
     },
     /// `No matching profile` / `No matching group` for these labels: a 404.
     NoProfile {

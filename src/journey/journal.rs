@@ -104,6 +104,8 @@ mod tests {
             what: What::Profile {
                 mac: mac.into(),
                 arch: None,
+                uuid: None,
+                serial: None,
             },
         }
     }
@@ -125,6 +127,42 @@ mod tests {
         let j = Journal::load(dir.path()).unwrap();
         let ats: Vec<i64> = j.events.iter().filter_map(|e| e.event.at).collect();
         assert_eq!(ats, vec![100, 150, 200, 210]);
+    }
+
+    /// A journal written before the hardware facts were kept (no `uuid`, no `serial`) still
+    /// loads, and one written now keeps them.
+    #[test]
+    fn old_journals_load_and_new_ones_keep_the_hardware() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(file(dir.path()).parent().unwrap()).unwrap();
+        let old = r#"{"schema":"cozyboot.journey/v1","events":[{"source":"matchbox","at":100,"kind":"profile","mac":"52:54:00:c0:0b:11","arch":"arm64"}]}"#;
+        std::fs::write(file(dir.path()), old).unwrap();
+        let mut j = Journal::load(dir.path()).unwrap();
+        assert_eq!(
+            j.events[0].event.what,
+            What::Profile {
+                mac: "52:54:00:c0:0b:11".into(),
+                arch: Some("arm64".into()),
+                uuid: None,
+                serial: None,
+            }
+        );
+        let given = What::Profile {
+            mac: "52:54:00:c0:0b:11".into(),
+            arch: Some("arm64".into()),
+            uuid: Some("4c4c4544-0042-3510-8052-b4c04f395a32".into()),
+            serial: Some("CZB-SN-0042".into()),
+        };
+        j.merge(
+            Source::Matchbox,
+            vec![Event {
+                at: Some(200),
+                what: given.clone(),
+            }],
+        );
+        j.save(dir.path()).unwrap();
+        let j = Journal::load(dir.path()).unwrap();
+        assert_eq!(j.events.last().unwrap().event.what, given);
     }
 
     #[test]

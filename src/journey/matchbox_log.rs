@@ -58,6 +58,15 @@ fn request(url: &str) -> Option<What> {
             .split('&')
             .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
     };
+    // matchbox logs the URL as iPXE sent it: a serial with spaces or `&` arrives escaped.
+    let decoded = |key: &str| {
+        let pairs = format!("http://matchbox/?{query}");
+        reqwest::Url::parse(&pairs)
+            .ok()?
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_string())
+    };
     // validate's requests (a node's check asks as that node) count as validate's own MAC,
     // which the fold drops; so does its `/boot.ipxe` then.
     let mac = if query.split('&').any(|kv| kv == MARK) {
@@ -70,6 +79,8 @@ fn request(url: &str) -> Option<What> {
         "/ipxe" => What::Profile {
             mac: mac?,
             arch: param("arch").filter(|a| !a.is_empty()).map(str::to_string),
+            uuid: decoded("uuid").filter(|u| given_uuid(u)),
+            serial: decoded("serial").filter(|s| !s.is_empty()),
         },
         "/generic" => What::Config { mac },
         p if p.starts_with("/assets/") => What::Asset {
@@ -78,6 +89,13 @@ fn request(url: &str) -> Option<What> {
         },
         _ => return None,
     })
+}
+
+/// iPXE sends `${uuid}` empty when the firmware has no SMBIOS uuid, and firmware that has
+/// the table but no value fills it with zeros (or ones): neither names a machine.
+fn given_uuid(uuid: &str) -> bool {
+    let hex: Vec<char> = uuid.chars().filter(|c| *c != '-').collect();
+    !hex.is_empty() && !hex.iter().all(|c| *c == '0') && !hex.iter().all(|c| c.eq_ignore_ascii_case(&'f'))
 }
 
 /// The value of `key=value` or `key="value"` in a logrus text line.
@@ -126,7 +144,10 @@ mod tests {
             e.what,
             What::Profile {
                 mac: "52:54:00:c0:0b:11".into(),
-                arch: Some("arm64".into())
+                arch: Some("arm64".into()),
+                // QEMU's default: SMBIOS without a uuid, and no serial.
+                uuid: None,
+                serial: None,
             }
         );
         assert_eq!(
@@ -154,6 +175,40 @@ mod tests {
             None
         );
         assert_eq!(what(r#"time="2026-11-29T19:08:35Z" level=info msg="HTTP GET /""#), None);
+    }
+
+    /// iPXE fills matchbox's bootstrap query (matchbox v0.11.0 `http/ipxe.go`,
+    /// `ipxeBootstrap`: `uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}`)
+    /// from the SMBIOS system table; matchbox logs the URL as sent.
+    #[test]
+    fn the_hardware_ipxe_sends() {
+        let profile = |query: &str| match what(&format!(
+            r#"time="2026-12-06T03:45:35Z" level=info msg="HTTP GET /ipxe?{query}""#
+        )) {
+            Some(What::Profile { uuid, serial, .. }) => (uuid, serial),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            profile("uuid=4c4c4544-0042-3510-8052-b4c04f395a32&mac=52-54-00-c0-0b-11&domain=&hostname=&serial=CZB-SN-0042&arch=arm64"),
+            (
+                Some("4c4c4544-0042-3510-8052-b4c04f395a32".into()),
+                Some("CZB-SN-0042".into())
+            )
+        );
+        // Not given: empty values, the all-zero uuid.
+        assert_eq!(
+            profile("uuid=&mac=52-54-00-c0-0b-11&domain=&hostname=&serial=&arch=arm64"),
+            (None, None)
+        );
+        assert_eq!(
+            profile("uuid=00000000-0000-0000-0000-000000000000&mac=52-54-00-c0-0b-11&serial=%20&arch=arm64"),
+            (None, None)
+        );
+        // A serial with characters a URL escapes.
+        assert_eq!(
+            profile("uuid=&mac=52-54-00-c0-0b-11&serial=SN%20A%2612&arch=arm64").1,
+            Some("SN A&12".into())
+        );
     }
 
     #[test]
@@ -187,7 +242,9 @@ mod tests {
             ),
             Some(What::Profile {
                 mac: VALIDATE_MAC.into(),
-                arch: Some("arm64".into())
+                arch: Some("arm64".into()),
+                uuid: Some("x".into()),
+                serial: None,
             })
         );
         assert_eq!(

@@ -87,6 +87,10 @@ pub struct Journey {
     /// iPXE's `${buildarch}` as it told matchbox (`arm64`, `x86_64`, `i386`).
     pub ipxe_arch: Option<String>,
     pub ip: Option<Ipv4Addr>,
+    /// The SMBIOS system uuid and serial iPXE sent with `/ipxe` (the latest given); they
+    /// survive a new attempt, as they belong to the machine, not to one boot.
+    pub uuid: Option<String>,
+    pub serial: Option<String>,
     /// Answered by proxy DHCP (the router hands out the address).
     pub proxy: bool,
     pub first_seen: Option<i64>,
@@ -277,12 +281,23 @@ impl Folder {
                 }
                 self.boot_scripts.push_back(at);
             }
-            What::Profile { mac, arch } => {
+            What::Profile {
+                mac,
+                arch,
+                uuid,
+                serial,
+            } => {
                 let script_at = self.boot_scripts.pop_front().unwrap_or(at);
                 self.last_profile = Some(mac.clone());
                 let j = self.journey(mac, at);
                 if arch.is_some() {
                     j.ipxe_arch = arch.clone();
+                }
+                if uuid.is_some() {
+                    j.uuid = uuid.clone();
+                }
+                if serial.is_some() {
+                    j.serial = serial.clone();
                 }
                 j.mark(Stage::BootIpxe, script_at, "/boot.ipxe");
                 j.no_profile = false;
@@ -480,6 +495,8 @@ mod tests {
                 What::Profile {
                     mac: mac.into(),
                     arch: Some("i386".into()),
+                    uuid: None,
+                    serial: None,
                 },
             ),
             ev(
@@ -506,6 +523,24 @@ mod tests {
         reboot.push(request(160));
         let j = &fold(reboot)[mac];
         assert_eq!(j.attempts, 2, "a DHCP a minute later is a new attempt: {j:#?}");
+    }
+
+    /// The facts of matchbox's `/ipxe` request line (matchbox v0.11.0 `http/handlers.go`'s
+    /// `logRequest`, the query from its bootstrap script `http/ipxe.go`'s `ipxeBootstrap`).
+    #[test]
+    fn the_hardware_ipxe_sent_is_the_machines_and_a_request_without_it_keeps_it() {
+        let line = |serial: &str| {
+            format!(
+                "time=\"2026-12-06T03:45:35Z\" level=info msg=\"HTTP GET /ipxe?uuid=4c4c4544-0042-3510-8052-b4c04f395a32&mac=52-54-00-c0-0b-11&domain=&hostname=&serial={serial}&arch=arm64\"\n"
+            )
+        };
+        let mac = "52:54:00:c0:0b:11";
+        let j = &fold(matchbox_log::events(&line("CZB-SN-0042")))[mac];
+        assert_eq!(j.uuid.as_deref(), Some("4c4c4544-0042-3510-8052-b4c04f395a32"));
+        assert_eq!(j.serial.as_deref(), Some("CZB-SN-0042"));
+        // A later request without a serial (iPXE sends it empty) does not forget it.
+        let j = &fold(matchbox_log::events(&(line("CZB-SN-0042") + &line(""))))[mac];
+        assert_eq!(j.serial.as_deref(), Some("CZB-SN-0042"));
     }
 
     #[test]

@@ -95,6 +95,9 @@ impl Report {
         out.push_str(&line(&header));
         for (row, r) in cells.iter().zip(&self.rows) {
             out.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
+            if let Some(hardware) = hardware_line(&r.journey) {
+                let _ = writeln!(out, "    {hardware}");
+            }
             let stages: Vec<String> = r
                 .journey
                 .stages
@@ -142,6 +145,7 @@ impl Report {
                     "mac": j.mac,
                     "arch": { "label": r.arch, "client_arch": j.client_arch, "ipxe": j.ipxe_arch },
                     "ip": j.ip,
+                    "hardware": { "uuid": j.uuid, "serial": j.serial },
                     "proxy_dhcp": j.proxy,
                     "first_seen": j.first_seen.map(format_rfc3339),
                     "last_seen": j.last_seen.map(format_rfc3339),
@@ -161,6 +165,15 @@ impl Report {
     }
 }
 
+/// The serial first: it is what is printed on the machine's label.
+fn hardware_line(j: &Journey) -> Option<String> {
+    let parts: Vec<String> = [("serial", &j.serial), ("uuid", &j.uuid)]
+        .into_iter()
+        .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name} {v}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{dnsmasq_log, matchbox_log, model};
@@ -171,7 +184,10 @@ mod tests {
         let dir = format!("{}/tests/fixtures/journey", env!("CARGO_MANIFEST_DIR"));
         let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).unwrap();
         let mut events = dnsmasq_log::events(&read("arm64-full.dnsmasq.log"));
-        events.extend(matchbox_log::events(&read("arm64-full-mac-urls.matchbox.log")));
+        events.extend(matchbox_log::events(&read("arm64-full-mac-urls.matchbox.log").replace(
+            "mac=52-54-00-c0-0b-11&domain=&hostname=&serial=&",
+            "mac=52-54-00-c0-0b-11&domain=&hostname=&serial=CZB-SN-0042&",
+        )));
         events.extend(dnsmasq_log::events(
             &read("arch-12.dnsmasq.log").replace("52:54:00:c0:0b:11", "52:54:00:c0:0b:12"),
         ));
@@ -196,6 +212,7 @@ mod tests {
             text.contains("initramfs 19:22:28 /assets/talos/arm64/initramfs.xz"),
             "{text}"
         );
+        assert!(text.contains("\n    serial CZB-SN-0042\n"), "{text}");
         assert!(text.contains("stopped before talos"), "{text}");
         assert!(
             text.contains("stopped before dhcp") && text.contains("client-arch,12"),
@@ -216,5 +233,10 @@ mod tests {
         assert_eq!(done["arch"]["client_arch"], 11);
         assert_eq!(done["stages"][4]["stage"], "kernel");
         assert_eq!(done["diagnosis"]["stopped_before"], "talos");
+        assert_eq!(done["hardware"]["serial"], "CZB-SN-0042");
+        // The fixture's uuid is all zeros: not given.
+        assert_eq!(done["hardware"]["uuid"], Value::Null);
+        let other = m.iter().find(|m| m["mac"] == "52:54:00:c0:0b:12").unwrap();
+        assert_eq!(other["hardware"], json!({ "uuid": null, "serial": null }));
     }
 }

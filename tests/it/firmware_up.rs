@@ -26,7 +26,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::docker::docker;
 use support::firmware::{
-    one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Stage, BOOT_TIMEOUT, LISTENING, LISTEN_ARG,
+    one_boot_at_a_time, Artifacts, Client, Lab, Mode, Outcome, Servers, Smbios, Stage, BOOT_TIMEOUT, LISTENING,
+    LISTEN_ARG,
 };
 use support::images;
 
@@ -110,14 +111,15 @@ struct Reports {
 /// with `validate --probe-dhcp`. In full mode the node stands in for Talos's maintenance mode
 /// ([`LISTEN_ARG`]) and `cozyboot nodes` probes it while it listens. With `log_level`, the site
 /// is brought up at that `--log-level`. `None` when it cannot run here (it said why).
-fn boot(client: Client, mode: Mode, log_level: Option<&str>) -> Option<(Outcome, Reports)> {
+fn boot(client: Client, mode: Mode, log_level: Option<&str>, smbios: Option<&Smbios>) -> Option<(Outcome, Reports)> {
     let artifacts = Artifacts::find()?;
     if !images::require_docker() {
         return None;
     }
     images::ensure().unwrap();
     let _one_at_a_time = one_boot_at_a_time();
-    let (lab, host_if) = Lab::on_host(mode)?;
+    let (mut lab, host_if) = Lab::on_host(mode)?;
+    lab.smbios = smbios.cloned();
     let work = tempfile::tempdir().unwrap();
     let net = &lab.net;
     let id = format!("fw{}-{}", std::process::id(), net.subnet);
@@ -332,9 +334,16 @@ fn boots(client: Client, mode: Mode) {
 }
 
 fn boots_at(client: Client, mode: Mode, log_level: Option<&str>) {
-    let Some((outcome, reports)) = boot(client, mode, log_level) else {
+    boots_with(client, mode, log_level, None);
+}
+
+fn boots_with(client: Client, mode: Mode, log_level: Option<&str>, smbios: Option<&Smbios>) {
+    let Some((outcome, reports)) = boot(client, mode, log_level, smbios) else {
         return;
     };
+    if let Some(smbios) = smbios {
+        assert_nodes_kept_the_hardware(&outcome, &reports.nodes, smbios);
+    }
     assert_booted_through_up(&outcome, &reports.validation);
     assert_nodes_saw_the_boot(&outcome, &reports.nodes);
     if mode == Mode::Full {
@@ -442,9 +451,24 @@ fn assert_nodes_saw_the_boot(o: &Outcome, nodes: &Value) {
     assert_eq!(m["diagnosis"]["stopped_before"], "talos", "{m:#}");
 }
 
+/// `nodes --json` shows the SMBIOS uuid and serial iPXE sent to matchbox's `/ipxe`.
+fn assert_nodes_kept_the_hardware(o: &Outcome, nodes: &Value, smbios: &Smbios) {
+    let m = nodes["machines"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["mac"] == o.client.mac()))
+        .unwrap_or_else(|| panic!("no {} in {nodes:#}", o.client.mac()));
+    assert_eq!(m["hardware"]["uuid"], smbios.uuid, "{m:#}");
+    assert_eq!(m["hardware"]["serial"], smbios.serial, "{m:#}");
+}
+
+/// With the VM's SMBIOS uuid and serial set, as a real machine has them.
 #[test]
 fn up_on_the_host_network_boots_arm64_uefi_with_full_dhcp() {
-    boots(Client::Arm64Uefi, Mode::Full);
+    let smbios = Smbios {
+        uuid: "4c4c4544-0042-3510-8052-b4c04f395a32",
+        serial: "CZB-SN-0042",
+    };
+    boots_with(Client::Arm64Uefi, Mode::Full, None, Some(&smbios));
 }
 
 /// At `--log-level warn` (which once set matchbox's own level, and left `nodes` without the

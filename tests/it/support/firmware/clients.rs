@@ -47,8 +47,9 @@ impl Client {
         }
     }
 
-    /// The product's QEMU command line (`cozyboot smoke`'s), under TCG as CI runs it.
-    pub(super) fn qemu(self, a: &Artifacts, tap: &str, serial: &Path) -> Command {
+    /// The product's QEMU command line (`cozyboot smoke`'s), under TCG as CI runs it; with
+    /// `smbios`, the machine's SMBIOS system uuid and serial are set.
+    pub(super) fn qemu(self, a: &Artifacts, tap: &str, serial: &Path, smbios: Option<&Smbios>) -> Command {
         use cozyboot::smoke::{vm, Firmware, Machine};
         let (program, firmware, fw_file, mem) = match self {
             Client::Arm64Uefi => (
@@ -72,7 +73,29 @@ impl Client {
         };
         let mut c = Command::new(program);
         c.args(spec.args());
+        if let Some(smbios) = smbios {
+            c.args(smbios.qemu_args());
+        }
         c
+    }
+}
+
+/// The SMBIOS type 1 (system) facts iPXE reads as `${uuid}` and `${serial}` and sends to
+/// matchbox's `/ipxe`.
+#[derive(Debug, Clone)]
+pub struct Smbios {
+    pub uuid: &'static str,
+    pub serial: &'static str,
+}
+
+impl Smbios {
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-uuid".into(),
+            self.uuid.into(),
+            "-smbios".into(),
+            format!("type=1,serial={}", self.serial),
+        ]
     }
 }
 

@@ -38,6 +38,8 @@ const ROUTER_PEER: &str = "cb-rtrp";
 /// veth to a tap for QEMU, and in proxy mode a third namespace for the router.
 pub struct Lab {
     pub mode: Mode,
+    /// The SMBIOS facts the VM is given; `None`: QEMU's defaults.
+    pub smbios: Option<Smbios>,
     // Field order is drop order: the host's veth and the router namespace go first, then
     // the TestNet.
     host: Option<HostVeth>,
@@ -75,6 +77,7 @@ impl Lab {
         }
         let mut lab = Lab {
             mode,
+            smbios: None,
             host: None,
             router: None,
             net,
@@ -253,7 +256,7 @@ impl Lab {
         setup: Duration,
     ) -> Outcome {
         let serial_path = work.join("serial.log");
-        let qemu_cmd = client.qemu(a, TAP, &serial_path);
+        let qemu_cmd = client.qemu(a, TAP, &serial_path, self.smbios.as_ref());
         let qemu_line = format!("{qemu_cmd:?}");
         let mut wrapped = Command::new("ip");
         wrapped
