@@ -6,6 +6,7 @@
 //! `journey/journal.rs`.
 
 pub mod board;
+pub mod bootbox;
 pub mod clock;
 pub mod diagnosis;
 pub mod dnsmasq_log;
