@@ -199,7 +199,18 @@ pub fn values_yaml(machines: &[Machine]) -> String {
     struct Values<'a> {
         machines: &'a [Machine],
     }
-    serde_yaml_ng::to_string(&Values { machines }).expect("values serialize")
+    let yaml = serde_yaml_ng::to_string(&Values { machines }).expect("values serialize");
+    // A MAC of digits only (`52:54:00:00:00:01`) is a base-60 integer to YAML 1.1 readers
+    // (PyYAML and others); BootBox's template lower-cases each MAC as a string. Quoted, it
+    // stays one everywhere.
+    yaml.lines()
+        .map(|line| match line.trim_start().strip_prefix("- ") {
+            Some(item) if super::event::normalize_mac(item).as_deref() == Some(item) => {
+                format!("{}- '{item}'\n", &line[..line.len() - line.trim_start().len()])
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect()
 }
 
 /// How an existing values file's `machines:` differs from an export, per MAC.
