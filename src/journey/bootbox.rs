@@ -62,9 +62,10 @@ pub struct ProxyUnknowns {
 
 impl Lan {
     /// The LAN as the site's dnsmasq describes it. In full mode dnsmasq sends itself as the
-    /// router when no gateway is set (its default for option 3), and no DNS server when none is
-    /// set (it runs with `-p0`, DNS off; rfc2131.c sends itself as DNS only on port 53). In proxy mode the router's DHCP server hands out
-    /// addresses, so gateway and lease time must be given (`--gateway`, `--lease-time`).
+    /// router when no gateway is set (its default for option 3), and no DNS server when none
+    /// is set (it runs with `-p0`; rfc2131.c sends itself as DNS only when serving DNS on port
+    /// 53). In proxy mode the router's DHCP server hands out addresses, so gateway and lease
+    /// time must be given (`--gateway`, `--lease-time`); explicit ones win in full mode too.
     pub fn of(s: &Settings, gateway: Option<Ipv4Addr>, lease_seconds: Option<u64>) -> Result<Lan, ProxyUnknowns> {
         match &s.dhcp {
             DhcpMode::Full {

@@ -207,3 +207,32 @@ fn check_says_what_was_added_removed_and_changed_per_mac() {
     assert!(check("machines: {a: 1}", &wanted).unwrap_err().contains("not a list"));
     assert!(check(": : [", &wanted).unwrap_err().contains("not YAML"));
 }
+
+#[test]
+fn a_machine_of_unknown_firmware_is_left_out_with_the_reason() {
+    let mut events = booted(100, "52:54:00:00:00:05", 6, "10.247.3.105");
+    events.push(Event {
+        at: Some(101),
+        what: What::DhcpOffer {
+            mac: "52:54:00:00:00:06".into(),
+            ip: Some("10.247.3.106".parse().unwrap()),
+            proxy: false,
+        },
+    });
+    let lan = Lan::of(&full(), None, None).unwrap();
+    let out = export(&model::fold(events), &lan, true);
+    assert!(out.machines.is_empty(), "{:?}", out.machines);
+    let reasons: Vec<(&str, &str)> = out
+        .left_out
+        .iter()
+        .map(|l| (l.mac.as_str(), l.reason.as_str()))
+        .collect();
+    assert!(
+        reasons[0].0 == "52:54:00:00:00:05" && reasons[0].1.contains("client architecture 6"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == "52:54:00:00:00:06" && reasons[1].1.contains("UEFI or BIOS is unknown"),
+        "{reasons:?}"
+    );
+}
