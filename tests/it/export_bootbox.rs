@@ -23,17 +23,19 @@ fn fixture(name: &str) -> String {
 
 /// A site recorded as `up` records it (full DHCP on `lo`), whose journal holds the boots.
 fn site() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let flags: Raw = serde_json::from_value(serde_json::json!({
-        "iface": "lo",
-        "server-ip": "127.0.0.1",
+    site_with(serde_json::json!({
         "dhcp-range": "127.0.0.100,127.0.0.150",
         "gateway": "127.0.0.254",
         "dns": ["127.0.0.53"],
         "lease-time": "2h",
-        "data-dir": dir.path(),
     }))
-    .unwrap();
+}
+
+fn site_with(dhcp: Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = serde_json::json!({ "iface": "lo", "server-ip": "127.0.0.1", "data-dir": dir.path() });
+    flags.as_object_mut().unwrap().extend(dhcp.as_object().unwrap().clone());
+    let flags: Raw = serde_json::from_value(flags).unwrap();
     let resolved = settings::resolve(Inputs {
         config_file: None,
         env: &|_| None,
@@ -146,4 +148,35 @@ fn bad_input_is_a_clear_error_with_exit_2() {
     let (code, _, err) = export(empty.path(), &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no journal of machines"), "{err}");
+
+    // No --data-dir and no site recorded on this host.
+    let sites = tempfile::tempdir().unwrap();
+    let out = Bin::cargo_bin("cozyboot")
+        .unwrap()
+        .env("COZYBOOT_SITES_DIR", sites.path())
+        .env_remove("COZYBOOT_DATA_DIR")
+        .current_dir(empty.path())
+        .args(["export", "bootbox"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("there is no journal of machines to export"), "{err}");
+}
+
+#[test]
+fn a_proxy_site_needs_the_routers_gateway_and_lease_time() {
+    let dir = site_with(serde_json::json!({}));
+    let (code, out, err) = export(dir.path(), &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("the site runs proxy DHCP") && err.contains("--gateway and --lease-time"),
+        "{err}"
+    );
+    let (code, yaml, err) = export(dir.path(), &["--gateway", "127.0.0.254", "--lease-time", "600"]);
+    assert_eq!(code, 0, "{err}");
+    let values: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    let m = &values["machines"][0];
+    assert_eq!(m["ip"]["gateway"].as_str(), Some("127.0.0.254"), "{yaml}");
+    assert_eq!(m["leaseTime"].as_u64(), Some(600), "{yaml}");
 }
