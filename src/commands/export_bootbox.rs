@@ -28,7 +28,12 @@ pub fn run(args: &BootboxArgs) -> Result<Output> {
             .value(dir.display().to_string()),
         ));
     }
-    let journal = Journal::load(&dir).map_err(|e| Error::config(ConfigError::new("data-dir", e, "see above")))?;
+    let journal = Journal::load(&dir).map_err(|e| {
+        let (problem, fix) = e
+            .split_once("\n  fix: ")
+            .unwrap_or((&e, "move it away and run `cozyboot nodes`"));
+        Error::config(ConfigError::new("data-dir", problem, fix).value(dir.display().to_string()))
+    })?;
     let settings = resolve(
         &SettingsArgs {
             data_dir: Some(dir.clone()),

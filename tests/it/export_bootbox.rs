@@ -149,6 +149,19 @@ fn bad_input_is_a_clear_error_with_exit_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no journal of machines"), "{err}");
 
+    // A journal that is not one: named, with what to do, and left as it is.
+    std::fs::write(dir.path().join(".cozyboot/journey.json"), "not json").unwrap();
+    let (code, _, err) = export(dir.path(), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is not a journal cozyboot can read") && err.contains("fix: move it away"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".cozyboot/journey.json")).unwrap(),
+        "not json"
+    );
+
     // No --data-dir and no site recorded on this host.
     let sites = tempfile::tempdir().unwrap();
     let out = Bin::cargo_bin("cozyboot")
