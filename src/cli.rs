@@ -144,6 +144,9 @@ pub enum Command {
     /// network, and report how far it got: a smoke test for CI (needs root).
     #[command(after_help = SMOKE_EXAMPLES)]
     Smoke(SmokeArgs),
+    /// Hand the machines this site booted to another boot service (Cozystack's BootBox).
+    #[command(subcommand)]
+    Export(ExportTarget),
     /// Restart the managed containers (or one of them).
     #[command(after_help = RESTART_EXAMPLES)]
     Restart(RestartArgs),
@@ -256,6 +259,42 @@ pub struct NodesArgs {
     /// Do not try TCP 50000 (Talos maintenance mode) on the machines' addresses.
     #[arg(long)]
     pub no_probe: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// The `machines:` values of Cozystack's BootBox package, from the machines the journal saw.
+    #[command(after_help = BOOTBOX_EXAMPLES)]
+    Bootbox(BootboxArgs),
+}
+
+const BOOTBOX_EXAMPLES: &str = "\
+Examples:
+  # The values for BootBox (amd64 machines; arm64 ones are left out with the reason)
+  cozyboot export bootbox > bootbox-values.yaml
+
+  # Proxy DHCP: the router hands out addresses, so name its gateway and lease time
+  cozyboot export bootbox --gateway 192.168.1.1 --lease-time 86400
+
+  # Does the values file applied earlier still hold every machine? (exit 1 when not)
+  cozyboot export bootbox --check bootbox-values.yaml";
+
+#[derive(Debug, Args)]
+pub struct BootboxArgs {
+    #[command(flatten)]
+    pub site: SiteArgs,
+    /// Include machines BootBox cannot boot (arm64: its assets are amd64 only).
+    #[arg(long)]
+    pub force: bool,
+    /// Compare this values file's `machines:` with what would be exported; exit 1 when they differ.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+    /// The LAN's gateway [default: the site's gateway; needed in proxy DHCP mode].
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// The lease time BootBox hands out, in seconds [default: the site's lease-time; needed in proxy DHCP mode].
+    #[arg(long, value_name = "SECONDS")]
+    pub lease_time: Option<u64>,
 }
 
 fn parse_stage(s: &str) -> Result<crate::journey::model::Stage, String> {

@@ -2,6 +2,7 @@
 //! name: `render_command` beside `crate::render`); each returns an [`Output`] that `main` prints.
 
 mod down;
+mod export_bootbox;
 mod logs;
 mod managed;
 mod nodes;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<Output> {
         Command::Logs(args) => logs::run(&args),
         Command::Nodes(args) => nodes::run(&args),
         Command::Smoke(args) => smoke_command::run(&args, cli.config, cli.json),
+        Command::Export(crate::cli::ExportTarget::Bootbox(args)) => export_bootbox::run(&args),
         Command::Restart(args) => restart::run(&args),
         Command::Down(args) => down::run(&args),
         Command::Completions(args) => Ok(completions(args.shell)),

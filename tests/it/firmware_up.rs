@@ -105,6 +105,8 @@ struct Reports {
     /// With a `--log-level`: what `logs matchbox` shows after the boot, then what
     /// `logs matchbox --log-level info` shows.
     matchbox_logs: Option<(String, String)>,
+    /// `--json export bootbox --force` after `nodes` wrote the journal.
+    bootbox: Value,
 }
 
 /// Boots `client` through the site `cozyboot up` starts on the host network, then probes it
@@ -261,6 +263,20 @@ fn boot(client: Client, mode: Mode, log_level: Option<&str>, smbios: Option<&Smb
     // No TCP probe: the VM is powered off, and the test asserts only what the logs tell.
     let (code, nodes, stderr) = cozyboot(work.path(), &nodes_args(false));
     assert_eq!(code, 0, "nodes: {stderr}\n{nodes:#}");
+    // BootBox's values from the journal `nodes` just wrote; --force keeps arm64 machines in.
+    // In proxy mode the router's gateway and lease time are not cozyboot's: any will do here.
+    let mut export_args: Vec<String> = vec![
+        "--json".into(),
+        "export".into(),
+        "bootbox".into(),
+        "--force".into(),
+        data_flag.clone(),
+    ];
+    if mode == Mode::Proxy {
+        export_args.extend(["--gateway=10.0.0.1".into(), "--lease-time=3600".into()]);
+    }
+    let (code, bootbox, stderr) = cozyboot(work.path(), &export_args);
+    assert_eq!(code, 0, "export bootbox: {stderr}\n{bootbox:#}");
     let matchbox_logs = log_level.map(|_| {
         let logs = |level: Option<&str>| {
             let mut args = vec![
@@ -283,6 +299,7 @@ fn boot(client: Client, mode: Mode, log_level: Option<&str>, smbios: Option<&Smb
             nodes,
             nodes_while_listening,
             matchbox_logs,
+            bootbox,
         },
     ))
 }
@@ -346,6 +363,7 @@ fn boots_with(client: Client, mode: Mode, log_level: Option<&str>, smbios: Optio
     }
     assert_booted_through_up(&outcome, &reports.validation);
     assert_nodes_saw_the_boot(&outcome, &reports.nodes);
+    assert_bootbox_holds_the_machine(&outcome, &reports.bootbox);
     if mode == Mode::Full {
         assert_nodes_saw_talos_answer(&outcome, reports.nodes_while_listening.as_ref());
     }
@@ -449,6 +467,43 @@ fn assert_nodes_saw_the_boot(o: &Outcome, nodes: &Value) {
         "docker's times: {m:#}"
     );
     assert_eq!(m["diagnosis"]["stopped_before"], "talos", "{m:#}");
+}
+
+/// `export bootbox --force` holds the VM with BootBox's keys only: its MAC, arch, firmware
+/// kind and the address it leased.
+fn assert_bootbox_holds_the_machine(o: &Outcome, bootbox: &Value) {
+    let machines = bootbox["values"]["machines"].as_array().cloned().unwrap_or_default();
+    let m = machines
+        .iter()
+        .find(|m| m["mac"][0] == o.client.mac())
+        .unwrap_or_else(|| panic!("no {} in {bootbox:#}", o.client.mac()));
+    let keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();
+    let bootbox_keys = [
+        "arch",
+        "hostname",
+        "ip",
+        "leaseTime",
+        "mac",
+        "nameServers",
+        "timeServers",
+        "uefi",
+    ];
+    assert!(keys.iter().all(|k| bootbox_keys.contains(k)), "{m:#}");
+    let (arch, uefi) = match o.client {
+        Client::Arm64Uefi => ("aarch64", true),
+        Client::X64Uefi => ("x86_64", true),
+        Client::X86Bios => ("x86_64", false),
+    };
+    assert_eq!(
+        (m["arch"].as_str(), m["uefi"].as_bool()),
+        (Some(arch), Some(uefi)),
+        "{m:#}"
+    );
+    assert_eq!(
+        m["ip"]["address"],
+        serde_json::json!(o.leased_ip().map(|ip| ip.to_string())),
+        "{m:#}"
+    );
 }
 
 /// `nodes --json` shows the SMBIOS uuid and serial iPXE sent to matchbox's `/ipxe`.

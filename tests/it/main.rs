@@ -7,6 +7,7 @@ mod dhcp_boot;
 mod docs_tests;
 mod engine_docker;
 mod errors_doc;
+mod export_bootbox;
 mod extract_full_disk;
 mod firmware_boot;
 mod firmware_up;
