@@ -3,6 +3,7 @@
 //! machine is left out with the reason, or included with `--force`; `--check` compares a
 //! values file. Reads files only: no Docker, no traffic.
 
+use crate::support::journey_log;
 use assert_cmd::Command as Bin;
 use cozyboot::journey::event::Source;
 use cozyboot::journey::journal::{Entry, Journal, SCHEMA};
@@ -11,15 +12,6 @@ use cozyboot::settings::{self, net::SystemNet, Inputs, Purpose, Raw};
 use cozyboot::site::record::{self, Record};
 use serde_json::Value;
 use std::path::Path;
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/journey")
-            .join(name),
-    )
-    .unwrap()
-}
 
 /// A site recorded as `up` records it (full DHCP on `lo`), whose journal holds the boots.
 fn site() -> tempfile::TempDir {
@@ -52,7 +44,7 @@ fn site_with(dhcp: Value) -> tempfile::TempDir {
         ("arm64-full.dnsmasq.log", Source::Dnsmasq),
         ("arm64-full-mac-urls.matchbox.log", Source::Matchbox),
     ] {
-        let text = fixture(log);
+        let text = journey_log(log);
         let read = match source {
             Source::Dnsmasq => dnsmasq_log::events(&text),
             Source::Matchbox => matchbox_log::events(&text),

@@ -4,6 +4,7 @@
 
 use crate::support;
 
+use crate::support::journey_log;
 use assert_cmd::Command as Bin;
 use cozyboot::journey::event::Source;
 use cozyboot::journey::journal::{Entry, Journal, SCHEMA};
@@ -11,23 +12,14 @@ use cozyboot::journey::{dnsmasq_log, matchbox_log};
 use serde_json::Value;
 use std::path::Path;
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/journey")
-            .join(name),
-    )
-    .unwrap()
-}
-
 /// A data dir whose journal holds a real arm64 boot (through the initramfs) and a real
 /// arch-12 failure of another machine, as if their containers were gone.
 fn data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut events: Vec<Entry> = dnsmasq_log::events(&fixture("arm64-full.dnsmasq.log"))
+    let mut events: Vec<Entry> = dnsmasq_log::events(&journey_log("arm64-full.dnsmasq.log"))
         .into_iter()
         .chain(dnsmasq_log::events(
-            &fixture("arch-12.dnsmasq.log").replace("52:54:00:c0:0b:11", "52:54:00:c0:0b:12"),
+            &journey_log("arch-12.dnsmasq.log").replace("52:54:00:c0:0b:11", "52:54:00:c0:0b:12"),
         ))
         .map(|event| Entry {
             source: Some(Source::Dnsmasq),
@@ -35,7 +27,7 @@ fn data_dir() -> tempfile::TempDir {
         })
         .collect();
     events.extend(
-        matchbox_log::events(&fixture("arm64-full-mac-urls.matchbox.log"))
+        matchbox_log::events(&journey_log("arm64-full-mac-urls.matchbox.log"))
             .into_iter()
             .map(|event| Entry {
                 source: Some(Source::Matchbox),
@@ -129,7 +121,7 @@ fn wait_passes_when_enough_machines_got_there_and_fails_with_the_table() {
 /// The journal of [`data_dir`] with a third machine: a real x86 BIOS boot (proxy mode).
 fn add_bios_machine(dir: &Path) {
     let mut journal = Journal::load(dir).unwrap();
-    let bios = dnsmasq_log::events(&fixture("bios-proxy.dnsmasq.log"));
+    let bios = dnsmasq_log::events(&journey_log("bios-proxy.dnsmasq.log"));
     journal.events.extend(bios.into_iter().map(|event| Entry {
         source: Some(Source::Dnsmasq),
         event,

@@ -8,13 +8,11 @@
 use crate::support;
 
 use cozyboot::host::ports::{check, Binding, Proto, Verdict};
-use serde_json::Value;
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::hostnet::{self, quiet, Ns, Veth, COMMAND_TIMEOUT};
+use support::hostnet::{self, cozyboot, quiet, Ns, Veth};
 use support::netns::{DnsmasqProc, TestNet};
 use support::{images, pe::pe};
 
@@ -73,27 +71,6 @@ fn a_dnsmasq_not_bound_to_its_interface_is_refused() {
         matches!(&verdict, Verdict::Clash(m) if m.contains("dnsmasq")),
         "{verdict:?}"
     );
-}
-
-/// `cozyboot <args> --json` in the host namespace, where the port preflight looks.
-fn cozyboot(args: &[String], dir: &Path) -> (i32, Value, String) {
-    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_cozyboot"))
-        .timeout(COMMAND_TIMEOUT)
-        .args(&args[..1])
-        .arg("--json")
-        .args(&args[1..])
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("COZYBOOT_SITES_DIR", dir.join("sites"))
-        .env("COZYBOOT_TEST_HOST_IPXE_ARM64", dir.join("no-host-package"))
-        .env_remove("COZYBOOT_IPXE_ARM64_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The containers of one `up`, removed on drop (before the veth and the namespace).
@@ -168,7 +145,7 @@ fn up_names_a_listener_on_matchbox_port_and_starts_beside_connections_left_on_it
     let (served_gone, _) = listener.accept().unwrap();
 
     // While it listens, `up` refuses the port, names the listener, and starts nothing.
-    let (code, _, stderr) = cozyboot(&up, dir.path());
+    let (code, _, stderr) = cozyboot(&up, dir.path(), None);
     assert_eq!(code, 1, "a listener on tcp/{port} is refused:\n{stderr}");
     assert!(
         stderr.contains(&format!("matchbox needs tcp/{port} is in use by")) && stderr.contains(&format!("(pid {pid})")),
@@ -192,7 +169,7 @@ fn up_names_a_listener_on_matchbox_port_and_starts_beside_connections_left_on_it
         assert!(Instant::now() < deadline, "the connections did not settle: {states:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (code, report, stderr) = cozyboot(&up, dir.path());
+    let (code, report, stderr) = cozyboot(&up, dir.path(), None);
     assert_eq!(
         code, 0,
         "up beside connections left on tcp/{port} starts:\n{stderr}\n{report:#}"

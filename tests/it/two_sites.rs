@@ -15,9 +15,9 @@ use serde_json::Value;
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use support::hostnet::{self, quiet, Ns, User, Veth, COMMAND_TIMEOUT};
+use support::hostnet::{self, cozyboot, quiet, Ns, User, Veth};
 use support::{images, pe::pe};
 
 struct Site {
@@ -124,36 +124,6 @@ impl Drop for Site {
 /// A high TCP port nothing holds right now.
 fn free_port() -> u16 {
     TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `cozyboot <args> --json` in the host namespace (the sites use the host network, and the
-/// port preflight looks at the host's sockets), as root or as `user`.
-fn cozyboot(args: &[String], dir: &Path, user: Option<&User>) -> (i32, Value, String) {
-    let exe = env!("CARGO_BIN_EXE_cozyboot");
-    let mut cmd = match user {
-        Some(user) => user.command(exe),
-        None => {
-            let mut c = assert_cmd::Command::new(exe);
-            c.timeout(COMMAND_TIMEOUT);
-            c
-        }
-    };
-    let out = cmd
-        .args(&args[..1])
-        .arg("--json")
-        .args(&args[1..])
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("COZYBOOT_SITES_DIR", dir.join("sites"))
-        .env("COZYBOOT_TEST_HOST_IPXE_ARM64", dir.join("no-host-package"))
-        .env_remove("COZYBOOT_IPXE_ARM64_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn inspect(name: &str, format: &str) -> Option<String> {

@@ -7,8 +7,10 @@
 //! without running.
 
 use assert_cmd::Command as Bin;
+use serde_json::Value;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -202,4 +204,34 @@ impl Drop for User {
     fn drop(&mut self) {
         quiet("userdel", &[&self.name]);
     }
+}
+
+/// `cozyboot <args> --json` in the host namespace (the sites use the host network, and the
+/// port preflight looks at the host's sockets), as root or as `user`.
+pub fn cozyboot(args: &[String], dir: &Path, user: Option<&User>) -> (i32, Value, String) {
+    let exe = env!("CARGO_BIN_EXE_cozyboot");
+    let mut cmd = match user {
+        Some(user) => user.command(exe),
+        None => {
+            let mut c = assert_cmd::Command::new(exe);
+            c.timeout(COMMAND_TIMEOUT);
+            c
+        }
+    };
+    let out = cmd
+        .args(&args[..1])
+        .arg("--json")
+        .args(&args[1..])
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("COZYBOOT_SITES_DIR", dir.join("sites"))
+        .env("COZYBOOT_TEST_HOST_IPXE_ARM64", dir.join("no-host-package"))
+        .env_remove("COZYBOOT_IPXE_ARM64_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -14,3 +14,11 @@ pub mod rust_source;
 pub mod settings;
 pub mod site;
 pub mod validate_lab;
+
+/// A captured log under `tests/fixtures/journey/` (see its README for where each came from).
+pub fn journey_log(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/journey")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
