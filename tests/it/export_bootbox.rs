@@ -6,8 +6,6 @@
 use crate::support::journey_log;
 use assert_cmd::Command as Bin;
 use cozyboot::journey::event::Source;
-use cozyboot::journey::journal::{Entry, Journal, SCHEMA};
-use cozyboot::journey::{dnsmasq_log, matchbox_log};
 use cozyboot::settings::{self, net::SystemNet, Inputs, Purpose, Raw};
 use cozyboot::site::record::{self, Record};
 use serde_json::Value;
@@ -38,28 +36,15 @@ fn site_with(dhcp: Value) -> tempfile::TempDir {
     })
     .unwrap();
     record::save(&Record::of(&resolved, dir.path())).unwrap();
-    let mut events: Vec<Entry> = Vec::new();
-    for (log, source) in [
-        ("up-x64-full.dnsmasq.log", Source::Dnsmasq),
-        ("arm64-full.dnsmasq.log", Source::Dnsmasq),
-        ("arm64-full-mac-urls.matchbox.log", Source::Matchbox),
-    ] {
-        let text = journey_log(log);
-        let read = match source {
-            Source::Dnsmasq => dnsmasq_log::events(&text),
-            Source::Matchbox => matchbox_log::events(&text),
-        };
-        events.extend(read.into_iter().map(|event| Entry {
-            source: Some(source),
-            event,
-        }));
-    }
-    Journal {
-        schema: SCHEMA.into(),
-        events,
-    }
-    .save(dir.path())
-    .unwrap();
+    let logs: Vec<(Source, String)> = [
+        (Source::Dnsmasq, "up-x64-full.dnsmasq.log"),
+        (Source::Dnsmasq, "arm64-full.dnsmasq.log"),
+        (Source::Matchbox, "arm64-full-mac-urls.matchbox.log"),
+    ]
+    .into_iter()
+    .map(|(source, log)| (source, journey_log(log)))
+    .collect();
+    crate::support::save_journal(dir.path(), &logs);
     dir
 }
 

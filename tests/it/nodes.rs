@@ -6,9 +6,9 @@ use crate::support;
 
 use crate::support::journey_log;
 use assert_cmd::Command as Bin;
+use cozyboot::journey::dnsmasq_log;
 use cozyboot::journey::event::Source;
-use cozyboot::journey::journal::{Entry, Journal, SCHEMA};
-use cozyboot::journey::{dnsmasq_log, matchbox_log};
+use cozyboot::journey::journal::{Entry, Journal};
 use serde_json::Value;
 use std::path::Path;
 
@@ -16,30 +16,17 @@ use std::path::Path;
 /// arch-12 failure of another machine, as if their containers were gone.
 fn data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut events: Vec<Entry> = dnsmasq_log::events(&journey_log("arm64-full.dnsmasq.log"))
-        .into_iter()
-        .chain(dnsmasq_log::events(
-            &journey_log("arch-12.dnsmasq.log").replace("52:54:00:c0:0b:11", "52:54:00:c0:0b:12"),
-        ))
-        .map(|event| Entry {
-            source: Some(Source::Dnsmasq),
-            event,
-        })
-        .collect();
-    events.extend(
-        matchbox_log::events(&journey_log("arm64-full-mac-urls.matchbox.log"))
-            .into_iter()
-            .map(|event| Entry {
-                source: Some(Source::Matchbox),
-                event,
-            }),
+    support::save_journal(
+        dir.path(),
+        &[
+            (Source::Dnsmasq, journey_log("arm64-full.dnsmasq.log")),
+            (
+                Source::Dnsmasq,
+                journey_log("arch-12.dnsmasq.log").replace("52:54:00:c0:0b:11", "52:54:00:c0:0b:12"),
+            ),
+            (Source::Matchbox, journey_log("arm64-full-mac-urls.matchbox.log")),
+        ],
     );
-    Journal {
-        schema: SCHEMA.into(),
-        events,
-    }
-    .save(dir.path())
-    .unwrap();
     dir
 }
 

@@ -22,3 +22,30 @@ pub fn journey_log(name: &str) -> String {
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Writes `<dir>/.cozyboot/journey.json` as `nodes` would after reading these logs (each with
+/// the container it came from), so a test can start from machines whose containers are gone.
+pub fn save_journal(dir: &std::path::Path, logs: &[(cozyboot::journey::event::Source, String)]) {
+    use cozyboot::journey::event::Source;
+    use cozyboot::journey::journal::{Entry, Journal, SCHEMA};
+    use cozyboot::journey::{dnsmasq_log, matchbox_log};
+    let events = logs
+        .iter()
+        .flat_map(|(source, text)| {
+            let read = match source {
+                Source::Dnsmasq => dnsmasq_log::events(text),
+                Source::Matchbox => matchbox_log::events(text),
+            };
+            read.into_iter().map(|event| Entry {
+                source: Some(*source),
+                event,
+            })
+        })
+        .collect();
+    Journal {
+        schema: SCHEMA.into(),
+        events,
+    }
+    .save(dir)
+    .unwrap();
+}
