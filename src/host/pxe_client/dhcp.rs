@@ -1,6 +1,9 @@
-//! A DHCP client that asks what a PXE firmware would be told, and never takes a lease.
+//! A DHCP client that asks what a PXE firmware would be told.
 //!
-//! [`discover`] broadcasts one DHCPDISCOVER and reports every answer. [`pxe_boot_request`] is
+//! [`discover`] broadcasts one DHCPDISCOVER and reports every answer; it never takes a lease.
+//! [`lease`] goes on the way a firmware does (REQUEST the offered address, until the ACK); only
+//! the power-on storm benchmark (`examples/storm_bench.rs`) uses it, on a veth it made.
+//! [`pxe_boot_request`] is
 //! the PXE boot-server step on UDP 4011 that a proxy-DHCP server (dnsmasq `--dhcp-range=..,proxy`)
 //! expects from UEFI clients, and [`boot_file_for`] chains the two the way a firmware does.
 //!
@@ -244,6 +247,60 @@ pub fn discover(iface: &str, spec: &DiscoverSpec, wait: Duration) -> Result<Vec<
         });
     }
     Ok(offers)
+}
+
+/// Takes a lease the way a firmware does: DISCOVER until an offer with an address arrives,
+/// then REQUEST that address from that server until its ACK, which is returned. `waits` are
+/// the waits before each retransmission of either message (a firmware backs off: EDK2 and
+/// RFC 2131 section 4.1 use 4, 8, 16 and 32 s).
+///
+/// Several threads may lease at once on one interface, each for its own MAC: every call has
+/// its own port-68 socket (`SO_REUSEADDR`), every broadcast reply reaches them all, and each
+/// keeps only the replies to its own transaction id and MAC.
+pub fn lease(iface: &str, spec: &DiscoverSpec, waits: &[Duration]) -> Result<Offer, ProbeError> {
+    let socket = client_socket(iface)?;
+    let started = Instant::now();
+    let no_answer = || ProbeError::NoAnswer {
+        iface: iface.to_owned(),
+        waited_ms: started.elapsed().as_millis(),
+    };
+    let discover = client_message(spec, MessageType::Discover, Ipv4Addr::UNSPECIFIED, None);
+    let offer = exchange(&socket, &discover, DHCPOFFER, waits, |offer| !offer.proxy)?.ok_or_else(no_answer)?;
+    let request = lease_request(spec, &discover, &offer);
+    exchange(&socket, &request, DHCPACK, waits, |ack| ack.yiaddr == offer.yiaddr)?.ok_or_else(no_answer)
+}
+
+/// The REQUEST that follows `offer`: the DISCOVER's transaction id, the offered address
+/// (option 50) and the server chosen (option 54), as RFC 2131 section 3.1 step 3 has it.
+fn lease_request(spec: &DiscoverSpec, discover: &Message, offer: &Offer) -> Message {
+    let mut request = client_message(spec, MessageType::Request, Ipv4Addr::UNSPECIFIED, None);
+    request.set_xid(discover.xid());
+    let opts = request.opts_mut();
+    opts.insert(DhcpOption::RequestedIpAddress(offer.yiaddr));
+    opts.insert(DhcpOption::ServerIdentifier(offer.server_id));
+    request
+}
+
+/// Broadcasts `message` to port 67 and waits for the first reply of `kind` that `accept`s,
+/// sending again after each of `waits`; `None` when none came.
+fn exchange(
+    socket: &UdpSocket,
+    message: &Message,
+    kind: u8,
+    waits: &[Duration],
+    accept: impl Fn(&Offer) -> bool,
+) -> Result<Option<Offer>, ProbeError> {
+    let filter = ReplyFilter::new(message, kind);
+    for wait in waits {
+        send(socket, message, SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT))?;
+        let deadline = Instant::now() + *wait;
+        while let Some(reply) = receive(socket, &filter, deadline, true)?.pop() {
+            if accept(&reply) {
+                return Ok(Some(reply));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The PXE boot-server request: asks the proxy-DHCP server behind `offer` on UDP 4011 for the
@@ -642,6 +699,33 @@ mod tests {
         assert_eq!(parse_tlv(&options[&43])[&PXE_BOOT_ITEM], vec![0x80, 0x01, 0, 0]);
         assert_eq!(message.ciaddr(), ciaddr);
         assert!(!message.flags().broadcast());
+    }
+
+    #[test]
+    fn lease_request_names_the_offered_address_and_server_under_the_discovers_xid() {
+        let spec = DiscoverSpec::firmware(11, MAC);
+        let discover = client_message(&spec, MessageType::Discover, Ipv4Addr::UNSPECIFIED, None);
+        let offer = Offer {
+            server_id: Ipv4Addr::new(10, 0, 0, 1),
+            from: from(),
+            yiaddr: Ipv4Addr::new(10, 0, 0, 57),
+            siaddr: Ipv4Addr::new(10, 0, 0, 1),
+            boot_file: Some("bootaa64.efi".into()),
+            vendor_class: None,
+            proxy: false,
+            pxe_options: None,
+        };
+        let request = lease_request(&spec, &discover, &offer);
+        assert_eq!(request.xid(), discover.xid());
+        let bytes = request.to_vec().unwrap();
+        let options = parse_tlv(&bytes[HDR_OPTIONS + 4..]);
+        assert_eq!(options[&OPT_MESSAGE_TYPE], vec![3]);
+        assert_eq!(options[&50], vec![10, 0, 0, 57]);
+        assert_eq!(options[&OPT_SERVER_ID], vec![10, 0, 0, 1]);
+        // Still the firmware: same arch and vendor class as its DISCOVER, broadcast replies.
+        assert_eq!(options[&93], vec![0, 11]);
+        assert_eq!(options[&60], b"PXEClient:Arch:00011:UNDI:003000".to_vec());
+        assert!(request.flags().broadcast() && request.ciaddr().is_unspecified());
     }
 
     fn reply(xid: u32, message_type: u8, file: &[u8], options: &[u8]) -> Vec<u8> {

@@ -4,7 +4,8 @@
 //! DHCPDISCOVER carrying the same architecture and vendor-class options a firmware sends,
 //! collects every answer (a second DHCP server on the segment is the most common reason a node
 //! boots the wrong thing), follows a proxy-DHCP server to UDP 4011 when that is how it answers,
-//! and downloads the boot file over TFTP. It never requests a lease.
+//! and downloads the boot file over TFTP. Only [`lease`] (for the power-on storm benchmark)
+//! requests a lease.
 //!
 //! Everything is blocking and bounded by the caller's timeouts, so a CLI command or a test can
 //! run it on a plain thread (for example inside a network namespace).
@@ -16,8 +17,8 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-pub use dhcp::{boot_file_for, discover, pxe_boot_request, BootAnswer, DiscoverSpec, Offer, PxeMenuItem};
-pub use tftp::fetch;
+pub use dhcp::{boot_file_for, discover, lease, pxe_boot_request, BootAnswer, DiscoverSpec, Offer, PxeMenuItem};
+pub use tftp::{fetch, fetch_as};
 
 /// Everything that can stop a probe, worded for the person running `cozyboot`.
 #[derive(Debug, thiserror::Error)]

@@ -21,7 +21,9 @@ const OACK: u16 = 6;
 const ERR_UNDEFINED: u16 = 0;
 const ERR_ILLEGAL_OPERATION: u16 = 4;
 const ERR_UNKNOWN_TID: u16 = 5;
+/// RFC 2347 calls code 8 "option refused"; firmware sends it to end a size-only request.
 const ERR_OPTION_REFUSED: u16 = 8;
+const ERR_USER_ABORT: u16 = ERR_OPTION_REFUSED;
 
 /// RFC 1350's block size, used when the server ignores our options.
 const DEFAULT_BLKSIZE: usize = 512;
@@ -40,20 +42,30 @@ pub fn fetch(server: Ipv4Addr, file: &str, wait: Duration) -> Result<Vec<u8>, Pr
     fetch_from(SocketAddrV4::new(server, TFTP_PORT), file, wait)
 }
 
+/// [`fetch`] from the address `local`, as a firmware that leased it does (the power-on storm
+/// benchmark gives each simulated machine its own address on one interface).
+pub fn fetch_as(local: Ipv4Addr, server: Ipv4Addr, file: &str, wait: Duration) -> Result<Vec<u8>, ProbeError> {
+    transfer(local, SocketAddrV4::new(server, TFTP_PORT), file, wait)
+}
+
+/// The size of `file` as a UEFI firmware asks for it before downloading: a request with
+/// `tsize`, then "error 8, user aborted" on the server's option acknowledgement (dnsmasq logs
+/// it, see netboot-facts.md). `None` when the server ignores options (it then starts sending
+/// the file, which is abandoned the same way).
+pub fn size_as(local: Ipv4Addr, server: Ipv4Addr, file: &str, wait: Duration) -> Result<Option<usize>, ProbeError> {
+    let mut t = Transfer::new(local, SocketAddrV4::new(server, TFTP_PORT), file, wait)?;
+    t.size_only = true;
+    t.run().map(|_| t.tsize)
+}
+
 fn fetch_from(server: SocketAddrV4, file: &str, wait: Duration) -> Result<Vec<u8>, ProbeError> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-        .map_err(|err| ProbeError::io("binding a UDP socket for TFTP", err))?;
-    Transfer {
-        socket,
-        server,
-        peer: None,
-        file,
-        wait,
-        blksize: DEFAULT_BLKSIZE,
-        tsize: None,
-        data: Vec::new(),
-    }
-    .run()
+    transfer(Ipv4Addr::UNSPECIFIED, server, file, wait)
+}
+
+fn transfer(local: Ipv4Addr, server: SocketAddrV4, file: &str, wait: Duration) -> Result<Vec<u8>, ProbeError> {
+    let mut t = Transfer::new(local, server, file, wait)?;
+    t.run()?;
+    Ok(t.data)
 }
 
 /// One read transfer: the state a client keeps between packets.
@@ -67,6 +79,8 @@ struct Transfer<'a> {
     blksize: usize,
     tsize: Option<usize>,
     data: Vec<u8>,
+    /// Stop at the server's first answer, as a firmware asking only for the size does.
+    size_only: bool,
 }
 
 /// What the last packet we sent was, so a timeout can resend it.
@@ -75,8 +89,23 @@ enum Sent {
     Ack(u16),
 }
 
-impl Transfer<'_> {
-    fn run(mut self) -> Result<Vec<u8>, ProbeError> {
+impl<'a> Transfer<'a> {
+    fn new(local: Ipv4Addr, server: SocketAddrV4, file: &'a str, wait: Duration) -> Result<Self, ProbeError> {
+        let socket = UdpSocket::bind((local, 0)).map_err(|err| ProbeError::io("binding a UDP socket for TFTP", err))?;
+        Ok(Transfer {
+            socket,
+            server,
+            peer: None,
+            file,
+            wait,
+            blksize: DEFAULT_BLKSIZE,
+            tsize: None,
+            data: Vec::new(),
+            size_only: false,
+        })
+    }
+
+    fn run(&mut self) -> Result<(), ProbeError> {
         self.send_request()?;
         let mut last = Sent::Request;
         let mut expected: u16 = 1;
@@ -112,6 +141,10 @@ impl Transfer<'_> {
                 }
                 Packet::OptionAck(options) if matches!(last, Sent::Request) => {
                     self.apply_options(&options)?;
+                    if self.size_only {
+                        self.send_error(ERR_USER_ABORT, "User aborted the transfer");
+                        return Ok(());
+                    }
                     self.send_ack(0)?;
                     last = Sent::Ack(0);
                     attempts = 1;
@@ -119,6 +152,10 @@ impl Transfer<'_> {
                 // Our ACK of the OACK or of the previous block was lost: say it again.
                 Packet::OptionAck(_) if expected == 1 => self.send_ack(0)?,
                 Packet::Data { block, .. } if block == expected.wrapping_sub(1) => self.send_ack(block)?,
+                Packet::Data { .. } if self.size_only => {
+                    self.send_error(ERR_USER_ABORT, "User aborted the transfer");
+                    return Ok(());
+                }
                 Packet::Data { block, payload } if block == expected => {
                     self.store(payload)?;
                     self.send_ack(block)?;
@@ -250,12 +287,12 @@ impl Transfer<'_> {
         Ok(())
     }
 
-    fn finish(self) -> Result<Vec<u8>, ProbeError> {
+    fn finish(&self) -> Result<(), ProbeError> {
         match self.tsize {
             Some(size) if size != self.data.len() => {
                 Err(self.protocol_error(format!("announced {size} bytes (tsize) but sent {}", self.data.len())))
             }
-            _ => Ok(self.data),
+            _ => Ok(()),
         }
     }
 
