@@ -16,6 +16,37 @@ pub const IPXE_TAG: &str = "ipxe";
 /// The tag set on the Raspberry Pi EEPROM, which says arch 0 but cannot run `undionly.kpxe`.
 pub const RPI_TAG: &str = "rpi-eeprom";
 
+/// dnsmasq's own defaults (dnsmasq(8), 2.90): `--tftp-max` "defaults to 50",
+/// `--dhcp-lease-max` "the default is 1000".
+const DNSMASQ_TFTP_MAX: u32 = 50;
+const DNSMASQ_LEASE_MAX: u32 = 1000;
+/// More TFTP transfers than this need more file descriptors than a container is likely to
+/// have; dnsmasq lowers a larger `--tftp-max` to what its limit allows and logs it.
+const TFTP_MAX_CEILING: u32 = 4096;
+
+/// How many machines the site can boot at once: the addresses of the DHCP range (full mode),
+/// or of the subnet (proxy mode, where another server hands them out).
+pub fn machines_at_once(s: &Settings) -> u32 {
+    match &s.dhcp {
+        DhcpMode::Full {
+            range_start, range_end, ..
+        } => u32::from(*range_end)
+            .saturating_sub(u32::from(*range_start))
+            .saturating_add(1),
+        DhcpMode::Proxy => {
+            let hosts = s.subnet.hosts().count();
+            u32::try_from(hosts).unwrap_or(u32::MAX)
+        }
+    }
+}
+
+/// Concurrent TFTP transfers: one per machine the site can boot at once. With dnsmasq's 50,
+/// a rack powering on together queues every request past the 50th unread (dnsmasq stops
+/// reading its TFTP port at the limit) until the firmware gives up waiting and sends again.
+pub fn tftp_max(s: &Settings) -> u32 {
+    machines_at_once(s).clamp(DNSMASQ_TFTP_MAX, TFTP_MAX_CEILING)
+}
+
 /// The arguments passed to dnsmasq (after the image's `ENTRYPOINT ["/usr/sbin/dnsmasq"]`).
 pub fn args(s: &Settings) -> Vec<String> {
     let mut a = vec![
@@ -52,9 +83,16 @@ pub fn args(s: &Settings) -> Vec<String> {
             s.subnet.netmask()
         )),
     }
+    if let DhcpMode::Full { .. } = s.dhcp {
+        // A range larger than dnsmasq's lease limit would leave its last addresses unleased.
+        let leases = machines_at_once(s).max(DNSMASQ_LEASE_MAX);
+        a.push(format!("--dhcp-lease-max={leases}"));
+    }
     a.extend([
         "--enable-tftp".to_string(),
         format!("--tftp-root={TFTP_ROOT}"),
+        // See `tftp_max`: a power-on storm must not queue TFTP behind dnsmasq's default of 50.
+        format!("--tftp-max={}", tftp_max(s)),
         "--log-dhcp".to_string(),
         // iPXE always sends option 175; the user class is a second, independent signal.
         format!("--dhcp-match=set:{IPXE_TAG},175"),

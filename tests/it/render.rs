@@ -73,6 +73,49 @@ fn proxy_mode_beside_the_router() {
         .any(|a| a.starts_with("--pxe-service=tag:efi-arm64,tag:!ipxe,ARM64_EFI,")));
 }
 
+/// A rack that powers on at once: dnsmasq's defaults (dnsmasq(8): `--tftp-max` 50,
+/// `--dhcp-lease-max` 1000) are raised to what the site can boot at once, so no machine
+/// waits for a TFTP slot or finds the lease table full (`bench/run --only storm`,
+/// docs/performance.md "Power-on storm").
+#[test]
+fn dnsmasq_limits_follow_how_many_machines_the_site_can_boot_at_once() {
+    let arg = |args: &[String], name: &str| -> Option<String> {
+        let prefix = format!("--{name}=");
+        args.iter().find_map(|a| a.strip_prefix(&prefix).map(str::to_string))
+    };
+    // The guide's range: 51 addresses; below 1000 leases dnsmasq's own limit stays.
+    let guide = render::render(&settings(GUIDE_FULL)).dnsmasq_args;
+    assert_eq!(arg(&guide, "tftp-max").as_deref(), Some("51"));
+    assert_eq!(arg(&guide, "dhcp-lease-max").as_deref(), Some("1000"));
+    // A /24 range of 241 addresses (the storm benchmark's site).
+    let rack = settings(&[
+        "--iface=eth0",
+        "--server-ip=10.20.13.140",
+        "--dhcp-range=10.20.13.10,10.20.13.139",
+    ]);
+    let rack_args = render::render(&rack).dnsmasq_args;
+    assert_eq!(arg(&rack_args, "tftp-max").as_deref(), Some("130"));
+    // A /16 with 2,038 addresses in its range: more leases than dnsmasq's 1000.
+    let big_host = FixedNet(vec![("eth1".into(), vec!["10.30.0.1/16".parse().unwrap()])]);
+    let flags: Vec<String> = ["--iface=eth1", "--dhcp-range=10.30.0.10,10.30.7.255"]
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    let big = render::render(&support::settings::valid(&flags, &big_host, Purpose::Serve)).dnsmasq_args;
+    assert_eq!(arg(&big, "dhcp-lease-max").as_deref(), Some("2038"));
+    assert_eq!(arg(&big, "tftp-max").as_deref(), Some("2038"));
+    // Proxy mode leases nothing; its machines are the subnet's, capped where file
+    // descriptors would run out first.
+    let proxy = render::render(&support::settings::valid(
+        &["--iface=eth1".to_string()],
+        &big_host,
+        Purpose::Serve,
+    ))
+    .dnsmasq_args;
+    assert_eq!(arg(&proxy, "dhcp-lease-max"), None);
+    assert_eq!(arg(&proxy, "tftp-max").as_deref(), Some("4096"));
+}
+
 #[test]
 fn arm64_only_is_the_default_and_serves_no_x86() {
     let s = settings(&["--iface=eth0", "--dhcp-range=10.20.13.150,10.20.13.200"]);
