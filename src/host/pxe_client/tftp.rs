@@ -53,7 +53,11 @@ pub fn fetch_as(local: Ipv4Addr, server: Ipv4Addr, file: &str, wait: Duration) -
 /// it, see netboot-facts.md). `None` when the server ignores options (it then starts sending
 /// the file, which is abandoned the same way).
 pub fn size_as(local: Ipv4Addr, server: Ipv4Addr, file: &str, wait: Duration) -> Result<Option<usize>, ProbeError> {
-    let mut t = Transfer::new(local, SocketAddrV4::new(server, TFTP_PORT), file, wait)?;
+    size_from(local, SocketAddrV4::new(server, TFTP_PORT), file, wait)
+}
+
+fn size_from(local: Ipv4Addr, server: SocketAddrV4, file: &str, wait: Duration) -> Result<Option<usize>, ProbeError> {
+    let mut t = Transfer::new(local, server, file, wait)?;
     t.size_only = true;
     t.run().map(|_| t.tsize)
 }
@@ -426,6 +430,23 @@ mod tests {
             send_blocks(socket, client, &file, DEFAULT_BLKSIZE);
         });
         assert_eq!(fetch_from(addr, "boot.efi", WAIT).unwrap(), expected);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_size_request_ends_with_error_8_as_edk2_ends_it() {
+        let (addr, server) = serve(move |socket, client, fields| {
+            assert_eq!(fields, ["bootaa64.efi", "octet", "blksize", "1468", "tsize", "0"]);
+            let mut oack = OACK.to_be_bytes().to_vec();
+            oack.extend(b"blksize\x001468\x00tsize\x001011712\x00");
+            socket.send_to(&oack, client).unwrap();
+            let mut buf = [0u8; 64];
+            let (len, _) = socket.recv_from(&mut buf).unwrap();
+            // What dnsmasq logs as `error 8 User aborted the transfer received from ...`.
+            assert_eq!(&buf[..len], error_packet(8, "User aborted the transfer").as_slice());
+        });
+        let size = size_from(Ipv4Addr::LOCALHOST, addr, "bootaa64.efi", WAIT).unwrap();
+        assert_eq!(size, Some(1_011_712));
         server.join().unwrap();
     }
 
