@@ -113,7 +113,7 @@ pub(super) fn rpi_nodes(c: &mut Checker<'_>, raw: &Raw, arches: &[Arch]) -> Vec<
                     FIELD,
                     Some(&name),
                     format!("board {serial}: the setting is given twice"),
-                    "keep one",
+                    "keep one value per setting",
                 );
                 continue;
             }
