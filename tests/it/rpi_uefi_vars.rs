@@ -267,3 +267,54 @@ fn a_store_virt_fw_vars_wrote_is_read_and_extended() {
     names.sort();
     assert_eq!(names, ["RamLimitTo3GB", "Timeout"]);
 }
+
+#[test]
+fn rpi_nodes_from_the_config_file_or_the_environment_become_boards_folders() {
+    use crate::support::bad_inputs::{resolve, Case};
+    use cozyboot::render::rpi_boards::{board_files, FD_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let case = |env: Vec<(&'static str, &'static str)>| {
+        Case {
+        name: "rpi nodes",
+        flags: vec!["--iface=eth0".into()],
+        env,
+        file: Some(
+            "rpi-nodes:\n  - serial: 1A2B3C4D\n    mac: DC-A6-32-01-02-03\n    settings:\n      ram-above-3gb: true\n      system-table: devicetree\n  - serial: 0000beef\n",
+        ),
+        expect: vec![],
+    }
+    };
+    let from_file = resolve(&case(vec![]), dir.path()).unwrap().settings.rpi_nodes;
+    let from_env = resolve(
+        &case(vec![(
+            "COZYBOOT_RPI_NODES",
+            "1a2b3c4d@dc:a6:32:01:02:03;ram-above-3gb=true;system-table=devicetree,0000BEEF",
+        )]),
+        dir.path(),
+    )
+    .unwrap()
+    .settings
+    .rpi_nodes;
+    assert_eq!(from_file, from_env);
+    assert_eq!(from_file[0].serial, "1a2b3c4d");
+    assert_eq!(from_file[0].mac.as_deref(), Some("dc:a6:32:01:02:03"));
+    assert!(from_file[1].settings.is_empty());
+
+    let firmware: std::collections::BTreeMap<String, Vec<u8>> = [
+        (FD_NAME.to_string(), stand_in_release_fd()),
+        ("start4.elf".to_string(), b"start4".to_vec()),
+        ("config.txt".to_string(), b"armstub=RPI_EFI.fd\n".to_vec()),
+    ]
+    .into_iter()
+    .collect();
+    let files = board_files(&firmware, &from_file, "rpi-uefi").unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["1a2b3c4d/RPI_EFI.fd", "1a2b3c4d/config.txt", "1a2b3c4d/start4.elf"]
+    );
+    assert_eq!(
+        files[0].content.as_ref(),
+        vars::board_fd(&firmware[FD_NAME], &from_file[0].settings).unwrap()
+    );
+}
