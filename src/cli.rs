@@ -521,6 +521,8 @@ impl SettingsArgs {
             talos_config: self.talos_config.clone(),
             talos_nodes: (!self.talos_nodes.is_empty())
                 .then(|| self.talos_nodes.iter().cloned().map(NodeEntry::Short).collect()),
+            // Boards' settings come from the config file or COZYBOOT_RPI_NODES; no flag.
+            rpi_nodes: None,
             rpc: self.rpc.then(|| Text("true".into())),
             rpc_port: t(&self.rpc_port),
             matchbox_listen: t(&self.matchbox_listen),

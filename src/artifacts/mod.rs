@@ -8,5 +8,6 @@ pub mod image_ref;
 pub mod layout;
 pub mod matchbox_version;
 pub mod pe;
+pub mod rpi_uefi_vars;
 pub mod tls;
 pub mod uki;

@@ -7,6 +7,7 @@ pub mod containers;
 pub mod dnsmasq;
 pub mod log_level;
 pub mod matchbox;
+pub mod rpi_boards;
 pub mod talos;
 mod write;
 

@@ -165,6 +165,17 @@ pub struct NodeConfig {
     pub config: TalosConfig,
 }
 
+/// A Raspberry Pi board served its own copy of the Pi UEFI firmware, with its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RpiNode {
+    /// 8 lower-case hex digits: the directory the board's EEPROM asks for first (TFTP_PREFIX 0).
+    pub serial: String,
+    /// Lower-case, colon-separated; lets `nodes` tie the board's DHCP to its serial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    pub settings: crate::artifacts::rpi_uefi_vars::BoardSettings,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerNames {
     pub matchbox: String,
@@ -197,6 +208,8 @@ pub struct Settings {
     /// Served to every node of a served architecture that has no node config.
     pub talos_config: Option<TalosConfig>,
     pub talos_nodes: Vec<NodeConfig>,
+    /// Raspberry Pi boards with their own Pi UEFI firmware settings (`rpi-nodes`).
+    pub rpi_nodes: Vec<RpiNode>,
     /// The matchbox gRPC port, when the gRPC API (with mTLS) is enabled.
     pub rpc_port: Option<u16>,
     /// Which addresses matchbox binds: the server address unless widened on purpose.

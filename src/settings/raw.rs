@@ -54,6 +54,25 @@ pub enum NodeEntry {
     },
 }
 
+/// A Raspberry Pi board and the Pi UEFI firmware settings it boots with: a map in YAML
+/// (`serial`, `mac`, `settings`), or `SERIAL[@MAC][;NAME=VALUE...]` in the environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RpiNodeEntry {
+    Short(String),
+    Long {
+        serial: Text,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<Text>,
+        #[serde(default)]
+        settings: BTreeMap<String, Text>,
+        /// Keys an entry does not have, kept to be reported by name (an untagged enum's own
+        /// error would not name them).
+        #[serde(flatten)]
+        other: BTreeMap<String, serde_json::Value>,
+    },
+}
+
 /// What kind of value a key holds, so the environment layer can split lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -116,6 +135,7 @@ raw_layer! {
     kernel_args: Vec<Text> = List,
     talos_config: PathBuf = Path,
     talos_nodes: Vec<NodeEntry> = List,
+    rpi_nodes: Vec<RpiNodeEntry> = List,
     rpc: Text = Scalar,
     rpc_port: Text = Scalar,
     matchbox_listen: Text = Scalar,

@@ -3,6 +3,7 @@
 mod dhcp;
 mod interface;
 mod nodes;
+mod rpi_nodes;
 
 use super::choice::Choice;
 use super::net::HostNet;
@@ -17,6 +18,7 @@ use crate::error::Error;
 use dhcp::dhcp_mode;
 use interface::interface_facts;
 use nodes::talos_configs;
+use rpi_nodes::rpi_nodes;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -301,6 +303,7 @@ pub(super) fn build(
         }
         None => (None, Vec::new()),
     };
+    let rpi_nodes = rpi_nodes(&mut c, &raw, &arches);
 
     if !c.errors.is_empty() {
         return Err(Error::Config(c.errors));
@@ -329,6 +332,7 @@ pub(super) fn build(
         kernel_args,
         talos_config,
         talos_nodes,
+        rpi_nodes,
         rpc_port: rpc_enabled.then_some(rpc_port),
         matchbox_listen,
         network,

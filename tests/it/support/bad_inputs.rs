@@ -132,6 +132,68 @@ pub fn cases() -> Vec<Case> {
         file: Some("variant: [spin-only\n"),
         expect: vec!["invalid YAML at line"],
     });
+    // Raspberry Pi boards' settings (`rpi-nodes`): the names and values are the Pi UEFI
+    // firmware's (docs/raspberry-pi-settings.md).
+    let rpi = |name: &'static str, file: &'static str, expect: &[&'static str]| Case {
+        name,
+        flags: vec!["--iface=eth0".into()],
+        env: vec![],
+        file: Some(file),
+        expect: expect.to_vec(),
+    };
+    cases.push(rpi(
+        "pi serial that is not 8 hex digits",
+        "rpi-nodes:\n  - serial: 1a2b3c\n    settings:\n      ram-above-3gb: true\n",
+        &[
+            "rpi-nodes = '1a2b3c'",
+            "not a Raspberry Pi serial number (8 hex digits)",
+            "vcgencmd otp_dump",
+        ],
+    ));
+    cases.push(rpi(
+        "pi serial listed twice",
+        "rpi-nodes:\n  - serial: 1a2b3c4d\n  - serial: 1A2B3C4D\n",
+        &["rpi-nodes = '1a2b3c4d'", "the same serial is listed twice"],
+    ));
+    cases.push(rpi(
+        "pi setting the firmware does not have",
+        "rpi-nodes:\n  - serial: 1a2b3c4d\n    settings:\n      ram-limit: off\n",
+        &[
+            "rpi-nodes = 'ram-limit: off'",
+            "board 1a2b3c4d: the Pi UEFI firmware has no such setting",
+            "ram-above-3gb, system-table",
+        ],
+    ));
+    cases.push(rpi(
+        "pi system table mode the firmware does not have",
+        "rpi-nodes:\n  - serial: 1a2b3c4d\n    settings:\n      system-table: dt\n",
+        &[
+            "rpi-nodes = 'system-table: dt'",
+            "not a system table mode",
+            "acpi, acpi+devicetree or devicetree",
+        ],
+    ));
+    cases.push(rpi(
+        "pi clock that overclocks",
+        "rpi-nodes:\n  - serial: 1a2b3c4d\n    settings:\n      cpu-clock: max\n",
+        &["rpi-nodes = 'cpu-clock: max'", "2200 MHz", "write low or default"],
+    ));
+    cases.push(rpi(
+        "pi setting outside settings",
+        "rpi-nodes:\n  - serial: 1a2b3c4d\n    ram-above-3gb: true\n",
+        &[
+            "rpi-nodes = 'ram-above-3gb'",
+            "has no key 'ram-above-3gb'",
+            "under settings:",
+        ],
+    ));
+    cases.push(Case {
+        name: "pi boards without arm64",
+        flags: vec!["--iface=eth0".into(), "--arch=amd64".into()],
+        env: vec![],
+        file: Some("rpi-nodes:\n  - serial: 1a2b3c4d\n"),
+        expect: vec!["rpi-nodes", "arm64 is not served", "add arm64 to --arch"],
+    });
     cases
 }
 

@@ -1,0 +1,320 @@
+//! A board's own `RPI_EFI.fd`: its settings written into the Pi UEFI firmware's variable store,
+//! read back by a tool nobody here wrote (`virt-fw-vars`, PyPI virt-firmware), with every
+//! byte outside the store as the firmware's.
+//!
+//! The real release cannot be downloaded here, so the tests use a stand-in of its exact shape,
+//! built from the sources the release is built from:
+//! - pftf/RPi4 `.github/workflows/linux_edk2.yml` (tag v1.50): the release's `RPI_EFI.fd` is
+//!   `Build/RPi4/RELEASE_GCC5/FV/RPI_EFI.fd`, copied as it is into the zip;
+//! - that tag's edk2-platforms submodule (1e64c1109ae2ac0185351e8d0c19732970d4fecf),
+//!   `Platform/RaspberryPi/RPi4/RPi4.fdf` `[FD.RPI_EFI]`: Size 0x3e0000, ErasePolarity 1; TF-A
+//!   bl31 at 0x0 (0x20000), FVMAIN_COMPACT at 0x20000 (0x390000), NV_VARIABLE_STORE at
+//!   0x3b0000 (0xe000) opening with the DATA block copied below byte for byte, NV_EVENT_LOG at
+//!   0x3be000, NV_FTW_WORKING at 0x3bf000 with its DATA block, the FTW spare at 0x3c0000
+//!   (0x10000), the rest erased.
+//!   The code regions are pseudo-random bytes behind the headers GenFv gives them.
+
+use crate::support::{guard, images};
+use cozyboot::artifacts::rpi_uefi_vars::{self as vars, locate, BoardSettings, KNOWN_LAYOUTS};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FD_SIZE: usize = 0x3e_0000;
+const STORE_REGION: usize = 0x3b_0000;
+const STORE_REGION_SIZE: usize = 0xe000;
+const FTW_WORKING: usize = 0x3b_f000;
+
+/// RPi4.fdf, NV_VARIABLE_STORE's DATA: the EFI_FIRMWARE_VOLUME_HEADER then the
+/// VARIABLE_STORE_HEADER, as the .fdf lists them.
+const NV_STORE_DATA: [u8; 100] = [
+    // ZeroVector
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    // FileSystemGuid: gEfiSystemNvDataFvGuid
+    0x8D, 0x2B, 0xF1, 0xFF, 0x96, 0x76, 0x8B, 0x4C, 0xA9, 0x85, 0x27, 0x47, 0x07, 0x5B, 0x4F, 0x50,
+    // FvLength: 0x20000
+    0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, // Signature "_FVH", Attributes
+    0x5f, 0x46, 0x56, 0x48, 0xff, 0xfe, 0x04, 0x00, // HeaderLength, CheckSum
+    0x48, 0x00, 0x19, 0xF9, // ExtHeaderOffset, Reserved, Revision
+    0x00, 0x00, 0x00, 0x02, // Blockmap[0]: 0x20 blocks of 0x1000; Blockmap[1]: end
+    0x20, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    // VARIABLE_STORE_HEADER Signature: gEfiAuthenticatedVariableGuid
+    0x78, 0x2c, 0xf3, 0xaa, 0x7b, 0x94, 0x9a, 0x43, 0xa1, 0x80, 0x2e, 0x14, 0x4e, 0xc3, 0x77, 0x92,
+    // Size: 0xe000 - 0x48
+    0xB8, 0xDF, 0x00, 0x00, // FORMATTED, HEALTHY, Reserved, Reserved1
+    0x5A, 0xFE, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
+
+/// RPi4.fdf, NV_FTW_WORKING header's DATA (EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER).
+const FTW_WORKING_DATA: [u8; 32] = [
+    0x2b, 0x29, 0x58, 0x9e, 0x68, 0x7c, 0x7d, 0x49, 0xa0, 0xce, 0x65, 0x0, 0xfd, 0x9f, 0x1b, 0x95, 0x2c, 0xaf, 0x2c,
+    0x64, 0xFE, 0xFF, 0xFF, 0xFF, 0xE0, 0x0F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
+
+fn pseudo_random(out: &mut [u8], mut x: u64) {
+    for b in out {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+/// The stand-in release `RPI_EFI.fd` (see the module's sources).
+fn stand_in_release_fd() -> Vec<u8> {
+    let mut fd = vec![0xffu8; FD_SIZE];
+    // TF-A's bl31 (a plain binary, shorter than its region; GenFds pads the rest erased).
+    pseudo_random(&mut fd[..0x1_a000], 1);
+    // FVMAIN_COMPACT: a firmware volume (EFI_FIRMWARE_FILE_SYSTEM2_GUID
+    // 8c8ce578-8a3d-4f1c-9935-896185c32dd3) filling its region, its files pseudo-random.
+    let fv = 0x2_0000;
+    pseudo_random(&mut fd[fv..fv + 0x30_0000], 2);
+    fd[fv..fv + 16].fill(0);
+    fd[fv + 16..fv + 32].copy_from_slice(&[
+        0x78, 0xe5, 0x8c, 0x8c, 0x3d, 0x8a, 0x1c, 0x4f, 0x99, 0x35, 0x89, 0x61, 0x85, 0xc3, 0x2d, 0xd3,
+    ]);
+    fd[fv + 32..fv + 40].copy_from_slice(&0x39_0000u64.to_le_bytes());
+    fd[fv + 40..fv + 44].copy_from_slice(b"_FVH");
+    fd[STORE_REGION..STORE_REGION + NV_STORE_DATA.len()].copy_from_slice(&NV_STORE_DATA);
+    fd[FTW_WORKING..FTW_WORKING + FTW_WORKING_DATA.len()].copy_from_slice(&FTW_WORKING_DATA);
+    fd
+}
+
+fn virt_fw_vars() -> Option<PathBuf> {
+    let tool = images::state_dir().join("virt-firmware-venv/bin/virt-fw-vars");
+    if tool.is_file() {
+        Some(tool)
+    } else {
+        guard::skip(
+            None,
+            &format!("{} is missing: run scripts/install-test-deps", tool.display()),
+        )
+    }
+}
+
+/// What `virt-fw-vars --input FILE --output-json -` reads in the store: name → (guid, attr, data).
+fn read_back(tool: &Path, fd: &[u8]) -> Vec<(String, String, u64, Vec<u8>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("RPI_EFI.fd");
+    std::fs::write(&file, fd).unwrap();
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool)
+        .arg("--input")
+        .arg(&file)
+        .args(["--output-json", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "virt-fw-vars could not read the FD: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let hex = v["data"].as_str().unwrap();
+            let data = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["guid"].as_str().unwrap().to_string(),
+                v["attr"].as_u64().unwrap(),
+                data,
+            )
+        })
+        .collect()
+}
+
+fn settings(pairs: &[(&str, &str)]) -> BoardSettings {
+    let mut s = BoardSettings::default();
+    for (k, v) in pairs {
+        s.set(k, v).unwrap();
+    }
+    s
+}
+
+const CONFIG_DXE: &str = "cd7cc258-31db-22e6-9f22-63b0b8eed6b5";
+
+#[test]
+fn the_code_takes_the_layout_the_release_has() {
+    let fd = stand_in_release_fd();
+    // The transcribed header is a valid one: its UINT16s sum to zero with the .fdf's CheckSum.
+    let sum = NV_STORE_DATA[..0x48]
+        .chunks_exact(2)
+        .fold(0u16, |s, w| s.wrapping_add(u16::from_le_bytes([w[0], w[1]])));
+    assert_eq!(sum, 0, "RPi4.fdf's header checksum 0xF919 balances its header");
+    let loc = locate(&fd).unwrap();
+    assert_eq!(loc.volume, STORE_REGION, "PcdNvStorageVariableBase");
+    assert_eq!(
+        loc.header,
+        STORE_REGION + 0x48,
+        "after the volume header's HeaderLength"
+    );
+    assert_eq!(
+        loc.end,
+        STORE_REGION + STORE_REGION_SIZE,
+        "Size 0xdfb8 ends the store at the region's end"
+    );
+    assert_eq!(loc.layout, KNOWN_LAYOUTS[0]);
+    assert_eq!(
+        (
+            KNOWN_LAYOUTS[0].fd_size,
+            KNOWN_LAYOUTS[0].store_region,
+            KNOWN_LAYOUTS[0].store_region_size
+        ),
+        (FD_SIZE, STORE_REGION, STORE_REGION_SIZE)
+    );
+}
+
+#[test]
+fn virt_fw_vars_reads_a_boards_settings_and_nothing_else_changed() {
+    let Some(tool) = virt_fw_vars() else { return };
+    let fd = stand_in_release_fd();
+    assert!(read_back(&tool, &fd).is_empty(), "the release's store is empty");
+    let asked = settings(&[
+        ("ram-above-3gb", "true"),
+        ("system-table", "acpi+devicetree"),
+        ("cpu-clock", "low"),
+        ("fan-gpio", "18"),
+        ("fan-temperature", "55"),
+        ("asset-tag", "rack2-slot7"),
+    ]);
+    let board = vars::board_fd(&fd, &asked).unwrap();
+
+    let loc = locate(&fd).unwrap();
+    assert_eq!(board.len(), fd.len());
+    let differ: Vec<usize> = (0..fd.len()).filter(|&i| fd[i] != board[i]).collect();
+    assert!(!differ.is_empty());
+    assert!(
+        differ.iter().all(|&i| (loc.first_variable..loc.end).contains(&i)),
+        "bytes changed outside the store: first {:#x}, last {:#x}",
+        differ[0],
+        differ[differ.len() - 1]
+    );
+
+    let mut tag: Vec<u8> = "rack2-slot7".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    tag.resize(66, 0);
+    let u32v = |n: u32| n.to_le_bytes().to_vec();
+    let mut got = read_back(&tool, &board);
+    got.sort();
+    let mut want: Vec<(String, String, u64, Vec<u8>)> = [
+        ("AssetTag", tag),
+        ("CpuClock", u32v(0)),
+        ("FanOnGpio", u32v(18)),
+        ("FanTemp", u32v(55)),
+        ("RamLimitTo3GB", u32v(0)),
+        ("SystemTableMode", u32v(1)),
+    ]
+    .into_iter()
+    .map(|(n, d)| (n.to_string(), CONFIG_DXE.to_string(), 7, d))
+    .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn virt_fw_vars_reads_the_new_value_after_a_board_changes_its_mind() {
+    let Some(tool) = virt_fw_vars() else { return };
+    let first = vars::board_fd(
+        &stand_in_release_fd(),
+        &settings(&[("system-table", "acpi"), ("ram-above-3gb", "true")]),
+    )
+    .unwrap();
+    let second = vars::board_fd(&first, &settings(&[("system-table", "devicetree")])).unwrap();
+    let got = read_back(&tool, &second);
+    let mode: Vec<&Vec<u8>> = got.iter().filter(|v| v.0 == "SystemTableMode").map(|v| &v.3).collect();
+    assert_eq!(mode, [&2u32.to_le_bytes().to_vec()], "the retired copy is not read");
+    assert!(got.iter().any(|v| v.0 == "RamLimitTo3GB" && v.3 == 0u32.to_le_bytes()));
+}
+
+#[test]
+fn a_store_virt_fw_vars_wrote_is_read_and_extended() {
+    let Some(tool) = virt_fw_vars() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, json) = (
+        dir.path().join("in.fd"),
+        dir.path().join("out.fd"),
+        dir.path().join("vars.json"),
+    );
+    std::fs::write(&input, stand_in_release_fd()).unwrap();
+    // a variable of another vendor, as a board's own firmware would have left in its store
+    std::fs::write(
+        &json,
+        r#"{"version": 2, "variables": [{"name": "Timeout", "guid": "8be4df61-93ca-11d2-aa0d-00e098032b8c", "attr": 7, "data": "0000"}]}"#,
+    )
+    .unwrap();
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(&tool)
+        .arg("--input")
+        .arg(&input)
+        .arg("--set-json")
+        .arg(&json)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs = std::fs::read(&output).unwrap();
+    let ours = vars::board_fd(&theirs, &settings(&[("ram-above-3gb", "true")])).unwrap();
+    let mut names: Vec<String> = read_back(&tool, &ours).into_iter().map(|v| v.0).collect();
+    names.sort();
+    assert_eq!(names, ["RamLimitTo3GB", "Timeout"]);
+}
+
+#[test]
+fn rpi_nodes_from_the_config_file_or_the_environment_become_boards_folders() {
+    use crate::support::bad_inputs::{resolve, Case};
+    use cozyboot::render::rpi_boards::{board_files, FD_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let case = |env: Vec<(&'static str, &'static str)>| {
+        Case {
+        name: "rpi nodes",
+        flags: vec!["--iface=eth0".into()],
+        env,
+        file: Some(
+            "rpi-nodes:\n  - serial: 1A2B3C4D\n    mac: DC-A6-32-01-02-03\n    settings:\n      ram-above-3gb: true\n      system-table: devicetree\n  - serial: 0000beef\n",
+        ),
+        expect: vec![],
+    }
+    };
+    let from_file = resolve(&case(vec![]), dir.path()).unwrap().settings.rpi_nodes;
+    let from_env = resolve(
+        &case(vec![(
+            "COZYBOOT_RPI_NODES",
+            "1a2b3c4d@dc:a6:32:01:02:03;ram-above-3gb=true;system-table=devicetree,0000BEEF",
+        )]),
+        dir.path(),
+    )
+    .unwrap()
+    .settings
+    .rpi_nodes;
+    assert_eq!(from_file, from_env);
+    assert_eq!(from_file[0].serial, "1a2b3c4d");
+    assert_eq!(from_file[0].mac.as_deref(), Some("dc:a6:32:01:02:03"));
+    assert!(from_file[1].settings.is_empty());
+
+    let firmware: std::collections::BTreeMap<String, Vec<u8>> = [
+        (FD_NAME.to_string(), stand_in_release_fd()),
+        ("start4.elf".to_string(), b"start4".to_vec()),
+        ("config.txt".to_string(), b"armstub=RPI_EFI.fd\n".to_vec()),
+    ]
+    .into_iter()
+    .collect();
+    let files = board_files(&firmware, &from_file, "rpi-uefi").unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["1a2b3c4d/RPI_EFI.fd", "1a2b3c4d/config.txt", "1a2b3c4d/start4.elf"]
+    );
+    assert_eq!(
+        files[0].content.as_ref(),
+        vars::board_fd(&firmware[FD_NAME], &from_file[0].settings).unwrap()
+    );
+}
