@@ -2,6 +2,7 @@
 
 mod dhcp;
 mod interface;
+mod machines;
 mod nodes;
 
 use super::choice::Choice;
@@ -16,6 +17,7 @@ use crate::error::setting::ConfigError;
 use crate::error::Error;
 use dhcp::dhcp_mode;
 use interface::interface_facts;
+pub use nodes::normalise_mac;
 use nodes::talos_configs;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -302,6 +304,11 @@ pub(super) fn build(
         None => (None, Vec::new()),
     };
 
+    let machines = machines::machines(&mut c, &raw);
+    if raw.machines.is_none() {
+        c.default("machines", ());
+    }
+
     if !c.errors.is_empty() {
         return Err(Error::Config(c.errors));
     }
@@ -335,6 +342,7 @@ pub(super) fn build(
         pull,
         log_level,
         names,
+        machines,
     })
 }
 

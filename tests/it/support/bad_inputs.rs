@@ -132,6 +132,40 @@ pub fn cases() -> Vec<Case> {
         file: Some("variant: [spin-only\n"),
         expect: vec!["invalid YAML at line"],
     });
+    let machines = |name: &'static str, file: &'static str, expect: &[&'static str]| Case {
+        name,
+        flags: vec!["--iface=eth0".into()],
+        env: vec![],
+        file: Some(file),
+        expect: expect.to_vec(),
+    };
+    cases.extend([
+        machines(
+            "machine MAC listed twice",
+            "machines:\n- {hostname: node1, mac: '52:54:00:aa:00:01'}\n- {hostname: node2, mac: 52-54-00-AA-00-01}\n",
+            &["machines = '52:54:00:aa:00:01'", "the same MAC address is listed twice", "config file"],
+        ),
+        machines(
+            "machine hostname listed twice",
+            "machines:\n- {hostname: node1, mac: '52:54:00:aa:00:01'}\n- {hostname: node1, mac: '52:54:00:aa:00:02'}\n",
+            &["machines = 'node1'", "the same hostname is listed twice", "a hostname of its own"],
+        ),
+        machines(
+            "power command with an unknown placeholder",
+            "machines:\n- hostname: node1\n  mac: '52:54:00:aa:00:01'\n  power: {driver: command, on: 'plug {ip} on', off: 'plug {mac} off'}\n",
+            &["machines = 'plug {ip} on'", "placeholder {ip}", "{mac}, {hostname} and {serial}"],
+        ),
+        machines(
+            "ipmi power driver without its settings",
+            "machines:\n- hostname: srv1\n  mac: '52:54:00:aa:00:01'\n  power: {driver: ipmi, host: 10.20.13.21}\n",
+            &["srv1: the ipmi driver needs `user:`", "srv1: the ipmi driver needs `password-env:`", "never the password itself"],
+        ),
+        machines(
+            "wake-on-LAN for a Raspberry Pi 4",
+            "machines:\n- hostname: pi1\n  mac: 'dc:a6:32:00:00:01'\n  arch: arm64\n  power: {driver: wol}\n",
+            &["machines = 'pi1'", "cannot wake on LAN", "Turing Pi 2 BMC", "PoE switch"],
+        ),
+    ]);
     cases
 }
 
