@@ -36,6 +36,8 @@ pub enum Power {
         user: String,
         password_env: String,
         interface: String,
+        /// ipmitool's `-C`; `None`: ipmitool asks the BMC which suites it has.
+        cipher_suite: Option<u8>,
     },
 }
 

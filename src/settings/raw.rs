@@ -93,6 +93,8 @@ pub struct PowerEntry {
     pub password_env: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suite: Option<Text>,
 }
 
 /// What kind of value a key holds, so the environment layer can split lists.

@@ -147,17 +147,22 @@ pub fn plan(m: &Machine, action: Action, cx: &Context<'_>) -> Result<Vec<Step>, 
             user,
             password_env,
             interface,
+            cipher_suite,
         } => Ok(vec![Step::Run {
-            argv: ipmitool_argv(host, user, interface, action),
+            argv: ipmitool_argv(host, user, interface, *cipher_suite, action),
             env: vec![("IPMI_PASSWORD".into(), password_env.clone())],
         }]),
     }
 }
 
-/// `ipmitool -I lanplus -H BMC [-p PORT] -U USER -E chassis power ACTION`; `-E` makes
-/// ipmitool read the password from `IPMI_PASSWORD`, so it never shows in `ps`.
-pub fn ipmitool_argv(host: &str, user: &str, interface: &str, action: Action) -> Vec<String> {
-    let mut argv: Vec<String> = vec!["ipmitool".into(), "-I".into(), interface.into(), "-H".into()];
+/// `ipmitool -I lanplus [-C SUITE] -H BMC [-p PORT] -U USER -E chassis power ACTION`; `-E`
+/// makes ipmitool read the password from `IPMI_PASSWORD`, so it never shows in `ps`.
+pub fn ipmitool_argv(host: &str, user: &str, interface: &str, cipher_suite: Option<u8>, action: Action) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["ipmitool".into(), "-I".into(), interface.into()];
+    if let Some(suite) = cipher_suite {
+        argv.extend(["-C".into(), suite.to_string()]);
+    }
+    argv.push("-H".into());
     match host.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()) {
         Some((h, port)) => argv.extend([h.to_string(), "-p".into(), port.to_string()]),
         None => argv.push(host.to_string()),
@@ -227,12 +232,13 @@ mod tests {
             user: "ADMIN".into(),
             password_env: "BMC_PW".into(),
             interface: "lanplus".into(),
+            cipher_suite: Some(3),
         }));
         let steps = plan(&m, Action::Status, &CX).unwrap();
         assert_eq!(
             steps,
             vec![Step::Run {
-                argv: "ipmitool -I lanplus -H 10.0.0.9 -p 6230 -U ADMIN -E chassis power status"
+                argv: "ipmitool -I lanplus -C 3 -H 10.0.0.9 -p 6230 -U ADMIN -E chassis power status"
                     .split(' ')
                     .map(String::from)
                     .collect(),
@@ -241,9 +247,12 @@ mod tests {
         );
         assert_eq!(
             steps[0].describe(),
-            "run IPMI_PASSWORD=$BMC_PW ipmitool -I lanplus -H 10.0.0.9 -p 6230 -U ADMIN -E chassis power status"
+            "run IPMI_PASSWORD=$BMC_PW ipmitool -I lanplus -C 3 -H 10.0.0.9 -p 6230 -U ADMIN -E chassis power status"
         );
-        assert_eq!(ipmitool_argv("bmc1", "u", "lan", Action::Off)[3..5], ["-H", "bmc1"]);
+        assert_eq!(
+            ipmitool_argv("bmc1", "u", "lan", None, Action::Off)[3..5],
+            ["-H", "bmc1"]
+        );
     }
 
     #[test]

@@ -106,12 +106,13 @@ fn power(
         ("user", p.user.is_some()),
         ("password-env", p.password_env.is_some()),
         ("interface", p.interface.is_some()),
+        ("cipher-suite", p.cipher_suite.is_some()),
     ];
     let driver = t(&p.driver).unwrap_or_default();
     let takes: &[&str] = match driver.as_str() {
         "wol" => &["broadcast"],
         "command" => &["on", "off", "status", "cycle"],
-        "ipmi" => &["host", "user", "password-env", "interface"],
+        "ipmi" => &["host", "user", "password-env", "interface", "cipher-suite"],
         "" => {
             c.fail(
                 FIELD,
@@ -247,11 +248,27 @@ fn power(
                 );
                 return None;
             }
+            let cipher_suite = match t(&p.cipher_suite) {
+                None => None,
+                Some(s) => match s.parse::<u8>() {
+                    Ok(n) if n <= 17 => Some(n),
+                    _ => {
+                        c.fail(
+                            FIELD,
+                            Some(&s),
+                            format!("{host}: not an IPMI 2.0 cipher suite"),
+                            "give a suite number from 0 to 17 (3 and 17 are the common ones), or leave it out for ipmitool to ask the BMC",
+                        );
+                        return None;
+                    }
+                },
+            };
             Some(Power::Ipmi {
                 host: bmc?,
                 user: user?,
                 password_env: password_env?,
                 interface,
+                cipher_suite,
             })
         }
     }
@@ -323,6 +340,7 @@ mod tests {
             ("- {hostname: a, mac: 52:54:00:aa:00:01, power: {driver: ipmi, host: h, user: u}}", "needs `password-env:`"),
             ("- {hostname: a, mac: 52:54:00:aa:00:01, power: {driver: ipmi, host: h, user: u, password-env: 'hunter 2'}}", "not the name of an environment variable"),
             ("- {hostname: a, mac: 52:54:00:aa:00:01, power: {driver: ipmi, host: h, user: u, password-env: P, interface: open}}", "interface: lanplus"),
+            ("- {hostname: a, mac: 52:54:00:aa:00:01, power: {driver: ipmi, host: h, user: u, password-env: P, cipher-suite: 99}}", "not an IPMI 2.0 cipher suite"),
             ("- {hostname: pi, mac: dc:a6:32:00:00:01, power: {driver: wol}}", "cannot wake on LAN"),
             ("- {hostname: cm4, mac: 02:00:00:00:00:01, arch: arm64, board: cm4, power: {driver: wol}}", "Turing Pi 2 BMC"),
         ];
