@@ -144,6 +144,9 @@ pub enum Command {
     /// network, and report how far it got: a smoke test for CI (needs root).
     #[command(after_help = SMOKE_EXAMPLES)]
     Smoke(SmokeArgs),
+    /// Power the machines declared under `machines:` on or off, power-cycle them, or ask their state.
+    #[command(after_help = POWER_EXAMPLES)]
+    Power(PowerArgs),
     /// Hand the machines this site booted to another boot service (Cozystack's BootBox).
     #[command(subcommand)]
     Export(ExportTarget),
@@ -259,6 +262,41 @@ pub struct NodesArgs {
     /// Do not try TCP 50000 (Talos maintenance mode) on the machines' addresses.
     #[arg(long)]
     pub no_probe: bool,
+}
+
+const POWER_EXAMPLES: &str = "\
+Examples:
+  # Power on two machines declared in cozyboot.yaml (by hostname, or by MAC)
+  cozyboot power on node1 node2
+
+  # What would be sent or run for every declared machine, sending nothing
+  cozyboot power cycle --all --dry-run
+
+  # Ask each machine's power state (drivers command with status:, and ipmi), as JSON
+  cozyboot power status --all --json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PowerAction {
+    On,
+    Off,
+    Cycle,
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    pub action: PowerAction,
+    /// Machines by hostname or MAC address, as declared under `machines:`.
+    #[arg(value_name = "NAME|MAC", required_unless_present = "all", conflicts_with = "all")]
+    pub machines: Vec<String>,
+    /// Every declared machine.
+    #[arg(long)]
+    pub all: bool,
+    /// Print what would be sent or run, and send and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub site: SiteArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -531,6 +569,7 @@ impl SettingsArgs {
             log_level: t(&self.log_level),
             matchbox_name: t(&self.matchbox_name),
             dnsmasq_name: t(&self.dnsmasq_name),
+            machines: None,
         }
     }
 }
@@ -544,7 +583,9 @@ mod tests {
     #[test]
     fn every_command_ends_its_help_with_examples_that_parse() {
         let cli = Cli::command();
-        for name in ["up", "render", "validate", "status", "logs", "smoke", "restart", "down"] {
+        for name in [
+            "up", "render", "validate", "status", "logs", "smoke", "restart", "down", "power",
+        ] {
             let cmd = cli.find_subcommand(name).unwrap();
             let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
             assert!(help.starts_with("Examples:"), "{name}: {help:?}");

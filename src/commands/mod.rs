@@ -6,6 +6,7 @@ mod export_bootbox;
 mod logs;
 mod managed;
 mod nodes;
+mod power;
 pub mod render_command;
 mod restart;
 mod smoke_command;
@@ -53,7 +54,8 @@ pub fn run(cli: Cli) -> Result<Output> {
         Command::Validate(args) => validate_command::run(&args, cli.config),
         Command::Status(args) => status::run(&args),
         Command::Logs(args) => logs::run(&args),
-        Command::Nodes(args) => nodes::run(&args),
+        Command::Nodes(args) => nodes::run(&args, cli.config),
+        Command::Power(args) => power::run(&args, cli.config),
         Command::Smoke(args) => smoke_command::run(&args, cli.config, cli.json),
         Command::Export(crate::cli::ExportTarget::Bootbox(args)) => export_bootbox::run(&args),
         Command::Restart(args) => restart::run(&args),

@@ -13,6 +13,7 @@ use crate::journey::diagnosis::Site;
 use crate::journey::event::{Event, Source};
 use crate::journey::journal::Journal;
 use crate::journey::model::{self, Journey, Mark, Stage};
+use crate::journey::powered::PowerOns;
 use crate::journey::report::Report;
 use crate::journey::{clock, dnsmasq_log, matchbox_log};
 use crate::render::containers::Role;
@@ -30,9 +31,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const WAIT_POLL: Duration = Duration::from_secs(5);
 const WATCH_POLL: Duration = Duration::from_secs(2);
 
-pub fn run(args: &NodesArgs) -> Result<Output> {
+pub fn run(args: &NodesArgs, config: Option<PathBuf>) -> Result<Output> {
     let dir = managed::scope(&args.site)?;
-    let (settings, mut notes) = settings_of(dir.as_deref());
+    let (settings, mut notes) = settings_of(dir.as_deref(), config);
     runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -87,12 +88,12 @@ fn redraw(report: &Report) {
 /// The site's settings as `validate` resolves them. When they cannot be resolved (no site
 /// recorded, an interface gone) the journeys are still worth showing: judged against both
 /// architectures, with a note saying so.
-fn settings_of(dir: Option<&Path>) -> (Option<Settings>, Vec<String>) {
+fn settings_of(dir: Option<&Path>, config: Option<PathBuf>) -> (Option<Settings>, Vec<String>) {
     let args = SettingsArgs {
         data_dir: dir.map(Path::to_path_buf),
         ..SettingsArgs::default()
     };
-    match resolve(&args, None, Purpose::Serve) {
+    match resolve(&args, config, Purpose::Serve) {
         Ok(r) => (Some(r.settings), Vec::new()),
         Err(e) => (
             None,
@@ -177,6 +178,15 @@ async fn gather(engine: &Engine, dir: Option<&Path>, settings: Option<&Settings>
         withdraw_taken(dir, &journeys, &mut notes);
     }
     let mut report = Report::build(journeys, &site_of(settings), clock::now());
+    if let Some(s) = settings {
+        report.declared = super::power::by_mac(&s.machines);
+    }
+    if let Some(dir) = dir {
+        match PowerOns::load(dir) {
+            Ok(p) => report.powered_on = p.at,
+            Err(e) => notes.push(e),
+        }
+    }
     report.notes = notes;
     Ok(report)
 }

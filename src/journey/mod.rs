@@ -15,5 +15,6 @@ pub mod event;
 pub mod journal;
 pub mod matchbox_log;
 pub mod model;
+pub mod powered;
 pub mod report;
 pub mod validate_marks;

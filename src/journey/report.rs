@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub const SCHEMA: &str = "cozyboot.nodes/v1";
+/// The state of a declared machine no log or journal has seen.
+pub const NEVER_SEEN: &str = "never seen";
 
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -23,6 +25,12 @@ pub struct Report {
     pub now: i64,
     /// What could not be read or probed, said once above the table.
     pub notes: Vec<String>,
+    /// Machines declared under `machines:`: MAC → hostname. Shown next to their MAC; those
+    /// with no journey are listed as never seen.
+    pub declared: BTreeMap<String, String>,
+    /// MAC → when `cozyboot power on` (or `cycle`) last powered it: each stage reached since
+    /// is shown with the time it took from then.
+    pub powered_on: BTreeMap<String, i64>,
 }
 
 impl Report {
@@ -39,8 +47,26 @@ impl Report {
         Report {
             rows,
             now,
-            notes: Vec::new(),
+            ..Report::default()
         }
+    }
+
+    /// Declared machines no log or journal has seen, by hostname.
+    pub fn never_seen(&self) -> Vec<(&str, &str)> {
+        let mut unseen: Vec<(&str, &str)> = self
+            .declared
+            .iter()
+            .filter(|(mac, _)| !self.rows.iter().any(|r| &r.journey.mac == *mac))
+            .map(|(mac, host)| (host.as_str(), mac.as_str()))
+            .collect();
+        unseen.sort();
+        unseen
+    }
+
+    /// Seconds from the machine's last power-on to `at`, for stages reached since.
+    fn since_power_on(&self, mac: &str, at: Option<i64>) -> Option<i64> {
+        let on = *self.powered_on.get(mac)?;
+        at.filter(|t| *t >= on).map(|t| t - on)
     }
 
     /// Machines that reached `stage` in their latest attempt.
@@ -53,28 +79,43 @@ impl Report {
         for n in &self.notes {
             let _ = writeln!(out, "note: {n}");
         }
-        if self.rows.is_empty() {
+        let unseen = self.never_seen();
+        if self.rows.is_empty() && unseen.is_empty() {
             out.push_str("no machine has asked for DHCP in the logs read (nor in the journal)\n");
             return out;
         }
         let time = |t: Option<i64>| t.map_or_else(|| "-".to_string(), format_rfc3339);
-        let header = ["MAC", "ARCH", "IP", "FIRST SEEN", "LAST SEEN", "REACHED"];
-        let cells: Vec<[String; 6]> = self
+        // The HOSTNAME column only where machines are declared: without them it would be empty.
+        let named = !self.declared.is_empty();
+        let mut header = vec!["MAC", "ARCH", "IP", "FIRST SEEN", "LAST SEEN", "REACHED"];
+        if named {
+            header.insert(1, "HOSTNAME");
+        }
+        let mut cells: Vec<Vec<String>> = self
             .rows
             .iter()
             .map(|r| {
                 let j = &r.journey;
-                [
+                let mut row = vec![
                     j.mac.clone(),
                     r.arch.clone(),
                     j.ip.map_or_else(|| "-".into(), |ip| ip.to_string()) + if j.proxy { " (proxy)" } else { "" },
                     time(j.first_seen),
                     time(j.last_seen),
                     j.furthest().map_or_else(|| "-".into(), |s| s.to_string()),
-                ]
+                ];
+                if named {
+                    row.insert(1, self.declared.get(&j.mac).cloned().unwrap_or_else(|| "-".into()));
+                }
+                row
             })
             .collect();
-        let mut widths = header.map(str::len);
+        for (host, mac) in &unseen {
+            let mut row = vec![mac.to_string(), host.to_string()];
+            row.extend(["-", "-", "-", "-", NEVER_SEEN].map(String::from));
+            cells.push(row);
+        }
+        let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
         for row in &cells {
             for (w, c) in widths.iter_mut().zip(row) {
                 *w = (*w).max(c.chars().count());
@@ -98,13 +139,23 @@ impl Report {
             if let Some(hardware) = hardware_line(&r.journey) {
                 let _ = writeln!(out, "    {hardware}");
             }
+            if let Some(on) = self.powered_on.get(&r.journey.mac) {
+                let _ = writeln!(out, "    powered on {}", format_rfc3339(*on));
+            }
             let stages: Vec<String> = r
                 .journey
                 .stages
                 .iter()
                 .map(|(s, m)| {
                     let at = m.at.map(|t| format_rfc3339(t)[11..19].to_string()).unwrap_or_default();
-                    format!("{s} {at} {}", m.detail).replace("  ", " ").trim().to_string()
+                    let since = self
+                        .since_power_on(&r.journey.mac, m.at)
+                        .map(|d| format!("(+{d}s)"))
+                        .unwrap_or_default();
+                    format!("{s} {at} {since} {}", m.detail)
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 })
                 .collect();
             if !stages.is_empty() {
@@ -127,6 +178,21 @@ impl Report {
                 }
             );
         }
+        for (row, (host, mac)) in cells[self.rows.len()..].iter().zip(&unseen) {
+            out.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
+            let powered = match self.powered_on.get(*mac) {
+                Some(on) => format!(", though it was powered on at {}", format_rfc3339(*on)),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "    declared as {host}, but no DHCP request from {mac} is in the logs read (nor in the journal){powered}"
+            );
+            let _ = writeln!(
+                out,
+                "    fix: power it on (`cozyboot power on {host}`), and check that it netboots first from the NIC with this MAC"
+            );
+        }
         out
     }
 
@@ -139,10 +205,20 @@ impl Report {
                 let stages: Vec<Value> = j
                     .stages
                     .iter()
-                    .map(|(s, m)| json!({ "stage": s, "at": m.at.map(format_rfc3339), "detail": m.detail }))
+                    .map(|(s, m)| {
+                        json!({
+                            "stage": s,
+                            "at": m.at.map(format_rfc3339),
+                            "since_power_on_s": self.since_power_on(&j.mac, m.at),
+                            "detail": m.detail,
+                        })
+                    })
                     .collect();
                 json!({
                     "mac": j.mac,
+                    "hostname": self.declared.get(&j.mac),
+                    "state": "seen",
+                    "powered_on": self.powered_on.get(&j.mac).map(|t| format_rfc3339(*t)),
                     "arch": { "label": r.arch, "client_arch": j.client_arch, "ipxe": j.ipxe_arch },
                     "ip": j.ip,
                     "hardware": { "uuid": j.uuid, "serial": j.serial },
@@ -155,6 +231,18 @@ impl Report {
                     "diagnosis": r.diagnosis,
                 })
             })
+            .collect();
+        let machines: Vec<Value> = machines
+            .into_iter()
+            .chain(self.never_seen().into_iter().map(|(host, mac)| {
+                json!({
+                    "mac": mac,
+                    "hostname": host,
+                    "state": NEVER_SEEN,
+                    "powered_on": self.powered_on.get(mac).map(|t| format_rfc3339(*t)),
+                    "stages": [],
+                })
+            }))
             .collect();
         json!({
             "schema": SCHEMA,
@@ -238,5 +326,56 @@ mod tests {
         assert_eq!(done["hardware"]["uuid"], Value::Null);
         let other = m.iter().find(|m| m["mac"] == "52:54:00:c0:0b:12").unwrap();
         assert_eq!(other["hardware"], json!({ "uuid": null, "serial": null }));
+    }
+
+    /// The table as people see it, with machines declared (a HOSTNAME column, a machine never
+    /// seen) and power-on times (each stage's time from power-on), and without (no column).
+    #[test]
+    fn table_snapshots_with_and_without_declared_machines() {
+        let plain = report();
+        insta::assert_snapshot!("nodes_table_plain", plain.to_human());
+
+        let mut r = report();
+        let seen = "52:54:00:c0:0b:11";
+        let booted_at = r
+            .rows
+            .iter()
+            .find(|row| row.journey.mac == seen)
+            .and_then(|row| row.journey.stages.get(&Stage::BootIpxe)?.at)
+            .unwrap();
+        r.declared = BTreeMap::from([
+            (seen.to_string(), "node1".to_string()),
+            ("52:54:00:aa:00:09".to_string(), "spare".to_string()),
+        ]);
+        r.powered_on = BTreeMap::from([
+            (seen.to_string(), booted_at - 30),
+            ("52:54:00:aa:00:09".to_string(), booted_at),
+        ]);
+        let text = r.to_human();
+        insta::assert_snapshot!("nodes_table_declared_and_powered", text);
+        assert!(
+            text.lines().next().unwrap().starts_with("MAC                HOSTNAME"),
+            "{text}"
+        );
+
+        let v = r.to_json();
+        let m = v["machines"].as_array().unwrap();
+        let node1 = m.iter().find(|m| m["mac"] == seen).unwrap();
+        assert_eq!(node1["hostname"], "node1");
+        assert_eq!(node1["state"], "seen");
+        assert_eq!(
+            node1["stages"][0]["since_power_on_s"],
+            Value::Null,
+            "dnsmasq's line had no time"
+        );
+        assert_eq!(node1["stages"][2]["stage"], "boot-ipxe");
+        assert_eq!(node1["stages"][2]["since_power_on_s"], 30);
+        let other = m.iter().find(|m| m["mac"] == "52:54:00:c0:0b:12").unwrap();
+        assert_eq!(other["hostname"], Value::Null);
+        let spare = m.iter().find(|m| m["mac"] == "52:54:00:aa:00:09").unwrap();
+        assert_eq!(spare["hostname"], "spare");
+        assert_eq!(spare["state"], NEVER_SEEN);
+        // Never seen is not a stage reached: --wait counts only machines that got there.
+        assert_eq!(r.reached(Stage::Dhcp), plain.reached(Stage::Dhcp));
     }
 }

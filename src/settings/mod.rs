@@ -13,6 +13,7 @@ mod build;
 pub mod choice;
 pub mod images;
 pub mod listen;
+pub mod machines;
 pub mod net;
 pub mod raw;
 mod talos;
@@ -28,7 +29,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub use crate::error::setting::Source;
-pub use build::{Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_IPXE_ARM64_URL, DEFAULT_REGISTRY};
+pub use build::{
+    normalise_mac, Purpose, DEFAULT_DATA_DIR, DEFAULT_DNSMASQ_IMAGE, DEFAULT_IPXE_ARM64_URL, DEFAULT_REGISTRY,
+};
 pub use listen::MatchboxListen;
 pub use raw::Raw;
 pub use talos::TalosConfig;
@@ -218,6 +221,8 @@ pub struct Settings {
     pub pull: PullPolicy,
     pub log_level: String,
     pub names: ContainerNames,
+    /// The machines named in `machines:` (file only), and how to power each.
+    pub machines: Vec<machines::Machine>,
 }
 
 impl Settings {

@@ -73,12 +73,57 @@ pub enum RpiNodeEntry {
     },
 }
 
+/// One `machines:` entry: a machine the operator names, and how to power it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MachineEntry {
+    pub hostname: Text,
+    pub mac: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Text>,
+    /// Said by the operator (`cm4`, `pi4`, ...) where the MAC's maker does not tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<PowerEntry>,
+}
+
+/// A machine's `power:` map; which keys apply depends on `driver` (checked in `build`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PowerEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suite: Option<Text>,
+}
+
 /// What kind of value a key holds, so the environment layer can split lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     Scalar,
     List,
     Path,
+    /// Structured: only a config file (or a site record) can say it; no variable, no flag.
+    FileOnly,
 }
 
 macro_rules! raw_layer {
@@ -144,6 +189,7 @@ raw_layer! {
     log_level: Text = Scalar,
     matchbox_name: Text = Scalar,
     dnsmasq_name: Text = Scalar,
+    machines: Vec<MachineEntry> = FileOnly,
 }
 
 /// `server_ip` → `server-ip`: the name users see in files, flags and messages.
@@ -250,6 +296,7 @@ impl Raw {
                         .collect(),
                 ),
                 Shape::Scalar | Shape::Path => serde_json::Value::String(value),
+                Shape::FileOnly => continue,
             };
             map.insert(key_name(field), json);
         }

@@ -16,6 +16,7 @@ mod layers;
 mod macvlan;
 mod nodes;
 mod ports_netns;
+mod power;
 mod probe_netns;
 mod reliability;
 mod render;

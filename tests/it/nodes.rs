@@ -223,3 +223,45 @@ fn watch_shows_a_machine_that_turns_up_while_it_runs() {
 fn unreachable_engine(text: &str) {
     support::guard::skip::<()>(None, &format!("the Docker Engine could not be reached: {text}"));
 }
+
+/// Machines declared in the config file: named next to their MAC, the one never seen listed as
+/// such, and the stages since `power on` timed from it (docs/fleet.md "Declaring machines").
+#[test]
+fn declared_machines_are_named_and_timed_from_power_on() {
+    let dir = data_dir();
+    std::fs::write(
+        dir.path().join("cozyboot.yaml"),
+        format!(
+            "iface: lo\ndata-dir: {}\nmachines:\n- {{hostname: node1, mac: '52:54:00:c0:0b:11'}}\n- {{hostname: spare, mac: '52:54:00:aa:00:09'}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut record = cozyboot::journey::powered::PowerOns::default();
+    let at = |t: &str| cozyboot::journey::clock::parse_rfc3339(t).unwrap();
+    // The captured boot fetched /boot.ipxe at 19:22:27, its initramfs at 19:22:28.
+    record.record("52:54:00:c0:0b:11", at("2026-11-29T19:21:57Z"));
+    record.save(dir.path()).unwrap();
+    let Some((code, text)) = nodes(dir.path(), &[]) else {
+        return;
+    };
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("MAC                HOSTNAME  ARCH"), "{text}");
+    assert!(text.contains("52:54:00:c0:0b:11  node1     arm64"), "{text}");
+    assert!(text.contains("boot-ipxe 19:22:27 (+30s) /boot.ipxe"), "{text}");
+    assert!(text.contains("initramfs 19:22:28 (+31s)"), "{text}");
+    assert!(
+        text.contains("52:54:00:aa:00:09  spare") && text.contains("never seen"),
+        "{text}"
+    );
+    let Some((code, text)) = nodes(dir.path(), &["--json"]) else {
+        return;
+    };
+    assert_eq!(code, 0, "{text}");
+    let doc: Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+    let machines = doc["machines"].as_array().unwrap();
+    let spare = machines.iter().find(|m| m["hostname"] == "spare").unwrap();
+    assert_eq!(spare["state"], "never seen");
+    let node1 = machines.iter().find(|m| m["hostname"] == "node1").unwrap();
+    assert_eq!(node1["powered_on"], "2026-11-29T19:21:57Z");
+}

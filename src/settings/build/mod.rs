@@ -2,6 +2,7 @@
 
 mod dhcp;
 mod interface;
+mod machines;
 mod nodes;
 mod rpi_nodes;
 
@@ -17,6 +18,7 @@ use crate::error::setting::ConfigError;
 use crate::error::Error;
 use dhcp::dhcp_mode;
 use interface::interface_facts;
+pub use nodes::normalise_mac;
 use nodes::talos_configs;
 use rpi_nodes::rpi_nodes;
 use std::collections::BTreeMap;
@@ -305,6 +307,11 @@ pub(super) fn build(
     };
     let rpi_nodes = rpi_nodes(&mut c, &raw, &arches);
 
+    let machines = machines::machines(&mut c, &raw);
+    if raw.machines.is_none() {
+        c.default("machines", ());
+    }
+
     if !c.errors.is_empty() {
         return Err(Error::Config(c.errors));
     }
@@ -339,6 +346,7 @@ pub(super) fn build(
         pull,
         log_level,
         names,
+        machines,
     })
 }
 

@@ -132,16 +132,16 @@ pub fn cases() -> Vec<Case> {
         file: Some("variant: [spin-only\n"),
         expect: vec!["invalid YAML at line"],
     });
-    // Raspberry Pi boards' settings (`rpi-nodes`): the names and values are the Pi UEFI
-    // firmware's (docs/raspberry-pi-settings.md).
-    let rpi = |name: &'static str, file: &'static str, expect: &[&'static str]| Case {
+    // Cases read from a config file: Raspberry Pi boards' settings (`rpi-nodes`, the names and
+    // values are the Pi UEFI firmware's: docs/raspberry-pi-settings.md) and declared machines.
+    let from_file = |name: &'static str, file: &'static str, expect: &[&'static str]| Case {
         name,
         flags: vec!["--iface=eth0".into()],
         env: vec![],
         file: Some(file),
         expect: expect.to_vec(),
     };
-    cases.push(rpi(
+    cases.push(from_file(
         "pi serial that is not 8 hex digits",
         "rpi-nodes:\n  - serial: 1a2b3c\n    settings:\n      ram-above-3gb: true\n",
         &[
@@ -150,12 +150,12 @@ pub fn cases() -> Vec<Case> {
             "vcgencmd otp_dump",
         ],
     ));
-    cases.push(rpi(
+    cases.push(from_file(
         "pi serial listed twice",
         "rpi-nodes:\n  - serial: 1a2b3c4d\n  - serial: 1A2B3C4D\n",
         &["rpi-nodes = '1a2b3c4d'", "the same serial is listed twice"],
     ));
-    cases.push(rpi(
+    cases.push(from_file(
         "pi setting the firmware does not have",
         "rpi-nodes:\n  - serial: 1a2b3c4d\n    settings:\n      ram-limit: off\n",
         &[
@@ -164,7 +164,7 @@ pub fn cases() -> Vec<Case> {
             "ram-above-3gb, system-table",
         ],
     ));
-    cases.push(rpi(
+    cases.push(from_file(
         "pi system table mode the firmware does not have",
         "rpi-nodes:\n  - serial: 1a2b3c4d\n    settings:\n      system-table: dt\n",
         &[
@@ -173,12 +173,12 @@ pub fn cases() -> Vec<Case> {
             "acpi, acpi+devicetree or devicetree",
         ],
     ));
-    cases.push(rpi(
+    cases.push(from_file(
         "pi clock that overclocks",
         "rpi-nodes:\n  - serial: 1a2b3c4d\n    settings:\n      cpu-clock: max\n",
         &["rpi-nodes = 'cpu-clock: max'", "2200 MHz", "write low or default"],
     ));
-    cases.push(rpi(
+    cases.push(from_file(
         "pi setting outside settings",
         "rpi-nodes:\n  - serial: 1a2b3c4d\n    ram-above-3gb: true\n",
         &[
@@ -194,6 +194,33 @@ pub fn cases() -> Vec<Case> {
         file: Some("rpi-nodes:\n  - serial: 1a2b3c4d\n"),
         expect: vec!["rpi-nodes", "arm64 is not served", "add arm64 to --arch"],
     });
+    cases.extend([
+        from_file(
+            "machine MAC listed twice",
+            "machines:\n- {hostname: node1, mac: '52:54:00:aa:00:01'}\n- {hostname: node2, mac: 52-54-00-AA-00-01}\n",
+            &["machines = '52:54:00:aa:00:01'", "the same MAC address is listed twice", "config file"],
+        ),
+        from_file(
+            "machine hostname listed twice",
+            "machines:\n- {hostname: node1, mac: '52:54:00:aa:00:01'}\n- {hostname: node1, mac: '52:54:00:aa:00:02'}\n",
+            &["machines = 'node1'", "the same hostname is listed twice", "a hostname of its own"],
+        ),
+        from_file(
+            "power command with an unknown placeholder",
+            "machines:\n- hostname: node1\n  mac: '52:54:00:aa:00:01'\n  power: {driver: command, on: 'plug {ip} on', off: 'plug {mac} off'}\n",
+            &["machines = 'plug {ip} on'", "placeholder {ip}", "{mac}, {hostname} and {serial}"],
+        ),
+        from_file(
+            "ipmi power driver without its settings",
+            "machines:\n- hostname: srv1\n  mac: '52:54:00:aa:00:01'\n  power: {driver: ipmi, host: 10.20.13.21}\n",
+            &["srv1: the ipmi driver needs `user:`", "srv1: the ipmi driver needs `password-env:`", "never the password itself"],
+        ),
+        from_file(
+            "wake-on-LAN for a Raspberry Pi 4",
+            "machines:\n- hostname: pi1\n  mac: 'dc:a6:32:00:00:01'\n  arch: arm64\n  power: {driver: wol}\n",
+            &["machines = 'pi1'", "cannot wake on LAN", "Turing Pi 2 BMC", "PoE switch"],
+        ),
+    ]);
     cases
 }
 
