@@ -43,7 +43,7 @@ pub fn board(report: &Report, rows: usize, cols: usize) -> String {
         report.rows.len()
     };
     for r in &report.rows[..shown] {
-        push_line(&mut out, &line(r), cols);
+        push_line(&mut out, &line(r, report.declared.get(&r.journey.mac)), cols);
     }
     if shown < report.rows.len() {
         let more = report.rows.len() - shown;
@@ -56,7 +56,8 @@ pub fn board(report: &Report, rows: usize, cols: usize) -> String {
     out
 }
 
-fn line(r: &Row) -> String {
+/// A declared machine's hostname leads its state: the MAC column keeps its width.
+fn line(r: &Row, hostname: Option<&String>) -> String {
     let j = &r.journey;
     let ip = j.ip.map_or_else(|| "-".to_string(), |ip| ip.to_string());
     let d = &r.diagnosis;
@@ -64,6 +65,10 @@ fn line(r: &Row) -> String {
         (None, _) => d.fix.clone(),
         (Some(next), true) => format!("booting, next {next}"),
         (Some(next), false) => format!("stopped before {next}: {}", d.finding),
+    };
+    let state = match hostname {
+        Some(h) => format!("{h}: {state}"),
+        None => state,
     };
     format!(
         "{:<17}  {:<8}  {:<15}  {}  {state}",
@@ -205,5 +210,17 @@ mod tests {
         let text = board(&r, 0, 0);
         assert!(text.lines().all(|l| l.chars().count() <= FALLBACK.1), "{text}");
         assert!(text.contains("#####...  stopped before initra..."), "{text}");
+    }
+
+    #[test]
+    fn a_declared_machine_is_named_before_its_state() {
+        let mut r = report(2);
+        let mac = r.rows[0].journey.mac.clone();
+        r.declared.insert(mac.clone(), "node1".into());
+        let text = board(&r, 40, 200);
+        let row = text.lines().find(|l| l.starts_with(&mac)).unwrap();
+        assert!(row.contains("  node1: "), "{text}");
+        let other = text.lines().find(|l| l.starts_with(&r.rows[1].journey.mac)).unwrap();
+        assert!(!other.contains("node1"), "{text}");
     }
 }

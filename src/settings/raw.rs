@@ -327,4 +327,26 @@ mod tests {
         let err = serde_yaml_ng::from_str::<Raw>("tag: 1.10\n").unwrap_err();
         assert!(err.to_string().contains("quote"), "{err}");
     }
+
+    #[test]
+    fn machines_come_from_files_only_and_survive_the_site_record() {
+        let raw = Raw::from_env(&|k| match k {
+            "COZYBOOT_MACHINES" => Some("node1".into()),
+            "COZYBOOT_TAG" => Some("v1".into()),
+            _ => None,
+        });
+        // A variable cannot say it, and does not spoil the variables that can.
+        assert_eq!((raw.machines, raw.tag), (None, Some(Text("v1".into()))));
+        let raw: Raw = serde_yaml_ng::from_str(
+            "machines:\n- hostname: srv1\n  mac: 52:54:00:aa:00:01\n  power: {driver: ipmi, host: bmc1, user: ADMIN, password-env: BMC_PW}\n",
+        )
+        .unwrap();
+        let recorded: Raw = serde_json::from_value(serde_json::to_value(&raw).unwrap()).unwrap();
+        assert_eq!(recorded, raw);
+        // A MAC of digits only is still text (YAML 1.2: no base-60 integers).
+        let digits: Raw = serde_yaml_ng::from_str("machines:\n- {hostname: a, mac: 52:54:00:11:00:01}\n").unwrap();
+        assert_eq!(digits.machines.unwrap()[0].mac, Text("52:54:00:11:00:01".into()));
+        let err = serde_yaml_ng::from_str::<Raw>("machines:\n- {hostname: a, mac: b, pwoer: {}}\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `pwoer`"), "{err}");
+    }
 }
