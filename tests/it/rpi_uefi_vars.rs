@@ -368,3 +368,40 @@ fn the_store_is_byte_for_byte_what_virt_fw_vars_writes() {
     .unwrap();
     assert!(ours == theirs, "cozyboot's store differs from virt-fw-vars'");
 }
+
+/// Every setting `rpi-nodes` takes has its row in a docs table (whichever page holds it), naming
+/// the firmware variable it writes, and the table lists no setting the code lacks.
+#[test]
+fn every_board_setting_is_documented_with_its_variable() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let text: String = std::fs::read_dir(&docs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| `")).collect();
+    for s in vars::SETTINGS {
+        let row = rows
+            .iter()
+            .find(|l| l.starts_with(&format!("| `{}` |", s.name)))
+            .unwrap_or_else(|| panic!("no docs table row for the board setting {}", s.name));
+        let variable = s.variable.split(' ').next().unwrap();
+        assert!(
+            row.contains(&format!("`{variable}`")),
+            "the row for {} does not name {variable}: {row}",
+            s.name
+        );
+    }
+    let table_start = text
+        .find("| setting | values | variable |")
+        .expect("the settings table");
+    let documented: Vec<&str> = text[table_start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('`').nth(1).unwrap())
+        .collect();
+    let code: Vec<&str> = vars::SETTINGS.iter().map(|s| s.name).collect();
+    assert_eq!(documented, code);
+}
