@@ -10,7 +10,7 @@
 //! files are the firmware's own.
 
 use crate::artifacts::rpi_uefi_vars::board_fd;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Error};
 use crate::settings::RpiNode;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -27,30 +27,31 @@ pub struct BoardFile<'a> {
 
 /// The folders of the boards that have settings. `firmware` is the Pi UEFI firmware as laid at
 /// the TFTP root (relative path → bytes: `start4.elf`, `config.txt`, `overlays/…`, `RPI_EFI.fd`);
-/// `field` names the setting the firmware came from, for errors. Fails, naming the fix, when the
-/// firmware has no `RPI_EFI.fd` or its variable store cannot take the settings.
+/// `field` names the setting the firmware came from, for errors. Fails with a settings error
+/// (exit 2), naming the fix, when the firmware has no `RPI_EFI.fd` or its variable store
+/// cannot take the settings.
 pub fn board_files<'a>(
     firmware: &'a BTreeMap<String, Vec<u8>>,
     nodes: &[RpiNode],
     field: &str,
-) -> Result<Vec<BoardFile<'a>>, ConfigError> {
+) -> Result<Vec<BoardFile<'a>>, Error> {
     let boards: Vec<&RpiNode> = nodes.iter().filter(|n| !n.settings.is_empty()).collect();
     if boards.is_empty() {
         return Ok(Vec::new());
     }
     let fd = firmware.get(FD_NAME).ok_or_else(|| {
-        ConfigError::new(
+        Error::config(ConfigError::new(
             field,
             format!("the Pi UEFI firmware has no {FD_NAME}, so boards' settings have nowhere to go"),
             "give the pftf/RPi4 release zip (or its unpacked folder) as published",
-        )
+        ))
     })?;
     let mut out = Vec::new();
     for board in boards {
         let own = board_fd(fd, &board.settings).map_err(|e| {
             let mut err = e.config_error(field);
             err.problem = format!("board {}: {}", board.serial, err.problem);
-            err
+            Error::config(err)
         })?;
         for (path, content) in firmware {
             let content = if path == FD_NAME {
@@ -121,17 +122,19 @@ mod tests {
     fn a_firmware_without_the_fd_or_its_store_is_refused_naming_the_board() {
         let mut fw = firmware(vec![0xff; 4096]);
         let nodes = [node("1a2b3c4d", &[("system-table", "devicetree")])];
-        let err = board_files(&fw, &nodes, "rpi-uefi").unwrap_err();
-        assert_eq!(err.field, "rpi-uefi");
+        let Error::Config(errs) = board_files(&fw, &nodes, "rpi-uefi").unwrap_err() else {
+            panic!("not a settings error")
+        };
+        assert_eq!(errs[0].field, "rpi-uefi");
         assert!(
-            err.problem.starts_with("board 1a2b3c4d: no edk2 variable store"),
-            "{err}"
+            errs[0].problem.starts_with("board 1a2b3c4d: no edk2 variable store"),
+            "{}",
+            errs[0]
         );
         fw.remove(FD_NAME);
-        assert!(board_files(&fw, &nodes, "rpi-uefi")
-            .unwrap_err()
-            .problem
-            .contains("has no RPI_EFI.fd"));
+        let err = board_files(&fw, &nodes, "rpi-uefi").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("has no RPI_EFI.fd"), "{err}");
         assert!(board_files(&fw, &[node("0000beef", &[])], "rpi-uefi")
             .unwrap()
             .is_empty());

@@ -25,18 +25,19 @@ pub struct KnownLayout {
 }
 
 /// From RPi4.fdf: 0x3e0000 bytes with the store at 0x3b0000 since edk2-platforms 991b802e8f
-/// ("Platform/RPi4: Allocate more space for UEFI image"), first released in pftf/RPi4 v1.41 (its
-/// edk2-platforms submodule 728c8bb9) and kept through v1.50 (1e64c110); 0x1f0000 bytes with the
-/// store at 0x1d0000 before it (edk2-platforms 828fcbf96a to 991b802e8f^).
+/// ("Platform/RPi4: Allocate more space for UEFI image"), first released in pftf/RPi4 v1.39 (its
+/// edk2-platforms submodule 65e64c0b) and kept through v1.50 (1e64c110); 0x1f0000 bytes with the
+/// store at 0x1d0000 before it (edk2-platforms 828fcbf96a to 991b802e8f^; pftf/RPi4 v1.38 and
+/// earlier: v1.35's release FD measured so).
 pub const KNOWN_LAYOUTS: &[KnownLayout] = &[
     KnownLayout {
-        name: "RPi4.fdf since 2024 (pftf/RPi4 v1.41 and later)",
+        name: "RPi4.fdf since 2024 (pftf/RPi4 v1.39 and later)",
         fd_size: 0x3e_0000,
         store_region: 0x3b_0000,
         store_region_size: 0xe000,
     },
     KnownLayout {
-        name: "RPi4.fdf 2020 to 2024 (pftf/RPi4 up to v1.40)",
+        name: "RPi4.fdf 2020 to 2024 (pftf/RPi4 up to v1.38)",
         fd_size: 0x1f_0000,
         store_region: 0x1d_0000,
         store_region_size: 0xe000,

@@ -11,9 +11,18 @@ use std::collections::BTreeMap;
 
 const FIELD: &str = "rpi-nodes";
 
+/// An entry written `SERIAL[@MAC][;NAME=VALUE...]`, split.
+struct Short {
+    serial: String,
+    mac: Option<String>,
+    settings: Vec<(String, String)>,
+    /// Parts after the serial that are not `NAME=VALUE`.
+    malformed: Vec<String>,
+}
+
 /// `1234abcd;ram-above-3gb=true;system-table=devicetree` (or `SERIAL@MAC;...`) → the parts of
 /// a map entry.
-fn short(text: &str) -> (String, Option<String>, Vec<(String, String)>, Vec<String>) {
+fn short(text: &str) -> Short {
     let mut parts = text.split(';');
     let head = parts.next().unwrap_or_default().trim();
     let (serial, mac) = match head.split_once('@') {
@@ -28,7 +37,12 @@ fn short(text: &str) -> (String, Option<String>, Vec<(String, String)>, Vec<Stri
             None => malformed.push(part.to_string()),
         }
     }
-    (serial, mac, settings, malformed)
+    Short {
+        serial,
+        mac,
+        settings,
+        malformed,
+    }
 }
 
 /// 8 hex digits, as the EEPROM prints the serial (`%08x`, lower case).
@@ -61,7 +75,12 @@ pub(super) fn rpi_nodes(c: &mut Checker<'_>, raw: &Raw, arches: &[Arch]) -> Vec<
                 other.keys().cloned().collect::<Vec<_>>(),
             ),
             RpiNodeEntry::Short(s) => {
-                let (serial, mac, settings, malformed) = short(s);
+                let Short {
+                    serial,
+                    mac,
+                    settings,
+                    malformed,
+                } = short(s);
                 for part in malformed {
                     c.fail(
                         FIELD,
@@ -161,7 +180,12 @@ mod tests {
 
     #[test]
     fn short_form_splits_serial_mac_and_settings() {
-        let (s, m, set, bad) = short("1A2B3C4D@dc:a6:32:01:02:03;ram-above-3gb=true; system-table = devicetree;oops");
+        let Short {
+            serial: s,
+            mac: m,
+            settings: set,
+            malformed: bad,
+        } = short("1A2B3C4D@dc:a6:32:01:02:03;ram-above-3gb=true; system-table = devicetree;oops");
         assert_eq!(s, "1A2B3C4D");
         assert_eq!(m.as_deref(), Some("dc:a6:32:01:02:03"));
         assert_eq!(
