@@ -7,6 +7,7 @@ mod logs;
 mod managed;
 mod nodes;
 pub mod render_command;
+mod render_kubernetes;
 mod restart;
 mod smoke_command;
 mod status;

@@ -19,6 +19,7 @@ mod ports_netns;
 mod probe_netns;
 mod reliability;
 mod render;
+mod render_kubernetes;
 mod rpc_grpc;
 mod secrets;
 mod site_memory;
