@@ -473,3 +473,31 @@ mod fetch_assets {
         );
     }
 }
+
+#[test]
+fn rpc_mounts_the_certificates_the_next_steps_make_into_a_secret() {
+    let site = Site::new();
+    let (dir, stderr) = site.kubernetes("k8s", &["--rpc"]);
+    let matchbox = object(&dir, "Deployment", "matchbox");
+    let plain = site.plain(&["--rpc"]);
+    let container = &pod_spec(&matchbox)["containers"][0];
+    assert_eq!(container["args"], plain["matchbox"]["args"]);
+    assert!(strings(&container["args"]).contains(&"-rpc-address=10.20.13.21:8081".to_string()));
+    let tls = pod_spec(&matchbox)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .expect("a tls volume");
+    assert_eq!(tls["secret"]["secretName"], "matchbox-tls");
+    let service = object(&dir, "Service", "matchbox");
+    assert_eq!(service["spec"]["ports"][1]["port"], 8081);
+    let data_dir = site.path("data");
+    let made = format!(
+        "create secret generic matchbox-tls --from-file={}/tls/ca.crt",
+        data_dir.display()
+    );
+    assert!(stderr.contains(&made), "{stderr}");
+    let Some(exe) = validator() else { return };
+    assert_valid(&exe, OLDEST, &dir);
+}
