@@ -315,5 +315,14 @@ mod tests {
             .join("|");
         let expected: Vec<String> = bytes.chunks(IPXE_CHUNK).map(base64).collect();
         assert_eq!(joined, expected.join("|"));
+        // What a client-side `kubectl apply` copies into its 256 KiB annotation.
+        for m in &maps {
+            assert!(
+                m.to_yaml().len() < 256 * 1024,
+                "{} is {} bytes",
+                m.file,
+                m.to_yaml().len()
+            );
+        }
     }
 }
