@@ -50,7 +50,10 @@ Examples:
   cozyboot render --print-settings
 
   # Render for another host into a directory of its own
-  cozyboot render --iface eth0 --server-ip 10.20.13.140 --subnet 10.20.13.0/24 --output ./matchbox";
+  cozyboot render --iface eth0 --server-ip 10.20.13.140 --subnet 10.20.13.0/24 --output ./matchbox
+
+  # The same site as Kubernetes manifests, served by the node 10.20.13.21 (its eth0 on the LAN)
+  cozyboot render --kubernetes ./boot-site --iface eth0 --server-ip 10.20.13.21 --subnet 10.20.13.0/24 --node-arch arm64";
 
 const VALIDATE_EXAMPLES: &str = "\
 Examples:
@@ -187,6 +190,36 @@ pub struct RenderArgs {
     /// Print the resolved settings and where each value came from; write nothing.
     #[arg(long)]
     pub print_settings: bool,
+    /// Write the site as Kubernetes manifests into DIR instead: dnsmasq and matchbox on the
+    /// host network of the node labelled for the boot LAN (docs/fleet.md, "The site in Kubernetes").
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "print_settings"])]
+    pub kubernetes: Option<PathBuf>,
+    /// The namespace of the manifests.
+    #[arg(long, value_name = "NS", default_value = "cozyboot", value_parser = parse_namespace, requires = "kubernetes")]
+    pub namespace: String,
+    /// The architecture of the node serving the boot LAN (picks the dnsmasq image) [default: this host's].
+    #[arg(long, value_name = "ARCH", value_parser = parse_named::<Arch>, requires = "kubernetes")]
+    pub node_arch: Option<Arch>,
+    /// Take the kernel and initramfs from an image volume (Kubernetes 1.31+ with the
+    /// ImageVolume feature gate, on by default from 1.35) instead of an init container running
+    /// the Talos image.
+    #[arg(long, requires = "kubernetes")]
+    pub image_volume: bool,
+}
+
+/// A Kubernetes namespace name is an RFC 1123 label.
+fn parse_namespace(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("not a Kubernetes namespace name: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit".to_string())
+    }
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,8 @@ mod lifecycle;
 mod observe;
 mod preflight;
 pub mod progress;
+/// Where `up` finds an arm64 iPXE binary; `render --kubernetes` puts the same one in its manifests.
+pub use bootloaders::{cache_path as ipxe_arm64_cache_path, host_ipxe_arm64};
 #[cfg(test)]
 mod tests;
 mod undo;

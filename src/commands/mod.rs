@@ -8,6 +8,7 @@ mod managed;
 mod nodes;
 mod power;
 pub mod render_command;
+mod render_kubernetes;
 mod restart;
 mod smoke_command;
 mod status;

@@ -19,6 +19,9 @@ pub fn run(args: &RenderArgs, config: Option<PathBuf>) -> Result<Output> {
     if args.print_settings {
         return Ok(print_settings(&resolved));
     }
+    if let Some(dir) = &args.kubernetes {
+        return super::render_kubernetes::run(args, dir, &resolved);
+    }
     let s = &resolved.settings;
     let rendered = crate::store::withdrawal::render_site(s)?;
     let dir = args.output.clone().unwrap_or_else(|| s.data_dir.clone());

@@ -5,6 +5,7 @@
 pub mod container_spec;
 pub mod containers;
 pub mod dnsmasq;
+pub mod kubernetes;
 pub mod log_level;
 pub mod matchbox;
 pub mod rpi_boards;

@@ -95,6 +95,7 @@ fn targets(s: &Settings) -> Vec<Target> {
 fn run(s: &Settings, o: &ProbeOptions, handle: &tokio::runtime::Handle) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut offers: Vec<Offer> = Vec::new();
+    let mut others: Vec<(Ipv4Addr, String)> = Vec::new();
     let mut blocked: Option<String> = None;
     for (i, t) in targets(s).into_iter().enumerate() {
         if let Some(first) = &blocked {
@@ -106,6 +107,11 @@ fn run(s: &Settings, o: &ProbeOptions, handle: &tokio::runtime::Handle) -> Vec<C
         match pxe_client::boot_file_for(&o.iface, &t.spec, wait) {
             Ok(answer) => {
                 offers.extend(answer.offers.iter().cloned());
+                for found in other_boot_files(&o.iface, &t.spec, &answer, s.server_ip, o.wait) {
+                    if !others.contains(&found) {
+                        others.push(found);
+                    }
+                }
                 checks.push(judge(s, o, &t, &answer, handle));
             }
             Err(e) => {
@@ -116,8 +122,37 @@ fn run(s: &Settings, o: &ProbeOptions, handle: &tokio::runtime::Handle) -> Vec<C
             }
         }
     }
-    checks.push(servers(s, &offers));
+    checks.push(servers(s.server_ip, s.dhcp == DhcpMode::Proxy, &offers, &others));
     checks
+}
+
+/// The boot file each other server that answered `answer`'s DISCOVER offers this client:
+/// named in its offer, or, for a proxy offer, asked of it on UDP 4011 as a firmware would
+/// (the probe's own boot-server step asked only one of them). Another site serving the same
+/// LAN (the cluster's, from `render --kubernetes`, before this host's is stopped) is found so.
+pub fn other_boot_files(
+    iface: &str,
+    spec: &DiscoverSpec,
+    answer: &BootAnswer,
+    own: Ipv4Addr,
+    wait: Duration,
+) -> Vec<(Ipv4Addr, String)> {
+    let mut found: Vec<(Ipv4Addr, String)> = Vec::new();
+    for offer in answer.offers.iter().filter(|o| o.server_id != own) {
+        let file = match &offer.boot_file {
+            Some(file) => Some(file.clone()),
+            None if offer.proxy && offer.is_pxe() => pxe_client::pxe_boot_request(iface, spec, offer, wait)
+                .ok()
+                .and_then(|ack| ack.boot_file),
+            None => None,
+        };
+        if let Some(file) = file {
+            if !found.iter().any(|(server, f)| *server == offer.server_id && *f == file) {
+                found.push((offer.server_id, file));
+            }
+        }
+    }
+    found
 }
 
 /// Errors of this host, not of the server: every other probe would hit them too.
@@ -286,9 +321,10 @@ fn script_answers(url: &str, handle: &tokio::runtime::Handle, f: &mut Findings) 
     }
 }
 
-/// Every server that answered any probe; another full DHCP server on the segment is the most
-/// common reason a node boots something else.
-fn servers(s: &Settings, offers: &[Offer]) -> Check {
+/// Every server that answered any probe (`own` is this site's address); another full DHCP
+/// server on the segment is the most common reason a node boots something else, and a second
+/// boot server (`others`: each with a boot file it offers) means two sites answer the LAN.
+pub fn servers(own: Ipv4Addr, proxy_mode: bool, offers: &[Offer], others: &[(Ipv4Addr, String)]) -> Check {
     if offers.is_empty() {
         return Check::skip(SERVERS, "no DHCP server answered");
     }
@@ -300,35 +336,43 @@ fn servers(s: &Settings, offers: &[Offer]) -> Check {
     }
     let mut f = Findings::default();
     f.evidence.extend(seen.iter().map(|o| describe(o)));
-    let others: Vec<&&Offer> = seen.iter().filter(|o| o.server_id != s.server_ip).collect();
-    if !seen.iter().any(|o| o.server_id == s.server_ip) {
-        f.warn(format!("{} never answered; only other servers did", s.server_ip));
+    let others_seen: Vec<&&Offer> = seen.iter().filter(|o| o.server_id != own).collect();
+    if !seen.iter().any(|o| o.server_id == own) {
+        f.warn(format!("{own} never answered; only other servers did"));
     }
-    for other in &others {
-        match &s.dhcp {
-            DhcpMode::Full { .. } => f.warn(format!(
+    let mut boot_servers = false;
+    for other in &others_seen {
+        let files: Vec<&str> = others
+            .iter()
+            .filter(|(server, _)| *server == other.server_id)
+            .map(|(_, file)| file.as_str())
+            .collect();
+        let kind = if other.proxy { "proxy DHCP" } else { "DHCP" };
+        if !files.is_empty() {
+            boot_servers = true;
+            f.warn(format!(
+                "a second boot server, {} ({kind}), offers {} too: each machine boots from whichever answers first",
+                other.server_id,
+                files.join(", ")
+            ));
+        } else if !proxy_mode {
+            f.warn(format!(
                 "another DHCP server, {}, answers on this segment: clients may take its offer first",
                 other.server_id
-            )),
-            DhcpMode::Proxy
-                if offers
-                    .iter()
-                    .any(|o| o.server_id == other.server_id && o.boot_file.is_some()) =>
-            {
-                f.warn(format!(
-                    "{} offers boot files too: clients may boot what it offers",
-                    other.server_id
-                ))
-            }
-            DhcpMode::Proxy => f.note(format!(
-                "{} hands out addresses; {} adds boot information (proxy)",
-                other.server_id, s.server_ip
-            )),
+            ));
+        } else {
+            f.note(format!(
+                "{} hands out addresses; {own} adds boot information (proxy)",
+                other.server_id
+            ));
         }
     }
     let names: Vec<String> = seen.iter().map(|o| o.server_id.to_string()).collect();
     let check = f.into_check(SERVERS, format!("answering: {}", names.join(", ")));
     match check.status {
+        super::Status::Warn if boot_servers => check.fix(
+            "one boot server per LAN: if the other is this site moved into the cluster (`render --kubernetes`), stop this host's with `cozyboot down`; else find and stop the other",
+        ),
         super::Status::Warn => {
             check.fix("find and stop the other DHCP server, or use proxy mode (no --dhcp-range) beside it")
         }

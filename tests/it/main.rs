@@ -20,6 +20,7 @@ mod power;
 mod probe_netns;
 mod reliability;
 mod render;
+mod render_kubernetes;
 mod rpc_grpc;
 mod rpi_uefi_vars;
 mod secrets;

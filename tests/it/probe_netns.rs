@@ -300,3 +300,105 @@ fn proxy_mode_with_two_arm64_services_answers_a_menu_and_the_first_item_boots() 
     assert!(answer.via_pxe_port);
     assert_eq!(answer.boot_file.as_deref(), Some("first.efi"), "{}", dnsmasq.log());
 }
+
+/// Two boot sites on one LAN, as while the cluster's site (`render --kubernetes`) runs beside
+/// the host's before `cozyboot down`: both proxy DHCP beside the router. The second one sits
+/// on a macvlan of the server's end of the veth, in bridge mode, so it has an address (.3) and
+/// a MAC of its own on the same segment and hears the same broadcasts.
+#[test]
+fn a_second_boot_server_on_the_lan_is_named_with_what_it_offers() {
+    let Some(net) = TestNet::new() else { return };
+    let efi = fake_efi();
+    let root = tftp_root(&[("bootaa64.efi", &efi)]);
+    let srv = net.server_ns.as_str();
+    let other_if = "cb-oth";
+    let other_ip = net.ip(3);
+    support::netns::ip_in(
+        srv,
+        &[
+            "link",
+            "add",
+            other_if,
+            "link",
+            &net.server_if,
+            "type",
+            "macvlan",
+            "mode",
+            "bridge",
+        ],
+    );
+    support::netns::ip_in(srv, &["addr", "add", &format!("{other_ip}/24"), "dev", other_if]);
+    support::netns::ip_in(srv, &["link", "set", other_if, "up"]);
+    // Each interface answers ARP only for its own address, as two hosts would.
+    let sysctl = net
+        .server_command("sysctl")
+        .args(["-qw", "net.ipv4.conf.all.arp_ignore=1"])
+        .status()
+        .unwrap();
+    assert!(sysctl.success());
+
+    let x = net.subnet;
+    let mut router_args = common_args(&net);
+    router_args.push(format!("--dhcp-range=10.213.{x}.100,10.213.{x}.150"));
+    let Some(router) = DnsmasqProc::start(&net, router_args, root.path()) else {
+        return;
+    };
+    let Some(host_site) = DnsmasqProc::start(&net, proxy_mode_args(&net), root.path()) else {
+        return;
+    };
+    let cluster_args: Vec<String> = proxy_mode_args(&net)
+        .into_iter()
+        .map(|a| {
+            a.replace(
+                &format!("--interface={}", net.server_if),
+                &format!("--interface={other_if}"),
+            )
+        })
+        .map(|a| a.replace(&net.server_ip().to_string(), &other_ip.to_string()))
+        .collect();
+    let Some(cluster_site) = DnsmasqProc::start(&net, cluster_args, root.path()) else {
+        return;
+    };
+
+    let spec = DiscoverSpec::firmware(ARCH_ARM64_UEFI, MAC);
+    let own = net.server_ip();
+    let started = std::time::Instant::now();
+    let (answer, others) = net.run_in_client(|| {
+        let answer = probe::boot_file_for(&net.client_if, &spec, WAIT).unwrap();
+        let others = cozyboot::validate::probe::other_boot_files(&net.client_if, &spec, &answer, own, WAIT);
+        (answer, others)
+    });
+    let logs = format!(
+        "router:\n{}\nhost site:\n{}\ncluster site:\n{}",
+        router.log(),
+        host_site.log(),
+        cluster_site.log()
+    );
+    // Every offer within the window: the router's, and both proxies'.
+    assert_eq!(answer.offers.len(), 3, "{answer:?}\n{logs}");
+    assert_eq!(others, [(other_ip, "bootaa64.efi".to_string())], "{logs}");
+
+    let check = cozyboot::validate::probe::servers(own, true, &answer.offers, &others);
+    assert_eq!(check.status, cozyboot::validate::Status::Warn, "{check:?}");
+    assert!(
+        check.finding.contains(&format!(
+            "a second boot server, {other_ip} (proxy DHCP), offers bootaa64.efi"
+        )),
+        "{check:?}"
+    );
+    assert!(
+        check.fix.as_deref().unwrap_or_default().contains("cozyboot down"),
+        "{check:?}"
+    );
+    // The router alone is no second boot server: it only hands out addresses.
+    let router_ip = answer.offers.iter().find(|o| !o.proxy).unwrap().server_id;
+    assert!(
+        !check.finding.contains(&router_ip.to_string()) || router_ip == own,
+        "{check:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+}

@@ -67,6 +67,13 @@ fn ip(args: &[&str]) {
     );
 }
 
+/// `ip -n <ns> <args>`, failing the test with ip's message.
+pub fn ip_in(ns: &str, args: &[&str]) {
+    let mut all = vec!["-n", ns];
+    all.extend(args);
+    ip(&all);
+}
+
 /// Two network namespaces joined by a veth pair: the server at 10.213.X.1, the client at .2.
 pub struct TestNet {
     pub server_ns: String,
