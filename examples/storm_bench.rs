@@ -30,7 +30,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// EDK2's DHCP retransmission waits (RFC 2131 section 4.1's exponential back-off).
+/// EDK2's DHCP retransmission waits (`mDhcp4DefaultTimeout` in tianocore/edk2
+/// `NetworkPkg/Dhcp4Dxe/Dhcp4Impl.c`; RFC 2131 section 4.1's exponential back-off).
 const DHCP_WAITS: [Duration; 4] = [
     Duration::from_secs(4),
     Duration::from_secs(8),

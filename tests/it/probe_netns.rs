@@ -106,6 +106,54 @@ fn full_mode_arm64_firmware_gets_bootaa64_and_tftp_serves_it() {
     assert_eq!(fetched.unwrap(), efi, "{log}");
 }
 
+/// What `bench/run --only storm` makes each simulated machine do: take the lease (REQUEST the
+/// offered address, ACKed by the real dnsmasq), then, from that address, the size request EDK2
+/// aborts with error 8 and the download, as dnsmasq logs them for a real AAVMF boot
+/// (`tests/fixtures/journey/arm64-full.dnsmasq.log`).
+#[test]
+fn a_firmware_lease_then_tftp_from_the_leased_address_as_edk2_does() {
+    let Some(net) = TestNet::new() else { return };
+    let efi = fake_efi();
+    let root = tftp_root(&[("bootaa64.efi", &efi)]);
+    let Some(dnsmasq) = DnsmasqProc::start(&net, full_mode_args(&net, 11), root.path()) else {
+        return;
+    };
+    let spec = DiscoverSpec::firmware(ARCH_ARM64_UEFI, MAC);
+    // dnsmasq pings an address before its first offer and waits up to 3 s for an answer.
+    let waits = [WAIT, WAIT];
+    let ack = net
+        .run_in_client(|| probe::lease(&net.client_if, &spec, &waits))
+        .unwrap_or_else(|e| panic!("no lease: {e}\n{}", dnsmasq.log()));
+    assert_eq!(ack.yiaddr.octets()[..3], [10, 213, net.subnet]);
+    assert_eq!(ack.boot_file.as_deref(), Some("bootaa64.efi"));
+    let mac = "52:54:00:c0:2b:01";
+    let acked = format!("DHCPACK({}) {} {mac}", net.server_if, ack.yiaddr);
+    assert!(dnsmasq.wait_for_log(&acked, WAIT), "{}", dnsmasq.log());
+
+    let address = format!("{}/32", ack.yiaddr);
+    let added = std::process::Command::new("ip")
+        .args(["-n", &net.client_ns, "addr", "add", &address, "dev", &net.client_if])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let (ip, server) = (ack.yiaddr, ack.tftp_server());
+    let (size, fetched) = net.run_in_client(|| {
+        (
+            probe::tftp::size_as(ip, server, "bootaa64.efi", WAIT),
+            probe::fetch_as(ip, server, "bootaa64.efi", WAIT),
+        )
+    });
+    assert_eq!(size.unwrap(), Some(efi.len()), "{}", dnsmasq.log());
+    assert_eq!(fetched.unwrap(), efi);
+    let aborted = format!("error 8 User aborted the transfer received from {ip}");
+    assert!(dnsmasq.wait_for_log(&aborted, WAIT), "{}", dnsmasq.log());
+    assert!(
+        dnsmasq.wait_for_log(&format!("sent {}/bootaa64.efi to {ip}", root.path().display()), WAIT),
+        "{}",
+        dnsmasq.log()
+    );
+}
+
 #[test]
 fn full_mode_missing_file_is_a_tftp_error_with_the_servers_message() {
     let Some(net) = TestNet::new() else { return };
