@@ -92,7 +92,7 @@ pub fn diagnose(j: &Journey, site: &Site, now: i64) -> Diagnosis {
 
     if !j.reached(Stage::Dhcp) {
         let code = j.client_arch;
-        let is_pi_eeprom = code == Some(0) && arch::RPI_OUIS.iter().any(|o| j.mac.starts_with(o));
+        let is_pi_eeprom = code == Some(0) && crate::artifacts::rpi::is_raspberry_pi_mac(&j.mac);
         return match code.map(|c| (c, arch_of_code(c))) {
             _ if is_pi_eeprom => d(
                 Stage::Dhcp,

@@ -4,7 +4,8 @@
 //! every firmware line carries `tag:!ipxe`, and each firmware has its own tag, so at most one
 //! tagged boot line matches any client.
 
-use crate::artifacts::arch::{Arch, Bootloader, Firmware, RPI_OUIS};
+use crate::artifacts::arch::{Arch, Bootloader, Firmware};
+use crate::artifacts::rpi;
 use crate::settings::{DhcpMode, Settings};
 
 /// Where the TFTP root is inside the dnsmasq container.
@@ -60,13 +61,26 @@ pub fn args(s: &Settings) -> Vec<String> {
         format!("--dhcp-match=set:{IPXE_TAG},175"),
         format!("--dhcp-userclass=set:{IPXE_TAG},iPXE"),
     ]);
-    if s.serves(Arch::Amd64) {
-        // By MAC block: the Pi EEPROM's vendor class is the same as an x86 PXE ROM's.
+    if s.serves(Arch::Amd64) || s.serves_rpi() {
+        // The Pi EEPROM's vendor class is the same as an x86 PXE ROM's: it is told apart by
+        // its MAC block, or by the `RPi4` its option 97 GUID starts with (a Pi whose MAC was
+        // overridden with `MAC_ADDRESS`). Either sets the tag.
         a.extend(
-            RPI_OUIS
+            rpi::OUIS
                 .iter()
                 .map(|oui| format!("--dhcp-mac=set:{RPI_TAG},{oui}:*:*:*")),
         );
+        a.push(format!("--dhcp-match=set:{RPI_TAG},97,{}", rpi::option97_match()));
+    }
+    if s.serves_rpi() {
+        // The EEPROM boots only from a reply whose option 43 holds `Raspberry Pi Boot`; dnsmasq
+        // sends a PXE service's menu text there (sub-option 9), in full and in proxy mode.
+        // CSA 0 as the Raspberry Pi documentation writes it; no boot file: the EEPROM reads
+        // start4.elf (and the rest) from the TFTP root by itself.
+        a.push(format!(
+            "--pxe-service=tag:{RPI_TAG},tag:!{IPXE_TAG},0,{}",
+            rpi::OPTION43_MATCH
+        ));
     }
     for fw in served_firmwares(s) {
         a.extend(firmware_lines(s, fw));

@@ -20,6 +20,7 @@ mod probe_netns;
 mod reliability;
 mod render;
 mod rpc_grpc;
+mod rpi_eeprom;
 mod secrets;
 mod site_memory;
 mod smoke;
