@@ -98,6 +98,9 @@ impl Report {
             if let Some(hardware) = hardware_line(&r.journey) {
                 let _ = writeln!(out, "    {hardware}");
             }
+            if let Some(pi) = rpi_line(&r.journey) {
+                let _ = writeln!(out, "    {pi}");
+            }
             let stages: Vec<String> = r
                 .journey
                 .stages
@@ -152,6 +155,7 @@ impl Report {
                     "attempts": j.attempts,
                     "reached": j.furthest(),
                     "stages": stages,
+                    "rpi_eeprom": j.rpi,
                     "diagnosis": r.diagnosis,
                 })
             })
@@ -163,6 +167,23 @@ impl Report {
             "machines": machines,
         })
     }
+}
+
+/// A Raspberry Pi's first stage: `pi eeprom: option 43 offered | tftp start4.elf, config.txt, RPI_EFI.fd`.
+fn rpi_line(j: &Journey) -> Option<String> {
+    let pi = j.rpi.as_ref()?;
+    let mut parts = vec![if pi.option43 {
+        "option 43 offered".to_string()
+    } else {
+        "no option 43".to_string()
+    }];
+    if !pi.files.is_empty() {
+        parts.push(format!("tftp {}", pi.files.join(", ")));
+    }
+    if let Some(missing) = &pi.missing {
+        parts.push(format!("{missing} not found"));
+    }
+    Some(format!("pi eeprom: {}", parts.join(" | ")))
 }
 
 /// The serial first: it is what is printed on the machine's label.
