@@ -122,6 +122,42 @@ pub fn option97(board_revision: u32, mac: [u8; 6], serial: u32) -> [u8; 17] {
     guid
 }
 
+/// Option 43 as dnsmasq 2.90 encodes `pxe-service=0,"Raspberry Pi Boot"` (logged as
+/// `sent size: 32 option: 43 vendor-encap 06:01:03:0a:04:00:50:58:45:09:14:00:00:11...`):
+/// PXE discovery control 3, menu prompt (timeout 0, `PXE`), a boot menu of one local-boot
+/// item (type 0) named [`OPTION43_MATCH`], end.
+pub fn option43() -> Vec<u8> {
+    let name = OPTION43_MATCH.as_bytes();
+    let mut o = vec![
+        6,
+        1,
+        3,
+        10,
+        4,
+        0,
+        b'P',
+        b'X',
+        b'E',
+        9,
+        (name.len() + 3) as u8,
+        0,
+        0,
+        name.len() as u8,
+    ];
+    o.extend_from_slice(name);
+    o.push(255);
+    o
+}
+
+/// [`option43`] as dnsmasq's colon-separated hex.
+pub fn option43_hex() -> String {
+    option43()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The TFTP directory the EEPROM tries first with the default `TFTP_PREFIX=0`.
 pub fn serial_prefix(serial: u32) -> String {
     format!("{serial:08x}/")
@@ -407,6 +443,9 @@ mod tests {
         assert_eq!(&g[9..13], &[0x32, 0x01, 0x36, 0xc2]);
         assert_eq!(&g[13..], &0x9ffe_fdefu32.to_le_bytes());
         assert_eq!(option97_match(), "00:52:50:69:34");
+        // What dnsmasq sent for `pxe-service=0,"Raspberry Pi Boot"` (captured, 32 bytes).
+        assert_eq!(option43().len(), 32);
+        assert!(option43_hex().starts_with("06:01:03:0a:04:00:50:58:45:09:14:00:00:11"));
         assert_eq!(serial_prefix(0x9ffe_fdef), "9ffefdef/");
     }
 

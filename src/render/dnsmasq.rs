@@ -73,14 +73,24 @@ pub fn args(s: &Settings) -> Vec<String> {
         a.push(format!("--dhcp-match=set:{RPI_TAG},97,{}", rpi::option97_match()));
     }
     if s.serves_rpi() {
-        // The EEPROM boots only from a reply whose option 43 holds `Raspberry Pi Boot`; dnsmasq
-        // sends a PXE service's menu text there (sub-option 9), in full and in proxy mode.
-        // CSA 0 as the Raspberry Pi documentation writes it; no boot file: the EEPROM reads
-        // start4.elf (and the rest) from the TFTP root by itself.
-        a.push(format!(
-            "--pxe-service=tag:{RPI_TAG},tag:!{IPXE_TAG},0,{}",
-            rpi::OPTION43_MATCH
-        ));
+        // The EEPROM boots only from a reply whose option 43 holds `Raspberry Pi Boot`; it then
+        // reads start4.elf (and the rest) from the TFTP root by itself: no boot file.
+        match s.dhcp {
+            // Forced on the Pi's tag alone: a `--pxe-service` would make full-mode dnsmasq
+            // answer every PXE client as a PXE server (options 60 and 43 added to PCs' offers).
+            // The bytes are what dnsmasq's own PXE menu encodes (see artifacts::rpi::option43).
+            DhcpMode::Full { .. } => a.extend([
+                format!("--dhcp-option-force=tag:{RPI_TAG},option:vendor-class,PXEClient"),
+                format!("--dhcp-option-force=tag:{RPI_TAG},43,{}", rpi::option43_hex()),
+            ]),
+            // Proxy replies carry boot information only through PXE services: a menu item of
+            // type 0 (local boot) named as the EEPROM wants, CSA 0 as the Raspberry Pi
+            // documentation writes it (`pxe-service=0,"Raspberry Pi Boot"`).
+            DhcpMode::Proxy => a.push(format!(
+                "--pxe-service=tag:{RPI_TAG},tag:!{IPXE_TAG},0,{}",
+                rpi::OPTION43_MATCH
+            )),
+        }
     }
     for fw in served_firmwares(s) {
         a.extend(firmware_lines(s, fw));

@@ -98,7 +98,7 @@ fn assert_pi_boots(lab: &Lab, boot: &PiBoot, proxy: bool) {
     // dnsmasq's own account: the Pi was tagged and start4.elf went out.
     assert!(log.contains("rpi-eeprom"), "{log}");
     assert!(
-        log.contains("start4.elf not found") && log.contains("assets/start4.elf to"),
+        log.contains("start4.elf not found") && log.contains("tftpboot/start4.elf to"),
         "{log}"
     );
 }
