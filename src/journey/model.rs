@@ -454,6 +454,84 @@ mod tests {
         j.stages.keys().copied().collect()
     }
 
+    /// A CM4's EEPROM through the site `up` starts in full mode: dnsmasq 2.90's lines as
+    /// captured by tests/it/rpi_eeprom.rs (requested-options lines left out), then the UEFI
+    /// firmware's own DHCP as arm64.
+    const PI_EEPROM: &str = "\
+dnsmasq-dhcp: 2222789005 available DHCP range: 10.214.26.100 -- 10.214.26.150
+dnsmasq-dhcp: 2222789005 vendor class: PXEClient:Arch:00000:UNDI:002001
+dnsmasq-dhcp: 2222789005 DHCPDISCOVER(eth0) d8:3a:dd:20:04:01 
+dnsmasq-dhcp: 2222789005 tags: bios, rpi-eeprom, eth0
+dnsmasq-dhcp: 2222789005 DHCPOFFER(eth0) 10.214.26.148 d8:3a:dd:20:04:01 
+dnsmasq-dhcp: 2222789005 next server: 10.214.26.10
+dnsmasq-dhcp: 2222789005 sent size:  9 option: 60 vendor-class  50:58:45:43:6c:69:65:6e:74
+dnsmasq-dhcp: 2222789005 sent size: 32 option: 43 vendor-encap  06:01:03:0a:04:00:50:58:45:09:14:00:00:11...
+dnsmasq-tftp: file /var/lib/tftpboot/2f0a11c4/start4.elf not found for 10.214.26.148
+dnsmasq-tftp: sent /var/lib/tftpboot/start4.elf to 10.214.26.148
+dnsmasq-tftp: sent /var/lib/tftpboot/config.txt to 10.214.26.148
+dnsmasq-tftp: sent /var/lib/tftpboot/RPI_EFI.fd to 10.214.26.148
+";
+
+    #[test]
+    fn a_pi_eeprom_first_stage_is_kept_and_the_uefi_dhcp_that_follows_is_the_same_boot() {
+        use super::super::diagnosis::{diagnose, Site};
+        let site = Site {
+            arches: vec![crate::artifacts::arch::Arch::Arm64],
+            config_for_all: false,
+            config_macs: vec![],
+            http: "10.214.26.10:8080".into(),
+        };
+        let first = fold(dnsmasq_log::events(PI_EEPROM));
+        let j = &first["d8:3a:dd:20:04:01"];
+        let pi = j.rpi.as_ref().expect("a Pi's first stage");
+        assert!(pi.option43);
+        assert_eq!(pi.files, ["start4.elf", "config.txt", "RPI_EFI.fd"]);
+        assert_eq!(
+            pi.missing, None,
+            "<serial>/start4.elf missing, then the root's sent: no stop"
+        );
+        let d = diagnose(j, &site, 0);
+        assert_eq!(d.stopped_before, Some(Stage::Dhcp));
+        assert!(d.finding.contains("never asked DHCP as arm64"), "{}", d.finding);
+
+        // Stopped at a missing file: the diagnosis names it.
+        let missing = PI_EEPROM.replace(
+            "dnsmasq-tftp: sent /var/lib/tftpboot/RPI_EFI.fd to",
+            "dnsmasq-tftp: file /var/lib/tftpboot/RPI_EFI.fd not found for",
+        );
+        let all = fold(dnsmasq_log::events(&missing));
+        let d = diagnose(&all["d8:3a:dd:20:04:01"], &site, 0);
+        assert_eq!(d.stopped_before, Some(Stage::Tftp));
+        assert!(d.finding.contains("`RPI_EFI.fd`"), "{}", d.finding);
+
+        // No option 43 (arm64 not served): the diagnosis says so.
+        let no43: String = PI_EEPROM
+            .lines()
+            .filter(|l| !l.contains("option: 43"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let all = fold(dnsmasq_log::events(&no43));
+        let d = diagnose(&all["d8:3a:dd:20:04:01"], &site, 0);
+        assert!(d.finding.contains("no option 43"), "{}", d.finding);
+
+        // The UEFI firmware then asks as arm64 and takes bootaa64.efi: one attempt.
+        let uefi = format!(
+            "{PI_EEPROM}\
+dnsmasq-dhcp: 77 vendor class: PXEClient:Arch:00011:UNDI:003000
+dnsmasq-dhcp: 77 DHCPDISCOVER(eth0) d8:3a:dd:20:04:01 
+dnsmasq-dhcp: 77 DHCPOFFER(eth0) 10.214.26.148 d8:3a:dd:20:04:01 
+dnsmasq-dhcp: 77 sent size: 13 option: 67 bootfile-name  bootaa64.efi
+dnsmasq-tftp: sent /var/lib/tftpboot/bootaa64.efi to 10.214.26.148
+"
+        );
+        let all = fold(dnsmasq_log::events(&uefi));
+        let j = &all["d8:3a:dd:20:04:01"];
+        assert_eq!(j.attempts, 1);
+        assert_eq!(j.client_arch, Some(11));
+        assert_eq!(stages(j), [Stage::Dhcp, Stage::Tftp]);
+        assert_eq!(j.rpi.as_ref().unwrap().files.len(), 3);
+    }
+
     #[test]
     fn arm64_full_dhcp_reaches_the_initramfs() {
         let all = fixture("arm64-full");
