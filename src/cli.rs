@@ -450,6 +450,15 @@ pub struct BootArgs {
     /// air gaps [default: https://boot.ipxe.org/arm64-efi/ipxe.efi].
     #[arg(long, value_name = "URL")]
     pub ipxe_arm64_url: Option<String>,
+    /// Where to get the Raspberry Pi UEFI firmware (pftf/RPi4) served to the Pi 4/CM4 EEPROM:
+    /// the release zip, the directory it was unpacked into, or the zip's http(s) URL [default:
+    /// cozyboot's cached copy of the pinned release, else its download, checked by SHA-256].
+    #[arg(long, value_name = "PATH|URL")]
+    pub rpi_uefi: Option<String>,
+    /// Answer the Raspberry Pi 4/CM4 EEPROM's network boot when arm64 is served: `on`, or `off`
+    /// for Pis that carry their own UEFI firmware [default: on].
+    #[arg(long, value_name = "on|off")]
+    pub rpi_netboot: Option<String>,
     /// Extra kernel arguments (repeatable).
     #[arg(long = "kernel-args", alias = "kernel-arg", value_name = "ARG")]
     pub kernel_args: Vec<String>,
@@ -588,6 +597,8 @@ impl SettingsArgs {
             bootloader_bios: t(&self.bootloader_bios),
             ipxe_arm64: t(&self.boot.ipxe_arm64),
             ipxe_arm64_url: t(&self.boot.ipxe_arm64_url),
+            rpi_uefi: t(&self.boot.rpi_uefi),
+            rpi_netboot: t(&self.boot.rpi_netboot),
             kernel_args: list(&self.boot.kernel_args),
             talos_config: self.talos_config.clone(),
             talos_nodes: (!self.talos_nodes.is_empty())

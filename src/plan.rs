@@ -26,6 +26,12 @@ pub struct Desired {
     pub x86_bootloaders: bool,
     /// Where the arm64 iPXE binary comes from, when arm64 is served.
     pub arm64_source: Option<Arm64Source>,
+    /// Where the Raspberry Pi UEFI firmware comes from, when the Pi EEPROM's netboot is served
+    /// (same shape as the arm64 iPXE's source: `--rpi-uefi`, or the pinned release's download).
+    pub rpi_source: Option<Arm64Source>,
+    /// The boards' settings (`rpi-nodes`) their own `<serial>/RPI_EFI.fd` must carry, as one
+    /// fingerprint: a change rewrites the boards' folders even when the release is the same.
+    pub rpi_boards: String,
     /// The names matchbox's gRPC server certificate must cover, when the API is enabled.
     pub certificates: Option<ServerNames>,
     /// matchbox first: dnsmasq may share its network namespace.
@@ -58,6 +64,8 @@ pub struct Observed {
     pub assets_present: BTreeMap<String, bool>,
     pub x86_bootloaders_present: bool,
     pub arm64_bootloader_present: bool,
+    /// Whether every recorded Pi firmware file is still in the TFTP root with its size.
+    pub rpi_firmware_present: bool,
     /// The names the certificates on disk cover; `None` when there is no complete set.
     pub certificates: Option<ServerNames>,
     pub containers: BTreeMap<String, ObservedContainer>,
@@ -95,6 +103,13 @@ pub enum Action {
         reason: String,
     },
     InstallArm64Bootloader {
+        kind: SourceKind,
+        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cached: Option<PathBuf>,
+        reason: String,
+    },
+    InstallRpiFirmware {
         kind: SourceKind,
         source: String,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,6 +165,18 @@ impl Action {
                     copy.display()
                 ),
                 (_, None) => format!("install the arm64 iPXE binary from {source} ({kind}; {reason})"),
+            },
+            Action::InstallRpiFirmware {
+                kind,
+                source,
+                cached,
+                reason,
+            } => match cached {
+                Some(copy) => format!(
+                    "install the Raspberry Pi UEFI firmware into the TFTP root from {source} ({kind}, copy cached in {}; {reason})",
+                    copy.display()
+                ),
+                None => format!("install the Raspberry Pi UEFI firmware into the TFTP root from {source} ({kind}; {reason})"),
             },
             Action::WriteConfig { files } => format!("write {} matchbox file(s)", files.len()),
             Action::GenerateCertificates { reason } => format!("generate matchbox gRPC TLS certificates ({reason})"),
@@ -241,6 +268,24 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Action> {
         };
         if let Some(reason) = reason {
             actions.push(Action::InstallArm64Bootloader {
+                kind: wanted.kind,
+                source: wanted.source.clone(),
+                cached: wanted.cached.clone(),
+                reason: reason.into(),
+            });
+        }
+    }
+
+    if let Some(wanted) = &d.rpi_source {
+        let reason = match &o.state.rpi_firmware {
+            None => Some("not installed yet"),
+            Some(_) if !o.rpi_firmware_present => Some("files missing or changed on disk"),
+            Some(r) if r.source != wanted.source => Some("source changed"),
+            Some(r) if r.boards != d.rpi_boards => Some("boards' settings changed"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            actions.push(Action::InstallRpiFirmware {
                 kind: wanted.kind,
                 source: wanted.source.clone(),
                 cached: wanted.cached.clone(),
@@ -364,6 +409,8 @@ mod tests {
             arches: vec![Arch::Arm64],
             x86_bootloaders: false,
             arm64_source: None,
+            rpi_source: None,
+            rpi_boards: String::new(),
             certificates: None,
             containers: vec![
                 (Role::Matchbox, spec("matchbox", &["-address=0.0.0.0:8080"], "m1")),

@@ -344,7 +344,7 @@ pub(super) async fn install_arm64_bootloader(
 
 /// Writes `dest` through a temporary file beside it and a rename, world-readable (dnsmasq
 /// serves only world-readable files when root).
-fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub(super) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -363,6 +363,11 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// Downloads `url` into memory (iPXE binaries are small; see [`MAX_DOWNLOAD`]).
 async fn download(url: &str, printer: &Printer) -> Result<Vec<u8>, String> {
+    download_limited(url, printer, MAX_DOWNLOAD).await
+}
+
+/// Downloads `url` into memory, refusing more than `max` bytes.
+pub(super) async fn download_limited(url: &str, printer: &Printer, max: u64) -> Result<Vec<u8>, String> {
     use futures_util::StreamExt;
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(15))
@@ -373,8 +378,8 @@ async fn download(url: &str, printer: &Printer) -> Result<Vec<u8>, String> {
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
-    if response.content_length().is_some_and(|n| n > MAX_DOWNLOAD) {
-        return Err(format!("larger than {} MiB: not an iPXE binary", MAX_DOWNLOAD >> 20));
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(format!("larger than {} MiB: not what was asked for", max >> 20));
     }
     let bar = printer.download(response.content_length());
     let mut bytes = Vec::new();
@@ -382,8 +387,8 @@ async fn download(url: &str, printer: &Printer) -> Result<Vec<u8>, String> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| error_chain(&e))?;
         bytes.extend_from_slice(&chunk);
-        if bytes.len() as u64 > MAX_DOWNLOAD {
-            return Err(format!("larger than {} MiB: not an iPXE binary", MAX_DOWNLOAD >> 20));
+        if bytes.len() as u64 > max {
+            return Err(format!("larger than {} MiB: not what was asked for", max >> 20));
         }
         bar.inc(chunk.len() as u64);
     }

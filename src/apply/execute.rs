@@ -407,6 +407,24 @@ async fn carry_out<E: AskMatchbox>(
             save(s, st)?;
             Some(line)
         }
+        Action::InstallRpiFirmware {
+            kind, source, cached, ..
+        } => {
+            let from = Arm64Source {
+                kind: *kind,
+                source: source.clone(),
+                cached: cached.clone(),
+            };
+            let record = super::rpi_firmware::install(s, &from, st.rpi_firmware.as_ref(), undo)?;
+            let line = format!(
+                "installed the Raspberry Pi UEFI firmware{} into the TFTP root ({} files) from {source} ({kind})",
+                record.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default(),
+                record.files.len()
+            );
+            st.rpi_firmware = Some(record);
+            save(s, st)?;
+            Some(line)
+        }
         Action::GenerateCertificates { .. } => {
             let names = crate::artifacts::tls::ServerNames::for_server(s.server_ip);
             let tls = containers::tls_dir(s);

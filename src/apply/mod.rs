@@ -24,6 +24,7 @@ mod lifecycle;
 mod observe;
 mod preflight;
 pub mod progress;
+mod rpi_firmware;
 /// Where `up` finds an arm64 iPXE binary; `render --kubernetes` puts the same one in its manifests.
 pub use bootloaders::{cache_path as ipxe_arm64_cache_path, host_ipxe_arm64};
 #[cfg(test)]
@@ -69,6 +70,8 @@ struct Context<'a, E> {
     specs: [ContainerSpec; 2],
     /// Where the arm64 iPXE binary comes from, when arm64 is served.
     arm64: Option<Arm64Source>,
+    /// Where the Raspberry Pi UEFI firmware comes from, when the Pi EEPROM's netboot is served.
+    rpi: Option<Arm64Source>,
     timing: Timing,
     printer: Printer,
 }

@@ -43,6 +43,7 @@ impl<'a, E: ContainerEngine> Run<'a, E> {
         let specs = containers::specs(s, &rendered, &dnsmasq_image);
         // Decided (and a local file checked) before anything is touched; nothing is fetched yet.
         let arm64 = bootloaders::arm64_source(s, state::load(&s.data_dir).arm64_bootloader.as_ref())?;
+        let rpi = super::rpi_firmware::source(s)?;
         let cx = Context {
             s,
             engine,
@@ -50,6 +51,7 @@ impl<'a, E: ContainerEngine> Run<'a, E> {
             files: rendered.files(),
             specs,
             arm64,
+            rpi,
             timing,
             printer,
         };
@@ -112,6 +114,8 @@ fn desired<E>(cx: &Context<'_, E>) -> Desired {
         arches: s.arches.clone(),
         x86_bootloaders: s.serves(Arch::Amd64),
         arm64_source: cx.arm64.clone(),
+        rpi_source: cx.rpi.clone(),
+        rpi_boards: super::rpi_firmware::boards_fingerprint(s),
         certificates: s
             .rpc_port
             .map(|_| crate::artifacts::tls::ServerNames::for_server(s.server_ip)),
@@ -146,6 +150,7 @@ pub(super) async fn observe_site<E: ContainerEngine>(cx: &Context<'_, E>) -> Res
         .as_ref()
         .is_some_and(|r| r.files.iter().all(|f| f.present_in(&assets)));
     let arm64_bootloader_present = st.arm64_bootloader.as_ref().is_some_and(|r| r.file.present_in(&assets));
+    let rpi_firmware_present = super::rpi_firmware::present(st.rpi_firmware.as_ref(), &assets);
     let mut containers = BTreeMap::new();
     for spec in &cx.specs {
         if let Some(c) = cx.engine.container(&spec.name).await? {
@@ -158,6 +163,7 @@ pub(super) async fn observe_site<E: ContainerEngine>(cx: &Context<'_, E>) -> Res
         assets_present,
         x86_bootloaders_present,
         arm64_bootloader_present,
+        rpi_firmware_present,
         certificates: crate::artifacts::tls::covered(&containers::tls_dir(s)),
         containers,
     })

@@ -49,6 +49,17 @@ impl<E: AskMatchbox> Run<'_, E> {
             }
             _ => None,
         };
+        // Likewise the Pi UEFI firmware: downloaded, checked and cached before anything changes.
+        if let (Some(source), true) = (
+            &cx.rpi,
+            plan::plan(&seen.desired, &seen.observed)
+                .iter()
+                .any(|a| matches!(a, Action::InstallRpiFirmware { .. })),
+        ) {
+            if source.cached.is_none() && bootloaders::is_url(&source.source) {
+                super::rpi_firmware::prefetch(s, source, &cx.printer).await?;
+            }
+        }
 
         fs::create_dir_all(state::dir(&s.data_dir)).map_err(|e| {
             Error::Failed(format!(

@@ -85,6 +85,8 @@ impl Site {
             ("data-dir", data.as_str()),
             ("arch", "arm64"),
             ("ipxe-arm64", ipxe.as_str()),
+            // The Pi firmware has its own tests (tests/it/rpi_eeprom.rs); these never download it.
+            ("rpi-netboot", "off"),
             ("tag", tag),
             ("network", self.network),
             ("http-port", "18080"),

@@ -42,16 +42,6 @@ pub struct Firmware {
     pub http_boot: bool,
 }
 
-/// The Raspberry Pi EEPROM bootloader says arch 0 but cannot run `undionly.kpxe`. Its vendor
-/// class, `PXEClient:Arch:00000:UNDI:002001`, is also what x86 PXE 2.1 BIOS ROMs send, so it
-/// cannot tell the two apart; the Raspberry Pi MAC address blocks (OUIs) can.
-pub const RPI_EEPROM_VENDOR_CLASS: &str = "PXEClient:Arch:00000:UNDI:002001";
-
-/// MAC prefixes of Raspberry Pi boards (Raspberry Pi Foundation and Raspberry Pi Trading).
-pub const RPI_OUIS: &[&str] = &[
-    "b8:27:eb", "dc:a6:32", "e4:5f:01", "d8:3a:dd", "28:cd:c1", "2c:cf:67", "88:a2:9e",
-];
-
 /// Code 12 is PowerPC Open Firmware. The manual guide maps it to ARM64; cozyboot never does.
 pub const POWERPC_OPEN_FIRMWARE: u16 = 12;
 

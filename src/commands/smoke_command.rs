@@ -165,9 +165,12 @@ impl SiteInput<'_> {
         } else {
             a.serve_arch.clone()
         };
+        // The run boots QEMU, not a Raspberry Pi: the Pi firmware is not fetched unless asked.
+        let mut boot = a.boot.clone();
+        boot.rpi_netboot.get_or_insert_with(|| "off".into());
         let flags = crate::cli::SettingsArgs {
             images: a.images.clone(),
-            boot: a.boot.clone(),
+            boot,
             arch: serve,
             iface: Some(self.veth.to_string()),
             server_ip: Some(host(1).to_string()),

@@ -1,7 +1,8 @@
 //! Where a machine stopped, in words an operator acts on.
 
-use super::model::{Journey, Stage};
+use super::model::{Journey, RpiStage, Stage};
 use crate::artifacts::arch::{self, Arch};
+use crate::artifacts::rpi;
 use serde::Serialize;
 
 /// What the site serves, to judge a journey against.
@@ -78,6 +79,62 @@ pub fn arch_label(j: &Journey) -> String {
     }
 }
 
+/// Where a Raspberry Pi stopped before its UEFI firmware asked DHCP as arm64.
+fn rpi_stopped(pi: &RpiStage, site: &Site, served: &str) -> (Stage, String, String) {
+    if !pi.option43 {
+        let fix = if site.arches.contains(&Arch::Arm64) {
+            "the running dnsmasq has no Raspberry Pi rule: run `cozyboot up` with --rpi-netboot on (the default)"
+                .to_string()
+        } else {
+            format!("serve arm64: `cozyboot up --arch {served},arm64` (with the rest of the site's settings)")
+        };
+        return (
+            Stage::Dhcp,
+            format!(
+                "a Raspberry Pi's EEPROM bootloader asked (client-arch 0) and was sent no option 43 `{}`: it boots from no such reply",
+                rpi::OPTION43_MATCH
+            ),
+            fix,
+        );
+    }
+    if let Some(file) = &pi.missing {
+        return (
+            Stage::Tftp,
+            format!("the Pi asked for its firmware file `{file}` over TFTP and it is not in the TFTP tree"),
+            "run `cozyboot up`: it installs the Pi UEFI firmware into <data-dir>/assets; `cozyboot validate` checks it (assets.rpi-firmware)".into(),
+        );
+    }
+    if pi.files.is_empty() {
+        return (
+            Stage::Tftp,
+            format!("the Pi EEPROM was sent option 43 but never read {} over TFTP", rpi::START_FILE),
+            "check that UDP 69 reaches the server (firewall); the EEPROM's TFTP_IP setting, if set, must name this server".into(),
+        );
+    }
+    if !pi.uefi_loaded() {
+        return (
+            Stage::Tftp,
+            format!(
+                "the Pi read {} but never {}: its config.txt does not load the UEFI firmware",
+                pi.files.join(", "),
+                rpi::UEFI_FD
+            ),
+            format!(
+                "restore the released config.txt (`armstub={}`): run `cozyboot up`",
+                rpi::UEFI_FD
+            ),
+        );
+    }
+    (
+        Stage::Dhcp,
+        format!(
+            "the Pi loaded its UEFI firmware ({}) but the firmware never asked DHCP as arm64 (client-arch 11)",
+            rpi::UEFI_FD
+        ),
+        "network boot must come first in the firmware's boot order; releases v1.51 and v1.52 report the MAC 00:00:00:00:00:00 and cannot netboot (use the pinned release); its serial console shows why".into(),
+    )
+}
+
 pub fn diagnose(j: &Journey, site: &Site, now: i64) -> Diagnosis {
     let in_progress = j.last_seen.is_some_and(|t| now - t < QUIET_SECS);
     let served: Vec<&str> = site.arches.iter().map(|a| a.name()).collect();
@@ -90,9 +147,18 @@ pub fn diagnose(j: &Journey, site: &Site, now: i64) -> Diagnosis {
     };
     let ip = j.ip.map_or_else(|| "<node-ip>".to_string(), |ip| ip.to_string());
 
+    // A Raspberry Pi whose EEPROM asked and that has not yet asked as its UEFI firmware.
+    if let Some(pi) = j
+        .rpi
+        .as_ref()
+        .filter(|_| !j.reached(Stage::Dhcp) && j.client_arch == Some(0))
+    {
+        let (stage, finding, fix) = rpi_stopped(pi, site, &served);
+        return d(stage, finding, fix);
+    }
     if !j.reached(Stage::Dhcp) {
         let code = j.client_arch;
-        let is_pi_eeprom = code == Some(0) && arch::RPI_OUIS.iter().any(|o| j.mac.starts_with(o));
+        let is_pi_eeprom = code == Some(0) && crate::artifacts::rpi::is_raspberry_pi_mac(&j.mac);
         return match code.map(|c| (c, arch_of_code(c))) {
             _ if is_pi_eeprom => d(
                 Stage::Dhcp,

@@ -32,6 +32,7 @@
 //! bookworm) output, captured from the firmware tests' boots.
 
 use super::event::{normalize_mac, split_docker_time, Event, What};
+use crate::render::dnsmasq::RPI_TAG;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -42,6 +43,8 @@ const MAX_OPEN_EXCHANGES: usize = 4096;
 #[derive(Default)]
 struct Exchange {
     mac: Option<String>,
+    /// Tagged `rpi-eeprom`: the Raspberry Pi bootloader EEPROM asking.
+    rpi: bool,
     client_arch: Option<u16>,
     ipxe: bool,
 }
@@ -91,11 +94,18 @@ impl DnsmasqLog {
             ex.ipxe |= class.trim() == "iPXE";
         } else if let Some(tags) = rest.strip_prefix("tags: ") {
             ex.ipxe |= tags.split(", ").any(|t| t.trim() == "ipxe");
+            ex.rpi |= tags.split(", ").any(|t| t.trim() == RPI_TAG);
         } else if let Some(file) = rest.strip_prefix("bootfile name: ") {
             boot_file(ex, file, push);
         } else if rest.starts_with("sent size:") {
             if let Some((_, file)) = rest.split_once(" option: 67 bootfile-name ") {
                 boot_file(ex, file, push);
+            } else if rest.contains(" option: 43 ") && ex.rpi {
+                // Option 43 sent to a client tagged as the Pi EEPROM: its `Raspberry Pi Boot`
+                // menu (the tag is on that one service only).
+                if let Some(mac) = &ex.mac {
+                    push(What::RpiOption43 { mac: mac.clone() });
+                }
             }
         } else if let Some((verb, args)) = rest.split_once('(') {
             let words: Vec<&str> = args.split_once(')').map_or("", |(_, a)| a).split_whitespace().collect();

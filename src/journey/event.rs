@@ -43,6 +43,9 @@ pub enum What {
         ip: Option<Ipv4Addr>,
         proxy: bool,
     },
+    /// A Raspberry Pi EEPROM (dnsmasq's `rpi-eeprom` tag) was sent option 43, the PXE menu
+    /// `Raspberry Pi Boot` it boots from.
+    RpiOption43 { mac: String },
     /// The answer named a boot file (option 67, or `bootfile name:` in proxy replies).
     BootFile { mac: String, file: String, ipxe: bool },
     /// `dnsmasq-tftp: sent <path> to <ip>`.

@@ -1,6 +1,7 @@
 //! Facts folded into one journey per machine (MAC): how far it got, and when.
 
 use super::event::{Event, What};
+use crate::artifacts::rpi;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -106,6 +107,39 @@ pub struct Journey {
     pub boot_script_offered: bool,
     /// matchbox answered `/ipxe` with 404: no group matched these labels.
     pub no_profile: bool,
+    /// The Raspberry Pi EEPROM's first stage, when this machine is a Pi that netboots it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpi: Option<RpiStage>,
+}
+
+/// What a Raspberry Pi 4/CM4 did before its UEFI firmware ran: the EEPROM's DHCP (client-arch
+/// 0) and the Pi firmware it and start4.elf read over TFTP. Kept apart from [`Stage`]: the
+/// UEFI firmware's own DHCP (client-arch 11) that follows is the same boot, not a new attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RpiStage {
+    /// The EEPROM was sent option 43 `Raspberry Pi Boot`, which it boots from.
+    pub option43: bool,
+    /// The Pi firmware files sent over TFTP, in order, once each.
+    pub files: Vec<String>,
+    /// A file asked for that was not there and was not found later either (the EEPROM tries
+    /// `<serial>/start4.elf` first, then the root's).
+    pub missing: Option<String>,
+}
+
+impl RpiStage {
+    /// Whether start4.elf loaded the UEFI firmware image.
+    pub fn uefi_loaded(&self) -> bool {
+        self.files.iter().any(|f| f == rpi::UEFI_FD)
+    }
+}
+
+/// Files the Pi EEPROM and start4.elf read from the TFTP root (basenames, as dnsmasq's TFTP
+/// lines are read).
+fn is_rpi_firmware_file(name: &str) -> bool {
+    rpi::REQUIRED_FILES.iter().any(|f| f.rsplit('/').next() == Some(name))
+        || name.ends_with(".dtb")
+        || name.ends_with(".dtbo")
+        || name == "cmdline.txt"
 }
 
 impl Journey {
@@ -170,6 +204,9 @@ pub struct Folder {
     /// The machine of the last `/ipxe`: assets fetched without `?mac=` (profiles rendered by
     /// an older cozyboot) are its, as iPXE fetches them right after.
     last_profile: Option<String>,
+    /// The Pi most recently sent option 43: in proxy mode its TFTP comes from an address
+    /// dnsmasq never logged.
+    last_rpi: Option<String>,
     /// Addresses `cozyboot validate --probe-dhcp` was offered: their TFTP is no machine's.
     own_ips: std::collections::HashSet<Ipv4Addr>,
 }
@@ -230,8 +267,17 @@ impl Folder {
                 // maintenance mode): the same boot going on, and its answer is the address
                 // the node is reached on from now.
                 let netboot_client = client_arch.is_some() || *ipxe;
+                // The Pi EEPROM asking again is the board starting over: its first stage too.
+                let pi_eeprom = *client_arch == Some(rpi::EEPROM_CLIENT_ARCH) && rpi::is_raspberry_pi_mac(mac);
+                if pi_eeprom && j.rpi.as_ref().is_some_and(|r| !r.files.is_empty()) {
+                    j.rpi = None;
+                    j.start_over();
+                }
                 if netboot_client && ((!ipxe && j.reached(Stage::Tftp)) || ipxe_again) {
                     j.start_over();
+                }
+                if pi_eeprom {
+                    j.rpi.get_or_insert_with(RpiStage::default);
                 }
                 if client_arch.is_some() {
                     j.client_arch = *client_arch;
@@ -246,6 +292,12 @@ impl Folder {
                     j.ip = Some(*ip);
                     self.ip_to_mac.insert(*ip, mac.clone());
                 }
+            }
+            What::RpiOption43 { mac } => {
+                let j = self.journey(mac, at);
+                j.offered = true;
+                j.rpi.get_or_insert_with(RpiStage::default).option43 = true;
+                self.last_rpi = Some(mac.clone());
             }
             What::BootFile { mac, file, ipxe } => {
                 let script = *ipxe || file.ends_with("boot.ipxe");
@@ -262,13 +314,33 @@ impl Folder {
                 if file == "autoexec.ipxe" || self.own_ips.contains(ip) {
                     return;
                 }
-                let Some(mac) = self.ip_to_mac.get(ip).or_else(|| self.offered_file.get(file)).cloned() else {
+                let pi_file = is_rpi_firmware_file(file);
+                let Some(mac) = self
+                    .ip_to_mac
+                    .get(ip)
+                    .or_else(|| self.offered_file.get(file))
+                    .or_else(|| self.last_rpi.as_ref().filter(|_| pi_file))
+                    .cloned()
+                else {
                     return;
                 };
                 self.ip_to_mac.insert(*ip, mac.clone());
                 let missing = matches!(e.what, What::TftpMissing { .. });
                 let j = self.journey(&mac, at);
                 j.ip.get_or_insert(*ip);
+                if let Some(r) = j.rpi.as_mut().filter(|_| pi_file) {
+                    if missing {
+                        r.missing = Some(file.clone());
+                    } else {
+                        if r.missing.as_deref() == Some(file.as_str()) {
+                            r.missing = None;
+                        }
+                        if !r.files.contains(file) {
+                            r.files.push(file.clone());
+                        }
+                    }
+                    return;
+                }
                 if missing {
                     j.tftp_missing = Some(file.clone());
                 } else {
@@ -340,6 +412,7 @@ const COZYBOOT_MACS: &str = "02:63:6f:7a:79:";
 fn is_validate_probe(what: &What) -> bool {
     let mac = match what {
         What::DhcpRequest { mac, .. }
+        | What::RpiOption43 { mac }
         | What::DhcpOffer { mac, .. }
         | What::BootFile { mac, .. }
         | What::Profile { mac, .. } => Some(mac),
@@ -379,6 +452,84 @@ mod tests {
 
     fn stages(j: &Journey) -> Vec<Stage> {
         j.stages.keys().copied().collect()
+    }
+
+    /// A CM4's EEPROM through the site `up` starts in full mode: dnsmasq 2.90's lines as
+    /// captured by tests/it/rpi_eeprom.rs (requested-options lines left out), then the UEFI
+    /// firmware's own DHCP as arm64.
+    const PI_EEPROM: &str = "\
+dnsmasq-dhcp: 2222789005 available DHCP range: 10.214.26.100 -- 10.214.26.150
+dnsmasq-dhcp: 2222789005 vendor class: PXEClient:Arch:00000:UNDI:002001
+dnsmasq-dhcp: 2222789005 DHCPDISCOVER(eth0) d8:3a:dd:20:04:01 
+dnsmasq-dhcp: 2222789005 tags: bios, rpi-eeprom, eth0
+dnsmasq-dhcp: 2222789005 DHCPOFFER(eth0) 10.214.26.148 d8:3a:dd:20:04:01 
+dnsmasq-dhcp: 2222789005 next server: 10.214.26.10
+dnsmasq-dhcp: 2222789005 sent size:  9 option: 60 vendor-class  50:58:45:43:6c:69:65:6e:74
+dnsmasq-dhcp: 2222789005 sent size: 32 option: 43 vendor-encap  06:01:03:0a:04:00:50:58:45:09:14:00:00:11...
+dnsmasq-tftp: file /var/lib/tftpboot/2f0a11c4/start4.elf not found for 10.214.26.148
+dnsmasq-tftp: sent /var/lib/tftpboot/start4.elf to 10.214.26.148
+dnsmasq-tftp: sent /var/lib/tftpboot/config.txt to 10.214.26.148
+dnsmasq-tftp: sent /var/lib/tftpboot/RPI_EFI.fd to 10.214.26.148
+";
+
+    #[test]
+    fn a_pi_eeprom_first_stage_is_kept_and_the_uefi_dhcp_that_follows_is_the_same_boot() {
+        use super::super::diagnosis::{diagnose, Site};
+        let site = Site {
+            arches: vec![crate::artifacts::arch::Arch::Arm64],
+            config_for_all: false,
+            config_macs: vec![],
+            http: "10.214.26.10:8080".into(),
+        };
+        let first = fold(dnsmasq_log::events(PI_EEPROM));
+        let j = &first["d8:3a:dd:20:04:01"];
+        let pi = j.rpi.as_ref().expect("a Pi's first stage");
+        assert!(pi.option43);
+        assert_eq!(pi.files, ["start4.elf", "config.txt", "RPI_EFI.fd"]);
+        assert_eq!(
+            pi.missing, None,
+            "<serial>/start4.elf missing, then the root's sent: no stop"
+        );
+        let d = diagnose(j, &site, 0);
+        assert_eq!(d.stopped_before, Some(Stage::Dhcp));
+        assert!(d.finding.contains("never asked DHCP as arm64"), "{}", d.finding);
+
+        // Stopped at a missing file: the diagnosis names it.
+        let missing = PI_EEPROM.replace(
+            "dnsmasq-tftp: sent /var/lib/tftpboot/RPI_EFI.fd to",
+            "dnsmasq-tftp: file /var/lib/tftpboot/RPI_EFI.fd not found for",
+        );
+        let all = fold(dnsmasq_log::events(&missing));
+        let d = diagnose(&all["d8:3a:dd:20:04:01"], &site, 0);
+        assert_eq!(d.stopped_before, Some(Stage::Tftp));
+        assert!(d.finding.contains("`RPI_EFI.fd`"), "{}", d.finding);
+
+        // No option 43 (arm64 not served): the diagnosis says so.
+        let no43: String = PI_EEPROM
+            .lines()
+            .filter(|l| !l.contains("option: 43"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let all = fold(dnsmasq_log::events(&no43));
+        let d = diagnose(&all["d8:3a:dd:20:04:01"], &site, 0);
+        assert!(d.finding.contains("no option 43"), "{}", d.finding);
+
+        // The UEFI firmware then asks as arm64 and takes bootaa64.efi: one attempt.
+        let uefi = format!(
+            "{PI_EEPROM}\
+dnsmasq-dhcp: 77 vendor class: PXEClient:Arch:00011:UNDI:003000
+dnsmasq-dhcp: 77 DHCPDISCOVER(eth0) d8:3a:dd:20:04:01 
+dnsmasq-dhcp: 77 DHCPOFFER(eth0) 10.214.26.148 d8:3a:dd:20:04:01 
+dnsmasq-dhcp: 77 sent size: 13 option: 67 bootfile-name  bootaa64.efi
+dnsmasq-tftp: sent /var/lib/tftpboot/bootaa64.efi to 10.214.26.148
+"
+        );
+        let all = fold(dnsmasq_log::events(&uefi));
+        let j = &all["d8:3a:dd:20:04:01"];
+        assert_eq!(j.attempts, 1);
+        assert_eq!(j.client_arch, Some(11));
+        assert_eq!(stages(j), [Stage::Dhcp, Stage::Tftp]);
+        assert_eq!(j.rpi.as_ref().unwrap().files.len(), 3);
     }
 
     #[test]

@@ -139,6 +139,9 @@ impl Report {
             if let Some(hardware) = hardware_line(&r.journey) {
                 let _ = writeln!(out, "    {hardware}");
             }
+            if let Some(pi) = rpi_line(&r.journey) {
+                let _ = writeln!(out, "    {pi}");
+            }
             if let Some(on) = self.powered_on.get(&r.journey.mac) {
                 let _ = writeln!(out, "    powered on {}", format_rfc3339(*on));
             }
@@ -228,6 +231,7 @@ impl Report {
                     "attempts": j.attempts,
                     "reached": j.furthest(),
                     "stages": stages,
+                    "rpi_eeprom": j.rpi,
                     "diagnosis": r.diagnosis,
                 })
             })
@@ -251,6 +255,23 @@ impl Report {
             "machines": machines,
         })
     }
+}
+
+/// A Raspberry Pi's first stage: `pi eeprom: option 43 offered | tftp start4.elf, config.txt, RPI_EFI.fd`.
+fn rpi_line(j: &Journey) -> Option<String> {
+    let pi = j.rpi.as_ref()?;
+    let mut parts = vec![if pi.option43 {
+        "option 43 offered".to_string()
+    } else {
+        "no option 43".to_string()
+    }];
+    if !pi.files.is_empty() {
+        parts.push(format!("tftp {}", pi.files.join(", ")));
+    }
+    if let Some(missing) = &pi.missing {
+        parts.push(format!("{missing} not found"));
+    }
+    Some(format!("pi eeprom: {}", parts.join(" | ")))
 }
 
 /// The serial first: it is what is printed on the machine's label.

@@ -4,7 +4,8 @@
 //! every firmware line carries `tag:!ipxe`, and each firmware has its own tag, so at most one
 //! tagged boot line matches any client.
 
-use crate::artifacts::arch::{Arch, Bootloader, Firmware, RPI_OUIS};
+use crate::artifacts::arch::{Arch, Bootloader, Firmware};
+use crate::artifacts::rpi;
 use crate::settings::{DhcpMode, Settings};
 
 /// Where the TFTP root is inside the dnsmasq container.
@@ -98,13 +99,36 @@ pub fn args(s: &Settings) -> Vec<String> {
         format!("--dhcp-match=set:{IPXE_TAG},175"),
         format!("--dhcp-userclass=set:{IPXE_TAG},iPXE"),
     ]);
-    if s.serves(Arch::Amd64) {
-        // By MAC block: the Pi EEPROM's vendor class is the same as an x86 PXE ROM's.
+    if s.serves(Arch::Amd64) || s.serves_rpi() {
+        // The Pi EEPROM's vendor class is the same as an x86 PXE ROM's: it is told apart by
+        // its MAC block, or by the `RPi4` its option 97 GUID starts with (a Pi whose MAC was
+        // overridden with `MAC_ADDRESS`). Either sets the tag.
         a.extend(
-            RPI_OUIS
+            rpi::OUIS
                 .iter()
                 .map(|oui| format!("--dhcp-mac=set:{RPI_TAG},{oui}:*:*:*")),
         );
+        a.push(format!("--dhcp-match=set:{RPI_TAG},97,{}", rpi::option97_match()));
+    }
+    if s.serves_rpi() {
+        // The EEPROM boots only from a reply whose option 43 holds `Raspberry Pi Boot`; it then
+        // reads start4.elf (and the rest) from the TFTP root by itself: no boot file.
+        match s.dhcp {
+            // Forced on the Pi's tag alone: a `--pxe-service` would make full-mode dnsmasq
+            // answer every PXE client as a PXE server (options 60 and 43 added to PCs' offers).
+            // The bytes are what dnsmasq's own PXE menu encodes (see artifacts::rpi::option43).
+            DhcpMode::Full { .. } => a.extend([
+                format!("--dhcp-option-force=tag:{RPI_TAG},option:vendor-class,PXEClient"),
+                format!("--dhcp-option-force=tag:{RPI_TAG},43,{}", rpi::option43_hex()),
+            ]),
+            // Proxy replies carry boot information only through PXE services: a menu item of
+            // type 0 (local boot) named as the EEPROM wants, CSA 0 as the Raspberry Pi
+            // documentation writes it (`pxe-service=0,"Raspberry Pi Boot"`).
+            DhcpMode::Proxy => a.push(format!(
+                "--pxe-service=tag:{RPI_TAG},tag:!{IPXE_TAG},0,{}",
+                rpi::OPTION43_MATCH
+            )),
+        }
     }
     for fw in served_firmwares(s) {
         a.extend(firmware_lines(s, fw));

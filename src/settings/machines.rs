@@ -123,15 +123,6 @@ fn placeholders(word: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Is this MAC a Raspberry Pi's, by the maker's prefix (OUI)? The IEEE MA-L registry
-/// (standards-oui.ieee.org/oui/oui.txt) assigns B8-27-EB to the Raspberry Pi Foundation and
-/// DC-A6-32, E4-5F-01, D8-3A-DD, 28-CD-C1, 2C-CF-67 to Raspberry Pi Trading Ltd.
-// the rpi-eeprom branch adds artifacts::rpi with the same table; merge uses that
-fn is_raspberry_pi_mac(mac: &str) -> bool {
-    const OUIS: [&str; 6] = ["b8:27:eb", "dc:a6:32", "e4:5f:01", "d8:3a:dd", "28:cd:c1", "2c:cf:67"];
-    OUIS.iter().any(|oui| mac.to_ascii_lowercase().starts_with(oui))
-}
-
 /// A board name saying Raspberry Pi 4 or Compute Module 4.
 fn is_pi4_board(board: &str) -> bool {
     let b: String = board
@@ -145,7 +136,7 @@ fn is_pi4_board(board: &str) -> bool {
 /// Why this machine cannot be woken by a magic packet, if we know: a Raspberry Pi by its MAC
 /// prefix, or an arm64 machine declared as a Pi 4 / CM4.
 pub fn cannot_wake_on_lan(mac: &str, arch: Option<Arch>, board: Option<&str>) -> Option<String> {
-    if is_raspberry_pi_mac(mac) {
+    if crate::artifacts::rpi::is_raspberry_pi_mac(mac) {
         return Some(format!(
             "{mac} is a Raspberry Pi's address (its maker prefix is Raspberry Pi's), and a Raspberry Pi 4 / CM4's Ethernet cannot wake on LAN: a magic packet does nothing"
         ));

@@ -207,6 +207,13 @@ pub struct Settings {
     pub ipxe_arm64: Option<String>,
     /// The http(s) URL of an arm64 iPXE EFI build, downloaded when no other source has one.
     pub ipxe_arm64_url: String,
+    /// Where the Raspberry Pi UEFI firmware comes from (a release zip, an unpacked release, or
+    /// an http(s) URL of a zip), if given; without it `up` uses its cached copy of the pinned
+    /// release, else downloads that release and checks its SHA-256.
+    pub rpi_uefi: Option<String>,
+    /// Whether the Raspberry Pi 4/CM4 EEPROM's network boot is answered (option 43 and the Pi
+    /// firmware in the TFTP root) when arm64 is served; off for sites whose Pis carry their own.
+    pub rpi_netboot: bool,
     pub kernel_args: Vec<String>,
     /// Served to every node of a served architecture that has no node config.
     pub talos_config: Option<TalosConfig>,
@@ -264,6 +271,11 @@ impl Settings {
         self.arches.contains(&arch)
     }
 
+    /// Whether the Raspberry Pi EEPROM's network boot is served: arm64 served and not turned off.
+    pub fn serves_rpi(&self) -> bool {
+        self.serves(Arch::Arm64) && self.rpi_netboot
+    }
+
     /// Every setting as `(key, shown value)`, keyed like files, flags and `origins`.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let join = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(" ") };
@@ -312,6 +324,8 @@ impl Settings {
             ("bootloader-bios", self.bootloaders.bios.clone()),
             ("ipxe-arm64", opt(self.ipxe_arm64.clone())),
             ("ipxe-arm64-url", self.ipxe_arm64_url.clone()),
+            ("rpi-uefi", opt(self.rpi_uefi.clone())),
+            ("rpi-netboot", if self.rpi_netboot { "on" } else { "off" }.to_string()),
             ("kernel-args", join(&self.kernel_args)),
             (
                 "talos-config",

@@ -177,6 +177,8 @@ raw_layer! {
     bootloader_bios: Text = Scalar,
     ipxe_arm64: Text = Scalar,
     ipxe_arm64_url: Text = Scalar,
+    rpi_uefi: Text = Scalar,
+    rpi_netboot: Text = Scalar,
     kernel_args: Vec<Text> = List,
     talos_config: PathBuf = Path,
     talos_nodes: Vec<NodeEntry> = List,
@@ -260,8 +262,8 @@ impl Raw {
         if let Some(p) = self.talos_config.as_mut() {
             anchor(p);
         }
-        if let Some(Text(source)) = self.ipxe_arm64.as_mut() {
-            if !source.contains("://") && Path::new(source).is_relative() {
+        for Text(source) in [self.ipxe_arm64.as_mut(), self.rpi_uefi.as_mut()].into_iter().flatten() {
+            if !source.contains("://") && Path::new(source.as_str()).is_relative() {
                 *source = base.join(&*source).display().to_string();
             }
         }

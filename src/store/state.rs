@@ -36,9 +36,29 @@ pub struct State {
     /// The arm64 iPXE binary, and where it came from.
     #[serde(default)]
     pub arm64_bootloader: Option<Arm64Record>,
+    /// The Raspberry Pi UEFI firmware in the TFTP root, and where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpi_firmware: Option<RpiFirmwareRecord>,
     /// The matchbox version of the image last checked, so it is asked once per image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matchbox_version: Option<ImageVersion>,
+}
+
+/// The Raspberry Pi UEFI firmware's files in the TFTP root (paths relative to it), with the
+/// digests `validate` compares against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpiFirmwareRecord {
+    /// `--rpi-uefi` as given, or the pinned release's URL.
+    pub source: String,
+    pub source_kind: SourceKind,
+    /// What the firmware image says it is (`v1.41`), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The root's files, then each board's `<serial>/` folder (`rpi-nodes` with settings).
+    pub files: Vec<FileRecord>,
+    /// The fingerprint of the boards' settings the folders were written with (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boards: String,
 }
 
 /// What `<image> -version` said, for one image id.

@@ -5,6 +5,7 @@ use super::{Check, Findings};
 use crate::artifacts::arch::{Arch, Bootloader};
 use crate::artifacts::layout;
 use crate::artifacts::pe::{self, PeMachine};
+use crate::artifacts::rpi;
 use crate::render::dnsmasq::served_firmwares;
 use crate::settings::Settings;
 use crate::store::state::{FileRecord, State};
@@ -21,7 +22,52 @@ pub fn checks(s: &Settings, state: &State, talos_image_id: Option<&str>) -> Vec<
         .map(|&arch| talos_files(s, state, arch, talos_image_id))
         .collect();
     checks.extend(served_bootloaders(s).into_iter().map(|b| bootloader(s, state, b)));
+    if s.serves_rpi() {
+        checks.push(rpi_firmware(s, state));
+    }
     checks
+}
+
+/// The Raspberry Pi UEFI firmware in the TFTP root: every file the EEPROM and start4.elf read,
+/// as `up` installed it, and a config.txt that starts the UEFI firmware.
+fn rpi_firmware(s: &Settings, state: &State) -> Check {
+    let root = s.assets_dir();
+    let record = state.rpi_firmware.as_ref();
+    let mut f = Findings::default();
+    for name in rpi::REQUIRED_FILES {
+        let recorded = record.and_then(|r| r.files.iter().find(|file| file.name == *name));
+        file(&root.join(name), recorded, true, &mut f);
+    }
+    match fs::read_to_string(root.join(rpi::CONFIG_TXT)) {
+        Ok(config) if rpi::config_loads_uefi(&config) => f.note(format!("config.txt has armstub={}", rpi::UEFI_FD)),
+        Ok(_) => f.fail(format!(
+            "config.txt has no `armstub={}`: start4.elf would never start the UEFI firmware",
+            rpi::UEFI_FD
+        )),
+        Err(_) => {}
+    }
+    match record {
+        None => f.warn("no record of `cozyboot up` installing the Pi UEFI firmware: its digests cannot be checked"),
+        Some(r) => f.note(format!(
+            "installed from {} ({}{})",
+            r.source,
+            r.source_kind,
+            r.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default()
+        )),
+    }
+    let check = f.into_check(
+        "assets.rpi-firmware",
+        format!(
+            "the Raspberry Pi UEFI firmware ({}, {}, {}, the CM4 dtb) is in the TFTP root as installed",
+            rpi::START_FILE,
+            rpi::CONFIG_TXT,
+            rpi::UEFI_FD
+        ),
+    );
+    with_fix(
+        check,
+        "run `cozyboot up` to install it again (from --rpi-uefi PATH|URL, or the pinned release), or `--rpi-netboot off` if the Pis carry their own firmware",
+    )
 }
 
 /// Each bootloader some served firmware is handed, once, in table order.

@@ -4,6 +4,7 @@
 //! the iPXE script URL. It never requests a lease, and every wait is bounded.
 
 use super::{Check, Findings};
+use crate::artifacts::rpi;
 use crate::host::pxe_client::{self, BootAnswer, DiscoverSpec, Offer, ProbeError};
 use crate::render::dnsmasq::served_firmwares;
 use crate::settings::{DhcpMode, Settings};
@@ -19,6 +20,8 @@ const FIRST_OFFER_PING: Duration = Duration::from_secs(3);
 /// tags specially.
 // Keep it in the 02:63:6f:7a:79 block: `cozyboot nodes` counts no MAC of it as a machine.
 const MAC: [u8; 6] = [0x02, 0x63, 0x6f, 0x7a, 0x79, 0x02];
+/// The Pi EEPROM probe's MAC: the same block, so it too is not counted as a machine.
+const RPI_MAC: [u8; 6] = [0x02, 0x63, 0x6f, 0x7a, 0x79, 0x04];
 const NOT_RUN: &str = "probe.dhcp";
 const SERVERS: &str = "probe.servers";
 
@@ -122,6 +125,12 @@ fn run(s: &Settings, o: &ProbeOptions, handle: &tokio::runtime::Handle) -> Vec<C
             }
         }
     }
+    if s.serves_rpi() {
+        checks.push(match &blocked {
+            Some(first) => Check::skip(RPI, format!("not run (see {first})")),
+            None => rpi_eeprom(s, o, &mut offers),
+        });
+    }
     checks.push(servers(s.server_ip, s.dhcp == DhcpMode::Proxy, &offers, &others));
     checks
 }
@@ -153,6 +162,68 @@ pub fn other_boot_files(
         }
     }
     found
+}
+
+const RPI: &str = "probe.rpi-eeprom";
+
+/// The Raspberry Pi 4/CM4 EEPROM: its request shape (client-arch 0, the x86 BIOS vendor
+/// class, option 97 starting `RPi4`) from cozyboot's own MAC block, so the Pi is recognised
+/// by its GUID and `nodes` does not count the probe as a machine. It must be offered option 43
+/// `Raspberry Pi Boot`, never `undionly.kpxe`, and read start4.elf over TFTP as installed.
+fn rpi_eeprom(s: &Settings, o: &ProbeOptions, seen: &mut Vec<Offer>) -> Check {
+    let who = "the Raspberry Pi EEPROM (arch 0, option 97 RPi4)";
+    let spec = DiscoverSpec::rpi_eeprom(RPI_MAC, 0x00c0_3141, 0x0c0f_fee0);
+    // A new MAC: in full mode dnsmasq pings the address it will offer first.
+    let wait = match s.dhcp {
+        DhcpMode::Full { .. } => o.wait + FIRST_OFFER_PING,
+        DhcpMode::Proxy => o.wait,
+    };
+    let offers = match pxe_client::discover(&o.iface, &spec, wait) {
+        Ok(offers) => offers,
+        Err(e) => {
+            let t = Target {
+                id: RPI.into(),
+                who: who.into(),
+                spec,
+                expect: Expect::Bootloader(rpi::START_FILE.into()),
+            };
+            return unanswered(o, &t, &e);
+        }
+    };
+    seen.extend(offers.iter().cloned());
+    let mut f = Findings::default();
+    f.evidence.extend(offers.iter().map(describe));
+    if let Some(x86) = offers
+        .iter()
+        .find(|x| x.boot_file.as_deref() == Some(s.bootloaders.bios.as_str()))
+    {
+        f.fail(format!(
+            "{who} is offered {} by {}: a Pi cannot run it",
+            s.bootloaders.bios, x86.server_id
+        ));
+    }
+    match offers.iter().find(|x| x.offers_raspberry_pi_boot()) {
+        None => f.fail(format!(
+            "{who} got no option 43 with `{}`, so a Pi never netboots",
+            rpi::OPTION43_MATCH
+        )),
+        Some(offer) => {
+            f.note(format!("option 43 `{}` from {}", rpi::OPTION43_MATCH, offer.server_id));
+            tftp_matches_disk(s, o, offer.tftp_server(), rpi::START_FILE, &mut f);
+        }
+    }
+    let check = f.into_check(
+        RPI,
+        format!(
+            "{who} is offered option 43 `{}` and reads {} over TFTP as installed",
+            rpi::OPTION43_MATCH,
+            rpi::START_FILE
+        ),
+    );
+    match check.status {
+        super::Status::Pass => check,
+        _ => check.fix("run `cozyboot up` with arm64 served (and --rpi-netboot on): it renders the Pi's option 43 and installs its firmware; see assets.rpi-firmware"),
+    }
 }
 
 /// Errors of this host, not of the server: every other probe would hit them too.

@@ -55,6 +55,8 @@ struct Answers {
     arm64_bytes: Option<Vec<u8>>,
     ipxe_file: Option<String>,
     bios_file: Option<String>,
+    /// The Pi EEPROM's answers: option 43 `Raspberry Pi Boot` offered, and any boot file.
+    pi_option43: bool,
     pi_eeprom_file: Option<String>,
     x64_file: Option<String>,
 }
@@ -74,12 +76,17 @@ fn ask(net: &TestNet, mut argv: Vec<String>, root: &std::path::Path) -> Answers 
             .boot_file
             .as_ref()
             .map(|f| probe::tftp::fetch(arm64.tftp_server.unwrap(), f, WAIT).expect("TFTP fetch of the offered file"));
+        // Shaped like the EEPROM (support/rpi.rs cites the sources): it reads no PXE menu and
+        // asks no UDP 4011, it looks for option 43 in what port 67 sends.
+        let pi = DiscoverSpec::rpi_eeprom(PI_MAC, support::rpi::PI_REVISION, support::rpi::PI_SERIAL);
+        let pi_offers = probe::discover(iface, &pi, WAIT).unwrap_or_else(|e| panic!("{e}\n{}", dnsmasq.log()));
         Answers {
+            pi_option43: pi_offers.iter().any(|o| o.offers_raspberry_pi_boot()),
+            pi_eeprom_file: pi_offers.iter().find_map(|o| o.boot_file.clone()),
             arm64_file: arm64.boot_file,
             arm64_bytes,
             ipxe_file: file(DiscoverSpec::ipxe(11, PC_MAC)).boot_file,
             bios_file: file(DiscoverSpec::firmware(0, PC_MAC)).boot_file,
-            pi_eeprom_file: file(DiscoverSpec::firmware(0, PI_MAC)).boot_file,
             x64_file: file(DiscoverSpec::firmware(7, PC_MAC)).boot_file,
         }
     })
@@ -103,9 +110,13 @@ fn check_both_orders(extra: fn(&TestNet) -> Vec<String>) {
         assert_eq!(a.ipxe_file.as_deref(), Some(url.as_str()), "iPXE, {order}");
         assert_eq!(a.bios_file.as_deref(), Some("undionly.kpxe"), "x86 BIOS, {order}");
         assert_eq!(a.x64_file.as_deref(), Some("ipxe.efi"), "x64 UEFI, {order}");
-        // The Pi's EEPROM bootloader cannot run iPXE: it must get no boot file at all (not
-        // merely not undionly.kpxe), so it falls through to its next boot mode.
+        // The Pi's EEPROM bootloader cannot run iPXE: it gets no boot file (not undionly.kpxe),
+        // but option 43 `Raspberry Pi Boot`, and reads start4.elf from the TFTP root itself.
         assert_eq!(a.pi_eeprom_file, None, "Raspberry Pi EEPROM, {order}");
+        assert!(
+            a.pi_option43,
+            "Raspberry Pi EEPROM gets option 43 Raspberry Pi Boot, {order}"
+        );
     }
 }
 

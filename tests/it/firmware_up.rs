@@ -152,6 +152,8 @@ fn boot(client: Client, mode: Mode, log_level: Option<&str>, smbios: Option<&Smb
         format!("--data-dir={}", data.display()),
         format!("--tag={id}"),
         format!("--ipxe-arm64={}", artifacts.path("ipxe/ipxe-arm64.efi").display()),
+        // The Pi EEPROM's netboot has its own tests (rpi_eeprom.rs): these boot QEMU, not a Pi.
+        "--rpi-netboot=off".to_string(),
         format!("--matchbox-name={matchbox}"),
         format!("--dnsmasq-name={dnsmasq}"),
     ]);

@@ -84,6 +84,7 @@ impl MacvlanSite {
             format!("--ipxe-arm64={}", self.arm64_efi.display()),
             format!("--matchbox-name={}", self.matchbox),
             format!("--dnsmasq-name={}", self.dnsmasq),
+            "--rpi-netboot=off".into(),
             "--arch=arm64".into(),
         ]);
         args

@@ -22,6 +22,7 @@ mod reliability;
 mod render;
 mod render_kubernetes;
 mod rpc_grpc;
+mod rpi_eeprom;
 mod rpi_uefi_vars;
 mod secrets;
 mod site_memory;

@@ -137,6 +137,7 @@ fn up_names_a_listener_on_matchbox_port_and_starts_beside_connections_left_on_it
         format!("--ipxe-arm64={}", dir.path().join("ipxe-arm64.efi").display()),
         format!("--matchbox-name={}", containers.0[0]),
         format!("--dnsmasq-name={}", containers.0[1]),
+        "--rpi-netboot=off".into(),
         "--arch=arm64".into(),
     ]);
     let still_downloading = TcpStream::connect((server, port)).unwrap();

@@ -62,6 +62,7 @@ impl Site {
             format!("--ipxe-arm64={}", self.dir.path().join("ipxe-arm64.efi").display()),
             format!("--matchbox-name={}", self.matchbox),
             format!("--dnsmasq-name={}", self.dnsmasq),
+            "--rpi-netboot=off".into(),
             "--arch=arm64".into(),
         ]);
         args

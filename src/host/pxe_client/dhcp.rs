@@ -29,6 +29,7 @@ use dhcproto::Encodable;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::ProbeError;
+use crate::artifacts::rpi;
 
 const SERVER_PORT: u16 = 67;
 const CLIENT_PORT: u16 = 68;
@@ -87,6 +88,8 @@ pub struct DiscoverSpec {
     pub vendor_class: Option<String>,
     /// Adds what iPXE sends: option 175 and user class (option 77) `iPXE`.
     pub ipxe: bool,
+    /// Option 97 as sent (type byte and GUID); `None` sends one made from the MAC.
+    pub guid: Option<Vec<u8>>,
 }
 
 impl DiscoverSpec {
@@ -101,6 +104,16 @@ impl DiscoverSpec {
         Self::pxe_client(arch_code, mac, true)
     }
 
+    /// The Raspberry Pi 4/CM4 bootloader EEPROM: client-arch 0 and UNDI 2.1 like an x86 BIOS
+    /// ROM (`PXEClient:Arch:00000:UNDI:002001`), and its option 97 GUID (`RPi4`, the board
+    /// revision, the MAC's low 4 bytes, the serial); see [`crate::artifacts::rpi`].
+    pub fn rpi_eeprom(mac: [u8; 6], board_revision: u32, serial: u32) -> Self {
+        Self {
+            guid: Some(rpi::option97(board_revision, mac, serial).to_vec()),
+            ..Self::pxe_client(rpi::EEPROM_CLIENT_ARCH, mac, false)
+        }
+    }
+
     fn pxe_client(arch_code: u16, mac: [u8; 6], ipxe: bool) -> Self {
         let (major, minor) = undi_version(arch_code, ipxe);
         Self {
@@ -108,6 +121,7 @@ impl DiscoverSpec {
             client_arch: Some(arch_code),
             vendor_class: Some(format!("PXEClient:Arch:{arch_code:05}:UNDI:{major:03}{minor:03}")),
             ipxe,
+            guid: None,
         }
     }
 }
@@ -162,6 +176,15 @@ impl Offer {
         self.vendor_class
             .as_deref()
             .is_some_and(|class| class.starts_with("PXEClient"))
+    }
+
+    /// Whether the Raspberry Pi EEPROM would boot from this answer: option 43 holds
+    /// `Raspberry Pi Boot` (its `PXE_OPTION43` match string).
+    pub fn offers_raspberry_pi_boot(&self) -> bool {
+        let needle = rpi::OPTION43_MATCH.as_bytes();
+        self.pxe_options
+            .as_deref()
+            .is_some_and(|o| o.windows(needle.len()).any(|w| w == needle))
     }
 
     /// The PXE boot menu the server sent in option 43, in its order.
@@ -465,7 +488,9 @@ fn client_message(spec: &DiscoverSpec, kind: MessageType, ciaddr: Ipv4Addr, boot
         let (major, minor) = undi_version(arch, spec.ipxe);
         opts.insert(DhcpOption::ClientSystemArchitecture(Architecture::from(arch)));
         opts.insert(DhcpOption::ClientNetworkInterface(1, major, minor));
-        opts.insert(DhcpOption::ClientMachineIdentifier(machine_guid(&spec.mac)));
+        opts.insert(DhcpOption::ClientMachineIdentifier(
+            spec.guid.clone().unwrap_or_else(|| machine_guid(&spec.mac)),
+        ));
     }
     if let Some(class) = &spec.vendor_class {
         opts.insert(DhcpOption::ClassIdentifier(class.as_bytes().to_vec()));

@@ -269,6 +269,37 @@ pub(super) fn build(
         }
     };
 
+    let rpi_netboot = match text(&raw.rpi_netboot) {
+        None => c.default("rpi-netboot", true),
+        Some(v) => match v.trim() {
+            "on" | "true" | "yes" | "1" => true,
+            "off" | "false" | "no" | "0" => false,
+            other => {
+                c.fail(
+                    "rpi-netboot",
+                    Some(other),
+                    "not on or off",
+                    "use on (serve the Raspberry Pi EEPROM's network boot) or off (the Pis carry their own firmware)",
+                );
+                true
+            }
+        },
+    };
+    let rpi_uefi = text(&raw.rpi_uefi).map(|s| s.trim().to_string());
+    if let Some(u) = rpi_uefi.as_deref().filter(|u| u.contains("://")) {
+        if let Err(problem) = check_http_url(u) {
+            c.fail(
+                "rpi-uefi",
+                Some(u),
+                problem,
+                format!(
+                    "give a path to the release zip or its unpacked directory, or the http(s) URL of the zip, e.g. {}",
+                    crate::artifacts::rpi::PINNED.url
+                ),
+            );
+        }
+    }
+
     let kernel_args = kernel_args(&mut c, &raw);
 
     let pull = match text(&raw.pull) {
@@ -336,6 +367,8 @@ pub(super) fn build(
         bootloaders,
         ipxe_arm64,
         ipxe_arm64_url,
+        rpi_uefi,
+        rpi_netboot,
         kernel_args,
         talos_config,
         talos_nodes,

@@ -86,6 +86,8 @@ pub fn cases() -> Vec<Case> {
         case("node arch ambiguous", &["--iface=eth0", "--arch=arm64,amd64", &format!("--talos-nodes=dc:a6:32:00:00:01={}", fixture("node-a.yaml"))], &["talos-nodes", "does not say which", "MAC@arm64=PATH"]),
         case("docker network without server ip", &["--network=bootnet"], &["server-ip", "required with a Docker network"]),
         case("same container names", &["--iface=eth0", "--matchbox-name=boot", "--dnsmasq-name=boot"], &["dnsmasq-name = 'boot'", "same as matchbox-name"]),
+        case("Raspberry Pi netboot that is neither on nor off", &["--iface=eth0", "--rpi-netboot=maybe"], &["rpi-netboot = 'maybe'", "not on or off", "flag --rpi-netboot", "fix:"]),
+        case("Raspberry Pi UEFI firmware URL that is not http", &["--iface=eth0", "--rpi-uefi=ftp://mirror.lan/RPi4_UEFI_Firmware_v1.41.zip"], &["rpi-uefi = 'ftp://mirror.lan/RPi4_UEFI_Firmware_v1.41.zip'", "the scheme is 'ftp'", "fix:"]),
         case("arm64 iPXE download URL that is not http", &["--iface=eth0", "--ipxe-arm64-url=ftp://mirror.lan/ipxe/arm64.efi"], &["ipxe-arm64-url = 'ftp://mirror.lan/ipxe/arm64.efi'", "not an http(s) URL", "the scheme is 'ftp'", "fix:"]),
         case("rpc on the http port", &["--iface=eth0", "--rpc", "--rpc-port=8080"], &["rpc-port = '8080'", "same port as http-port"]),
     ];
@@ -133,7 +135,7 @@ pub fn cases() -> Vec<Case> {
         expect: vec!["invalid YAML at line"],
     });
     // Cases read from a config file: Raspberry Pi boards' settings (`rpi-nodes`, the names and
-    // values are the Pi UEFI firmware's: docs/raspberry-pi-settings.md) and declared machines.
+    // values are the Pi UEFI firmware's: docs/raspberry-pi.md, "Each board's settings") and declared machines.
     let from_file = |name: &'static str, file: &'static str, expect: &[&'static str]| Case {
         name,
         flags: vec!["--iface=eth0".into()],

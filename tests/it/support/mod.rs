@@ -10,6 +10,7 @@ pub mod http;
 pub mod images;
 pub mod netns;
 pub mod pe;
+pub mod rpi;
 pub mod rust_source;
 pub mod settings;
 pub mod site;

@@ -169,7 +169,8 @@ impl TestNet {
     }
 }
 
-fn run_in<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+/// Runs `f` on a thread inside the network namespace `ns` (any the test made).
+pub fn run_in<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     let path = netns_path(ns);
     thread::scope(|scope| {
         scope

@@ -118,6 +118,8 @@ impl Site {
                 format!("--data-dir={}", self.data().display()),
                 format!("--matchbox-name={}", self.matchbox),
                 format!("--dnsmasq-name={}", self.dnsmasq),
+                // The Pi EEPROM's netboot has its own tests (rpi_eeprom.rs): no Pi firmware here.
+                "--rpi-netboot=off".to_string(),
             ])
             .chain(
                 self.explicit_ipxe_arm64

@@ -60,6 +60,11 @@ pub struct Setup {
     pub proxy: bool,
     pub arches: &'static str,
     pub extra: Vec<String>,
+    /// Serve the Raspberry Pi EEPROM's netboot from a stand-in of the Pi UEFI firmware's
+    /// release zip (`--rpi-uefi`); off otherwise (`--rpi-netboot off`).
+    pub rpi: bool,
+    /// `--rpi-uefi` given as is (a URL), instead of the stand-in's path.
+    pub rpi_uefi: Option<String>,
 }
 
 impl Default for Setup {
@@ -68,6 +73,8 @@ impl Default for Setup {
             proxy: false,
             arches: "arm64",
             extra: Vec::new(),
+            rpi: false,
+            rpi_uefi: None,
         }
     }
 }
@@ -195,6 +202,25 @@ impl Lab {
         }
     }
 
+    /// The stand-in Pi UEFI firmware release this lab serves (written on first use).
+    pub fn rpi_zip(&self) -> PathBuf {
+        let zip = self.dir.path().join(super::rpi::ZIP_NAME);
+        if !zip.exists() {
+            fs::write(&zip, super::rpi::stand_in_zip()).unwrap();
+        }
+        zip
+    }
+
+    /// Runs `f` on a thread inside the lab's namespace, beside `cozyboot` (the boot LAN).
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        super::netns::run_in(&self.name, f)
+    }
+
+    /// dnsmasq's log so far.
+    pub fn dnsmasq_log(&self) -> String {
+        docker(&["logs", &self.dnsmasq]).1
+    }
+
     /// The talos image this lab's settings boot.
     pub fn talos_image(&self) -> String {
         self.images_at(&self.tag)[0].clone()
@@ -268,12 +294,19 @@ impl Lab {
         if !self.setup.proxy {
             args.push(format!("--dhcp-range={},{}", self.ip(100), self.ip(150)));
         }
+        if let Some(source) = &self.setup.rpi_uefi {
+            args.push(format!("--rpi-uefi={source}"));
+        } else if self.setup.rpi {
+            args.push(format!("--rpi-uefi={}", self.rpi_zip().display()));
+        } else {
+            args.push("--rpi-netboot=off".into());
+        }
         args.extend(self.setup.extra.iter().cloned());
         args
     }
 
     /// `cozyboot <args>` inside the lab's namespace.
-    fn cozyboot(&self, args: &[String]) -> std::process::Output {
+    pub fn cozyboot(&self, args: &[String]) -> std::process::Output {
         Bin::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.name))
             .arg("--")
@@ -282,6 +315,8 @@ impl Lab {
             .current_dir(self.dir.path())
             // The lab's own registry of sites: the host's is never read or written.
             .env("COZYBOOT_SITES_DIR", self.dir.path().join("sites"))
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
             .timeout(COMMAND_TIMEOUT)
             .output()
             .unwrap()
