@@ -656,4 +656,35 @@ mod tests {
         o.assets_present.insert("arm64".into(), false);
         assert!(plan(&d, &o).iter().any(|a| matches!(a, Action::ExtractAssets { .. })));
     }
+
+    #[test]
+    fn the_pi_firmware_is_installed_again_when_only_the_boards_settings_change() {
+        let mut d = desired();
+        d.rpi_source = Some(Arm64Source {
+            kind: SourceKind::Explicit,
+            source: "/srv/RPi4_UEFI_Firmware_v1.41.zip".into(),
+            cached: None,
+        });
+        d.rpi_boards = "boards-a".into();
+        let mut o = settled(&d);
+        o.state.rpi_firmware = Some(crate::store::state::RpiFirmwareRecord {
+            source: "/srv/RPi4_UEFI_Firmware_v1.41.zip".into(),
+            source_kind: SourceKind::Explicit,
+            version: Some("v1.41".into()),
+            files: vec![],
+            boards: "boards-a".into(),
+        });
+        o.rpi_firmware_present = true;
+        assert!(is_noop(&plan(&d, &o)), "same release, same boards");
+
+        d.rpi_boards = "boards-b".into();
+        let reasons: Vec<String> = plan(&d, &o)
+            .iter()
+            .filter_map(|a| match a {
+                Action::InstallRpiFirmware { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reasons, ["boards' settings changed"]);
+    }
 }

@@ -14,11 +14,20 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// Said when arm64 is served with the Pi EEPROM's netboot on (`up`'s default).
+const PI_EEPROM_NOTE: &str = "note: the Raspberry Pi EEPROM's network boot (option 43 and the Pi UEFI firmware) is not in these manifests: a Pi boots through the cluster's site only with the Pi UEFI firmware on its own storage (SD card or eMMC); Pis that netboot their firmware keep booting from this host's site (`cozyboot up`) until then";
+
 /// The first line of every file written, by which stale ones are recognised.
 const HEADER: &str = "# Written by `cozyboot render --kubernetes`";
 
 pub fn run(args: &RenderArgs, dir: &Path, resolved: &Resolved) -> Result<Output> {
-    let s = &resolved.settings;
+    // The Pi EEPROM's netboot needs the Pi UEFI firmware in the TFTP root, which the manifests
+    // do not carry yet: offering option 43 without it would stop every Pi at `start4.elf`.
+    // So the in-cluster site serves the UEFI stage only, and says so.
+    let mut site = resolved.settings.clone();
+    let pi_eeprom_left_out = site.serves_rpi();
+    site.rpi_netboot = false;
+    let s = &site;
     if let Network::Named(name) = &s.network {
         let source = resolved.origins.get("network");
         return Err(Error::Config(vec![ConfigError::new(
@@ -53,6 +62,9 @@ pub fn run(args: &RenderArgs, dir: &Path, resolved: &Resolved) -> Result<Output>
         ))
     })?;
     eprintln!("{}", next_steps(s, &options, dir));
+    if pi_eeprom_left_out {
+        eprintln!("{PI_EEPROM_NOTE}");
+    }
 
     let mut human = format!(
         "Rendered {} ({}) for Kubernetes, namespace {}, {} nodes labelled {BOOT_LAN_LABEL}={}, boot server {}\n",

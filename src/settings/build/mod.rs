@@ -337,6 +337,14 @@ pub(super) fn build(
         None => (None, Vec::new()),
     };
     let rpi_nodes = rpi_nodes(&mut c, &raw, &arches);
+    if !rpi_netboot && rpi_nodes.iter().any(|n| !n.settings.is_empty()) {
+        c.fail(
+            "rpi-nodes",
+            None,
+            "boards have settings but rpi-netboot is off, so their own RPI_EFI.fd would never be served",
+            "drop rpi-netboot off (cozyboot then serves the Pi UEFI firmware and each board's folder), or remove the boards' settings",
+        );
+    }
 
     let machines = machines::machines(&mut c, &raw);
     if raw.machines.is_none() {

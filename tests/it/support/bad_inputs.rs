@@ -190,6 +190,13 @@ pub fn cases() -> Vec<Case> {
         ],
     ));
     cases.push(Case {
+        name: "pi board settings with the pi netboot off",
+        flags: vec!["--iface=eth0".into(), "--rpi-netboot=off".into()],
+        env: vec![],
+        file: Some("rpi-nodes:\n  - serial: 1a2b3c4d\n    settings:\n      ram-above-3gb: true\n"),
+        expect: vec!["rpi-nodes", "rpi-netboot is off", "drop rpi-netboot off"],
+    });
+    cases.push(Case {
         name: "pi boards without arm64",
         flags: vec!["--iface=eth0".into(), "--arch=amd64".into()],
         env: vec![],
