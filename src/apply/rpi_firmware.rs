@@ -221,26 +221,13 @@ mod tests {
     /// A site whose Pi firmware comes from the unpacked release `firmware`, with `boards`
     /// (`rpi-nodes` entries as YAML would give them).
     fn site(data: &Path, firmware: &Path, boards: serde_json::Value) -> Settings {
-        use crate::settings::{self, net::FixedNet, Inputs, Purpose, Raw};
-        let flags: Raw = serde_json::from_value(serde_json::json!({
+        crate::settings::for_tests(serde_json::json!({
             "data-dir": data.display().to_string(),
             "arch": ["arm64"],
             "iface": "eth0",
             "rpi-uefi": firmware.display().to_string(),
             "rpi-nodes": boards,
         }))
-        .unwrap();
-        let host = FixedNet(vec![("eth0".into(), vec!["10.20.13.140/24".parse().unwrap()])]);
-        settings::resolve(Inputs {
-            config_file: None,
-            env: &|_| None,
-            flags,
-            host: &host,
-            purpose: Purpose::Serve,
-            site: &settings::no_site,
-        })
-        .unwrap_or_else(|e| panic!("{e}"))
-        .settings
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::artifacts::layout::Kind;
 use crate::artifacts::layout::{INITRAMFS, KERNEL};
 use crate::engine::fake::{pe, FakeEngine, Op};
 use crate::plan::{self, Action};
-use crate::settings::{self, net::FixedNet, Inputs, Purpose, Raw};
+use crate::settings;
 use crate::store::state;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -106,18 +106,7 @@ impl Site {
             };
             map.insert(k.to_string(), value);
         }
-        let flags: Raw = serde_json::from_value(serde_json::Value::Object(map)).unwrap();
-        let host = FixedNet(vec![("eth0".into(), vec!["10.20.13.140/24".parse().unwrap()])]);
-        settings::resolve(Inputs {
-            config_file: None,
-            env: &|_| None,
-            flags,
-            host: &host,
-            purpose: Purpose::Serve,
-            site: &settings::no_site,
-        })
-        .unwrap_or_else(|e| panic!("{e}"))
-        .settings
+        settings::for_tests(serde_json::Value::Object(map))
     }
 
     fn up(&self, s: &Settings) -> Result<UpReport, Error> {

@@ -389,6 +389,24 @@ pub fn no_site(_: Option<&Path>) -> Result<Option<SiteLayer>, Error> {
     Ok(None)
 }
 
+/// Unit tests of higher layers: settings from flags (a JSON map, keys as in files) for a
+/// server host whose `eth0` is 10.20.13.140/24, with no file, environment or recorded site.
+#[cfg(test)]
+pub fn for_tests(flags: serde_json::Value) -> Settings {
+    let flags: Raw = serde_json::from_value(flags).unwrap();
+    let host = net::FixedNet(vec![("eth0".into(), vec!["10.20.13.140/24".parse().unwrap()])]);
+    resolve(Inputs {
+        config_file: None,
+        env: &|_| None,
+        flags,
+        host: &host,
+        purpose: Purpose::Serve,
+        site: &no_site,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .settings
+}
+
 /// The inputs to resolution, gathered by the CLI so that this module never reads the
 /// process environment or argv itself.
 pub struct Inputs<'a> {

@@ -67,6 +67,17 @@ fn full_mode_args(net: &TestNet, arm64_arch: u16) -> Vec<String> {
     argv
 }
 
+/// A "home router": addresses only, no boot files. Without `--no-ping` it offers only after
+/// pinging the address (up to 3 s, dnsmasq's PING_WAIT), the probe's whole window: under load
+/// its offer came too late.
+fn router_args(net: &TestNet) -> Vec<String> {
+    let x = net.subnet;
+    let mut argv = common_args(net);
+    argv.push(format!("--dhcp-range=10.213.{x}.100,10.213.{x}.150"));
+    argv.push("--no-ping".to_string());
+    argv
+}
+
 /// Proxy DHCP mode: another server hands out addresses, dnsmasq only says what to boot.
 fn proxy_mode_args(net: &TestNet) -> Vec<String> {
     let mut argv = common_args(net);
@@ -284,13 +295,7 @@ fn proxy_next_to_another_dhcp_server_reports_both_and_boots_from_the_proxy() {
     let root = tftp_root(&[("bootaa64.efi", &efi)]);
     // The "home router": addresses only. Both bind port 67 (dnsmasq sets SO_REUSEPORT with
     // --bind-interfaces), and the kernel hands each a copy of the broadcast.
-    let x = net.subnet;
-    let mut router_args = common_args(&net);
-    router_args.push(format!("--dhcp-range=10.213.{x}.100,10.213.{x}.150"));
-    // Without it the router offers only after pinging the address (up to 3 s, dnsmasq's
-    // PING_WAIT), which is the probe's whole window: under load its offer came too late.
-    router_args.push("--no-ping".to_string());
-    let Some(router) = DnsmasqProc::start(&net, router_args, root.path()) else {
+    let Some(router) = DnsmasqProc::start(&net, router_args(&net), root.path()) else {
         return;
     };
     let Some(proxy) = DnsmasqProc::start(&net, proxy_mode_args(&net), root.path()) else {
@@ -392,13 +397,7 @@ fn a_second_boot_server_on_the_lan_is_named_with_what_it_offers() {
         .unwrap();
     assert!(sysctl.success());
 
-    let x = net.subnet;
-    let mut router_args = common_args(&net);
-    router_args.push(format!("--dhcp-range=10.213.{x}.100,10.213.{x}.150"));
-    // Without it the router offers only after pinging the address (up to 3 s, dnsmasq's
-    // PING_WAIT), which is the probe's whole window: under load its offer came too late.
-    router_args.push("--no-ping".to_string());
-    let Some(router) = DnsmasqProc::start(&net, router_args, root.path()) else {
+    let Some(router) = DnsmasqProc::start(&net, router_args(&net), root.path()) else {
         return;
     };
     let Some(host_site) = DnsmasqProc::start(&net, proxy_mode_args(&net), root.path()) else {

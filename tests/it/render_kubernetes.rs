@@ -8,7 +8,7 @@ use crate::support::{guard, images};
 
 use cozyboot::artifacts::arch::Arch;
 use cozyboot::artifacts::uki;
-use cozyboot::render::kubernetes::layouts;
+use cozyboot::render::kubernetes::{layouts, APPLETS};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -361,23 +361,7 @@ mod fetch_assets {
         let tools = dir.join("tools");
         fs::create_dir_all(&tools).unwrap();
         fs::copy(BUSYBOX, tools.join("busybox")).unwrap();
-        for applet in [
-            "sh",
-            "od",
-            "tr",
-            "dd",
-            "tail",
-            "head",
-            "sed",
-            "sha256sum",
-            "cut",
-            "cp",
-            "mv",
-            "chmod",
-            "mkdir",
-            "wc",
-            "cat",
-        ] {
+        for applet in APPLETS {
             symlink("busybox", tools.join(applet)).unwrap();
         }
         Some(tools)

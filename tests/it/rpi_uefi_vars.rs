@@ -92,6 +92,23 @@ fn virt_fw_vars() -> Option<PathBuf> {
     }
 }
 
+/// `virt-fw-vars --input INPUT --set-json JSON --output OUTPUT`: the variables written by the
+/// tool itself (bounded by `timeout`).
+fn set_json(tool: &Path, input: &Path, json: &Path, output: &Path) {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool)
+        .arg("--input")
+        .arg(input)
+        .arg("--set-json")
+        .arg(json)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// What `virt-fw-vars --input FILE --output-json -` reads in the store: name → (guid, attr, data).
 fn read_back(tool: &Path, fd: &[u8]) -> Vec<(String, String, u64, Vec<u8>)> {
     let dir = tempfile::tempdir().unwrap();
@@ -253,18 +270,7 @@ fn a_store_virt_fw_vars_wrote_is_read_and_extended() {
         r#"{"version": 2, "variables": [{"name": "Timeout", "guid": "8be4df61-93ca-11d2-aa0d-00e098032b8c", "attr": 7, "data": "0000"}]}"#,
     )
     .unwrap();
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(&tool)
-        .arg("--input")
-        .arg(&input)
-        .arg("--set-json")
-        .arg(&json)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    set_json(&tool, &input, &json, &output);
     fd[volume].copy_from_slice(&std::fs::read(&output).unwrap());
     let ours = vars::board_fd(&fd, &settings(&[("ram-above-3gb", "true")])).unwrap();
     let mut names: Vec<String> = read_back(&tool, &ours).into_iter().map(|v| v.0).collect();
@@ -347,18 +353,7 @@ fn the_store_is_byte_for_byte_what_virt_fw_vars_writes() {
         ),
     )
     .unwrap();
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(&tool)
-        .arg("--input")
-        .arg(&input)
-        .arg("--set-json")
-        .arg(&json)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    set_json(&tool, &input, &json, &output);
     let mut theirs = fd.clone();
     theirs[volume].copy_from_slice(&std::fs::read(&output).unwrap());
     let ours = vars::board_fd(

@@ -31,7 +31,7 @@ use crate::settings::Settings;
 use serde_json::Value;
 
 pub use objects::MATCHBOX_TLS_SECRET;
-pub use served_files::{layouts, BUSYBOX_IMAGE, IPXE_CHUNK};
+pub use served_files::{layouts, APPLETS, BUSYBOX_IMAGE, IPXE_CHUNK};
 
 /// The node label that says which LAN a node's boot interface is on; its value is
 /// [`boot_lan`]. Set on exactly one node per LAN.

@@ -27,7 +27,7 @@ const OUT: &str = "/cozyboot/out";
 const IMAGE_MOUNT: &str = "/cozyboot/talos-image";
 const IPXE_PARTS: &str = "/cozyboot/ipxe-arm64";
 /// The busybox applets the script uses, linked beside the copied binary.
-const APPLETS: &[&str] = &[
+pub const APPLETS: &[&str] = &[
     "sh",
     "od",
     "tr",
