@@ -169,21 +169,35 @@ pub(super) fn matchbox_deployment(s: &Settings, r: &Rendered, o: &Options) -> Ma
                 "replicas": 1,
                 "strategy": { "type": "Recreate" },
                 "selector": { "matchLabels": selector(MATCHBOX) },
-                "template": {
-                    "metadata": { "labels": labels(MATCHBOX, "boot-http") },
-                    "spec": {
-                        "hostNetwork": true,
-                        "dnsPolicy": "ClusterFirstWithHostNet",
-                        "nodeSelector": node_selector(s, o),
-                        "tolerations": tolerations(),
-                        "initContainers": init,
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
-                },
+                "template": host_network_pod(s, o, MATCHBOX, "boot-http", init, container, volumes),
             },
         }),
     )
+}
+
+/// The pod template both workloads share: on the host network of the node labelled for the
+/// boot LAN (DHCP needs its broadcasts; booting machines reach matchbox at its LAN address).
+fn host_network_pod(
+    s: &Settings,
+    o: &Options,
+    name: &str,
+    component: &str,
+    init: Vec<Value>,
+    container: Value,
+    volumes: Vec<Value>,
+) -> Value {
+    json!({
+        "metadata": { "labels": labels(name, component) },
+        "spec": {
+            "hostNetwork": true,
+            "dnsPolicy": "ClusterFirstWithHostNet",
+            "nodeSelector": node_selector(s, o),
+            "tolerations": tolerations(),
+            "initContainers": init,
+            "containers": [container],
+            "volumes": volumes,
+        },
+    })
 }
 
 /// For the cluster's own use (port-forward, monitoring): booting machines reach matchbox at
@@ -237,18 +251,7 @@ pub(super) fn dnsmasq_daemon_set(s: &Settings, r: &Rendered, o: &Options) -> Man
             "metadata": metadata(o, DNSMASQ, "dhcp-tftp"),
             "spec": {
                 "selector": { "matchLabels": selector(DNSMASQ) },
-                "template": {
-                    "metadata": { "labels": labels(DNSMASQ, "dhcp-tftp") },
-                    "spec": {
-                        "hostNetwork": true,
-                        "dnsPolicy": "ClusterFirstWithHostNet",
-                        "nodeSelector": node_selector(s, o),
-                        "tolerations": tolerations(),
-                        "initContainers": init,
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
-                },
+                "template": host_network_pod(s, o, DNSMASQ, "dhcp-tftp", init, container, volumes),
             },
         }),
     )
