@@ -377,7 +377,8 @@ pub struct SmokeArgs {
     /// Architecture of the VM: arm64 (qemu-system-aarch64 `virt`) or amd64.
     #[arg(long, default_value = "arm64", value_parser = parse_named::<Arch>)]
     pub arch: Arch,
-    /// Firmware of the VM: uefi (AAVMF or OVMF) or bios (SeaBIOS with the NIC's iPXE ROM; amd64 only).
+    /// Firmware of the VM: uefi (AAVMF or OVMF), bios (SeaBIOS with the NIC's iPXE ROM; amd64
+    /// only) or uboot (Debian's U-Boot for QEMU, its own network boot; arm64 only).
     #[arg(long, default_value = "uefi", value_parser = parse_named::<Firmware>)]
     pub firmware: Firmware,
     /// full: the site hands out addresses; proxy: a plain router DHCP does, the site answers as proxy DHCP.

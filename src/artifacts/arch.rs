@@ -45,7 +45,8 @@ pub struct Firmware {
 /// Code 12 is PowerPC Open Firmware. The manual guide maps it to ARM64; cozyboot never does.
 pub const POWERPC_OPEN_FIRMWARE: u16 = 12;
 
-/// Code 22 is U-Boot's own (non-EFI) PXE on ARM64: not something iPXE can be chained from.
+/// Code 22 is U-Boot's own (non-EFI) network boot on ARM64: not something iPXE can be chained
+/// from; it is answered with a boot script instead (`render::uboot`).
 pub const UBOOT_NON_EFI_PXE: u16 = 22;
 
 const ARM64_FIRMWARES: &[Firmware] = &[

@@ -91,6 +91,7 @@ fn progress(j: &Journey) -> String {
 fn short_arch(j: &Journey) -> String {
     match (j.client_arch, j.ipxe_arch.as_deref()) {
         (Some(0), _) => "bios/0".into(),
+        (Some(crate::artifacts::arch::UBOOT_NON_EFI_PXE), _) => "uboot/22".into(),
         (Some(c), _) => match arch_of_code(c) {
             Some(a) => format!("{a}/{c}"),
             None => format!("?/{c}"),

@@ -140,6 +140,11 @@ fn firmware_of(j: &Journey) -> Result<(&'static str, bool), String> {
         (Some(0), _) => Ok((AMD64, false)),
         (Some(7 | 9), _) => Ok((AMD64, true)),
         (Some(11), _) => Ok((ARM64, true)),
+        // BootBox's smee has only iPXE to offer, which U-Boot starts through its EFI network
+        // boot and which then never sends a DHCP request there (render::uboot).
+        (Some(crate::artifacts::arch::UBOOT_NON_EFI_PXE), _) => Err(
+            "it boots through U-Boot's own network boot (client-arch 22), and BootBox can serve it only iPXE, which does not run under U-Boot".into(),
+        ),
         (Some(code), _) => Err(format!(
             "its firmware's client architecture {code} is not one BootBox knows"
         )),

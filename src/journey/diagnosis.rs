@@ -67,6 +67,7 @@ pub fn arch_of_code(code: u16) -> Option<Arch> {
 pub fn arch_label(j: &Journey) -> String {
     let from_code = j.client_arch.map(|c| match (c, arch_of_code(c)) {
         (0, _) => "x86 BIOS (client-arch 0)".to_string(),
+        (arch::UBOOT_NON_EFI_PXE, _) => "arm64 U-Boot (client-arch 22)".to_string(),
         (c, Some(a)) => format!("{a} (client-arch {c})"),
         (arch::POWERPC_OPEN_FIRMWARE, None) => "PowerPC (client-arch 12)".to_string(),
         (c, None) => format!("client-arch {c}"),
@@ -77,6 +78,33 @@ pub fn arch_label(j: &Journey) -> String {
         (None, Some(i)) => format!("iPXE {i}"),
         (None, None) => "unknown".to_string(),
     }
+}
+
+/// Where a board running U-Boot's own network boot stopped: it reads the boot script, then
+/// the kernel and initramfs over TFTP, with no iPXE and no profile between. `None` once it
+/// has both, when Talos's own stages follow as on the iPXE path.
+fn uboot_stopped(j: &Journey) -> Option<(Stage, String, String)> {
+    let script = crate::render::uboot::SCRIPT;
+    if !j.reached(Stage::Tftp) {
+        return Some((
+            Stage::Tftp,
+            format!("U-Boot was offered `{script}` but never read it over TFTP"),
+            "check that UDP 69 reaches the server (firewall); U-Boot reads from the server that answered its DHCP"
+                .into(),
+        ));
+    }
+    let (stage, what) = if !j.reached(Stage::Kernel) {
+        (Stage::Kernel, "the kernel")
+    } else if !j.reached(Stage::Initramfs) {
+        (Stage::Initramfs, "the initramfs")
+    } else {
+        return None;
+    };
+    Some((
+        stage,
+        format!("U-Boot ran `{script}` but never read {what} over TFTP"),
+        "watch the board's serial console for the script's `cozyboot:` lines; `cozyboot validate` checks the script and the assets".into(),
+    ))
 }
 
 /// Where a Raspberry Pi stopped before its UEFI firmware asked DHCP as arm64.
@@ -170,6 +198,14 @@ pub fn diagnose(j: &Journey, site: &Site, now: i64) -> Diagnosis {
                 format!("this is an {a} machine (client-arch {c}) and the site serves only {served}: it got no boot file"),
                 format!("add it: `cozyboot up --arch {served},{a}` (with the rest of the site's settings)"),
             ),
+            Some((arch::UBOOT_NON_EFI_PXE, _)) if site.arches.contains(&Arch::Arm64) => d(
+                Stage::Dhcp,
+                "U-Boot's own DHCP (vendor class U-Boot.armv8) got no boot script: dnsmasq answers U-Boot only as the DHCP server, and U-Boot ignores proxy DHCP replies".into(),
+                format!(
+                    "in proxy mode, make the site's DHCP server name this server as next-server (option 66 / siaddr) for U-Boot, with boot file `{}` (docs/raspberry-pi.md); in full mode, `cozyboot up` restarts dnsmasq with cozyboot's rules",
+                    crate::render::uboot::SCRIPT
+                ),
+            ),
             Some((arch::POWERPC_OPEN_FIRMWARE, _)) => d(
                 Stage::Dhcp,
                 "the machine says client-arch 12 (PowerPC Open Firmware), which nothing serves".into(),
@@ -183,7 +219,7 @@ pub fn diagnose(j: &Journey, site: &Site, now: i64) -> Diagnosis {
             Some((c, None)) => d(
                 Stage::Dhcp,
                 format!("client-arch {c} is not an architecture cozyboot serves (arm64: 11, x86: 0, 7, 9)"),
-                "boot the machine in UEFI (or BIOS) PXE mode; for U-Boot's own PXE (22) use its EFI netboot".into(),
+                "boot the machine in UEFI (or BIOS) PXE mode".into(),
             ),
             None if j.offered => d(
                 Stage::Dhcp,
@@ -204,57 +240,64 @@ pub fn diagnose(j: &Journey, site: &Site, now: i64) -> Diagnosis {
             "run `cozyboot up` (it installs the bootloaders into <data-dir>/assets) and `cozyboot validate`".into(),
         );
     }
-    let ipxe_seen = j.boot_script_offered || j.reached(Stage::BootIpxe) || j.ipxe_arch.is_some();
-    if !j.reached(Stage::Tftp) && !ipxe_seen {
-        return d(
-            Stage::Tftp,
-            format!(
-                "offered `{}` but never fetched it over TFTP",
-                j.stages[&Stage::Dhcp].detail
-            ),
-            "check that UDP 69 reaches the server (firewall) and, in proxy mode, that the firmware takes proxy offers"
-                .into(),
-        );
-    }
-    if !ipxe_seen {
-        return d(
-            Stage::BootIpxe,
-            format!("bootloader `{}` was sent but the machine never came back as iPXE", j.stages[&Stage::Tftp].detail),
-            "a wrong-architecture binary (`cozyboot validate` checks the PE machine type) or Secure Boot (iPXE is unsigned: turn Secure Boot off)".into(),
-        );
-    }
-    if !j.reached(Stage::BootIpxe) {
-        return d(
-            Stage::BootIpxe,
-            "iPXE was offered the boot.ipxe URL but never fetched it".into(),
-            format!(
-                "check that iPXE can reach http://{}/boot.ipxe (firewall, `server-ip`)",
-                site.http
-            ),
-        );
-    }
-    if !j.reached(Stage::Profile) {
-        let arch = j.ipxe_arch.as_deref().unwrap_or("?");
-        return d(
-            Stage::Profile,
-            format!("matchbox has no group for arch={arch} mac={} (HTTP 404 on /ipxe)", j.mac),
-            format!("serve this architecture (`--arch`, now {served}) and run `cozyboot up`; `cozyboot validate` checks /ipxe per arch"),
-        );
-    }
-    if !j.reached(Stage::Kernel) {
-        return d(
-            Stage::Kernel,
-            "a profile was chosen but the kernel was never fetched".into(),
-            "the kernel is missing from the assets or iPXE could not fetch it: run `cozyboot validate` (matchbox.ipxe checks kernel and initramfs)".into(),
-        );
-    }
-    if !j.reached(Stage::Initramfs) {
-        return d(
-            Stage::Initramfs,
-            "the kernel was fetched but never the initramfs".into(),
-            "the initramfs is missing or iPXE ran out of memory: run `cozyboot validate`; check the profile's initrd"
-                .into(),
-        );
+    // U-Boot's script reads kernel and initramfs itself: no iPXE, no profile between.
+    if j.client_arch == Some(arch::UBOOT_NON_EFI_PXE) {
+        if let Some(stop) = uboot_stopped(j) {
+            return d(stop.0, stop.1, stop.2);
+        }
+    } else {
+        let ipxe_seen = j.boot_script_offered || j.reached(Stage::BootIpxe) || j.ipxe_arch.is_some();
+        if !j.reached(Stage::Tftp) && !ipxe_seen {
+            return d(
+                Stage::Tftp,
+                format!(
+                    "offered `{}` but never fetched it over TFTP",
+                    j.stages[&Stage::Dhcp].detail
+                ),
+                "check that UDP 69 reaches the server (firewall) and, in proxy mode, that the firmware takes proxy offers"
+                    .into(),
+            );
+        }
+        if !ipxe_seen {
+            return d(
+                Stage::BootIpxe,
+                format!("bootloader `{}` was sent but the machine never came back as iPXE", j.stages[&Stage::Tftp].detail),
+                "a wrong-architecture binary (`cozyboot validate` checks the PE machine type) or Secure Boot (iPXE is unsigned: turn Secure Boot off)".into(),
+            );
+        }
+        if !j.reached(Stage::BootIpxe) {
+            return d(
+                Stage::BootIpxe,
+                "iPXE was offered the boot.ipxe URL but never fetched it".into(),
+                format!(
+                    "check that iPXE can reach http://{}/boot.ipxe (firewall, `server-ip`)",
+                    site.http
+                ),
+            );
+        }
+        if !j.reached(Stage::Profile) {
+            let arch = j.ipxe_arch.as_deref().unwrap_or("?");
+            return d(
+                Stage::Profile,
+                format!("matchbox has no group for arch={arch} mac={} (HTTP 404 on /ipxe)", j.mac),
+                format!("serve this architecture (`--arch`, now {served}) and run `cozyboot up`; `cozyboot validate` checks /ipxe per arch"),
+            );
+        }
+        if !j.reached(Stage::Kernel) {
+            return d(
+                Stage::Kernel,
+                "a profile was chosen but the kernel was never fetched".into(),
+                "the kernel is missing from the assets or iPXE could not fetch it: run `cozyboot validate` (matchbox.ipxe checks kernel and initramfs)".into(),
+            );
+        }
+        if !j.reached(Stage::Initramfs) {
+            return d(
+                Stage::Initramfs,
+                "the kernel was fetched but never the initramfs".into(),
+                "the initramfs is missing or iPXE ran out of memory: run `cozyboot validate`; check the profile's initrd"
+                    .into(),
+            );
+        }
     }
     let wants_config = site.serves_config(&j.mac);
     if wants_config && !j.reached(Stage::Config) {

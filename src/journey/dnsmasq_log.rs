@@ -161,8 +161,13 @@ fn boot_file(ex: &Exchange, file: &str, push: &mut impl FnMut(What)) {
     }
 }
 
-/// `PXEClient:Arch:00011:UNDI:003000` → 11; `HTTPClient:Arch:00019` → 19; `PXEClient` → none.
+/// `PXEClient:Arch:00011:UNDI:003000` → 11; `HTTPClient:Arch:00019` → 19; `PXEClient` → none;
+/// `U-Boot.armv8` → 22, the client arch arm64 U-Boot's own DHCP sends beside that class
+/// (`DHCP_PXE_CLIENTARCH`'s default "if ARM64", cmd/Kconfig).
 pub fn client_arch(vendor_class: &str) -> Option<u16> {
+    if vendor_class.trim() == crate::render::uboot::VENDOR_CLASS {
+        return Some(crate::artifacts::arch::UBOOT_NON_EFI_PXE);
+    }
     let rest = vendor_class.trim().split_once(":Arch:")?.1;
     rest.get(..5)?.parse().ok()
 }
@@ -180,9 +185,13 @@ fn tftp(body: &str, push: &mut impl FnMut(What)) {
     } else if let Some(rest) = body.strip_prefix("file ") {
         if let Some((path, ip)) = rest.rsplit_once(" not found for ") {
             if let Ok(ip) = ip.trim().parse() {
-                push(What::TftpMissing {
-                    file: basename(path),
-                    ip,
+                let file = basename(path);
+                let announced = file
+                    .strip_prefix(crate::render::uboot::ANNOUNCE)
+                    .and_then(crate::settings::normalise_mac);
+                push(match announced {
+                    Some(mac) => What::UbootScript { mac, ip },
+                    None => What::TftpMissing { file, ip },
                 });
             }
         }

@@ -52,6 +52,9 @@ pub enum What {
     TftpSent { file: String, ip: Ipv4Addr },
     /// `dnsmasq-tftp: file <path> not found for <ip>`.
     TftpMissing { file: String, ip: Ipv4Addr },
+    /// U-Boot running cozyboot's boot script asked for the file that names its MAC
+    /// (`render::uboot::ANNOUNCE`): the machine at `ip` is `mac`.
+    UbootScript { mac: String, ip: Ipv4Addr },
     /// `HTTP GET /boot.ipxe`: matchbox logs no client, so it names no machine.
     BootScript,
     /// `HTTP GET /ipxe?uuid=..&mac=..&serial=..&arch=..`; `uuid` and `serial` are the

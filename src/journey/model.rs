@@ -1,7 +1,8 @@
 //! Facts folded into one journey per machine (MAC): how far it got, and when.
 
 use super::event::{Event, What};
-use crate::artifacts::rpi;
+use crate::artifacts::{arch, layout, rpi};
+use crate::render::uboot;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -14,12 +15,13 @@ use std::str::FromStr;
 pub enum Stage {
     /// DHCP offered a boot file (a bootloader, or the `boot.ipxe` URL to an iPXE ROM).
     Dhcp,
-    /// TFTP sent the bootloader.
+    /// TFTP sent the bootloader (U-Boot: its boot script).
     Tftp,
     /// iPXE fetched `/boot.ipxe`.
     BootIpxe,
     /// matchbox chose a profile (`/ipxe` matched a group).
     Profile,
+    /// The kernel, from matchbox (iPXE) or over TFTP (U-Boot's boot script).
     Kernel,
     Initramfs,
     /// The Talos machine config (`/generic`), where configs are served.
@@ -344,8 +346,27 @@ impl Folder {
                 if missing {
                     j.tftp_missing = Some(file.clone());
                 } else {
-                    j.mark(Stage::Tftp, at, file.clone());
+                    // U-Boot's boot script reads Talos's kernel and initramfs over TFTP.
+                    let stage = match file.as_str() {
+                        layout::KERNEL => Stage::Kernel,
+                        layout::INITRAMFS => Stage::Initramfs,
+                        _ => Stage::Tftp,
+                    };
+                    j.mark(stage, at, file.clone());
                 }
+            }
+            What::UbootScript { mac, ip } => {
+                if self.own_ips.contains(ip) {
+                    return;
+                }
+                self.ip_to_mac.insert(*ip, mac.clone());
+                let j = self.journey(mac, at);
+                j.ip.get_or_insert(*ip);
+                // The script runs, so U-Boot was sent it: beside another DHCP server, which
+                // named this one, these are the first facts dnsmasq has of the board.
+                j.client_arch.get_or_insert(arch::UBOOT_NON_EFI_PXE);
+                j.mark(Stage::Dhcp, at, uboot::SCRIPT);
+                j.mark(Stage::Tftp, at, uboot::SCRIPT);
             }
             What::BootScript => {
                 if self.boot_scripts.len() >= MAX_PENDING_SCRIPTS {

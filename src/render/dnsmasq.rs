@@ -133,6 +133,7 @@ pub fn args(s: &Settings) -> Vec<String> {
     for fw in served_firmwares(s) {
         a.extend(firmware_lines(s, fw));
     }
+    a.extend(super::uboot::dnsmasq_lines(s, IPXE_TAG));
     a.extend(ipxe_lines(s));
     a
 }

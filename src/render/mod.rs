@@ -10,6 +10,7 @@ pub mod log_level;
 pub mod matchbox;
 pub mod rpi_boards;
 pub mod talos;
+pub mod uboot;
 mod write;
 
 use crate::settings::Settings;
@@ -34,6 +35,8 @@ pub struct Rendered {
     pub dnsmasq_args: Vec<String>,
     pub matchbox_args: Vec<String>,
     pub tree: matchbox::Tree,
+    /// U-Boot's boot script (arm64 served); its text follows the tree's arm64 profiles.
+    pub uboot: Option<uboot::Boot>,
 }
 
 pub fn render(s: &Settings) -> Rendered {
@@ -41,6 +44,7 @@ pub fn render(s: &Settings) -> Rendered {
         dnsmasq_args: dnsmasq::args(s),
         matchbox_args: matchbox_args(s),
         tree: matchbox::tree(s),
+        uboot: uboot::boot(s),
     }
 }
 
@@ -61,7 +65,7 @@ pub fn matchbox_args(s: &Settings) -> Vec<String> {
 }
 
 impl Rendered {
-    /// The matchbox tree as files, in a stable order.
+    /// The matchbox tree as files, in a stable order, and U-Boot's script in the assets.
     pub fn files(&self) -> Vec<File> {
         let mut files = Vec::new();
         for p in &self.tree.profiles {
@@ -81,6 +85,9 @@ impl Rendered {
                 path: format!("generic/{}", g.id),
                 content: g.content.clone().into_bytes(),
             });
+        }
+        if let Some(boot) = &self.uboot {
+            files.push(uboot::script_file(boot, &self.tree));
         }
         files
     }

@@ -57,6 +57,11 @@ impl Progress {
     /// The VM's journey as `cozyboot nodes` would show it.
     pub fn journey(&self, ev: &Evidence) -> Option<Journey> {
         let mut events = dnsmasq_log::events(&ev.dnsmasq);
+        // U-Boot ignores proxy DHCP: in proxy mode the router answers its DHCP, and names
+        // the site's TFTP server (its log has no times: its facts sort first, as they came).
+        if self.firmware == Firmware::Uboot {
+            events.extend(dnsmasq_log::events(&ev.router));
+        }
         events.extend(matchbox_log::events(&ev.matchbox));
         let mut j = model::fold(events).remove(&self.mac)?;
         // In proxy mode the site never hands out the address: the router's log has it.

@@ -103,8 +103,15 @@ pub fn parse_taken(routes: &str, addrs: &str) -> Vec<Ipv4Net> {
 }
 
 /// A plain home-router DHCP server on `iface`: addresses from `range` and a router option,
-/// nothing about booting; bound to `iface` alone, logging every exchange to stderr.
-pub fn router_dnsmasq_args(iface: &str, range: (Ipv4Addr, Ipv4Addr), router: Ipv4Addr) -> Vec<String> {
+/// nothing about booting PXE clients; bound to `iface` alone, logging every exchange to
+/// stderr. The router is configured as docs/raspberry-pi.md asks of a site's DHCP server: U-Boot's
+/// own DHCP is sent to `boot_server`, since U-Boot ignores proxy DHCP.
+pub fn router_dnsmasq_args(
+    iface: &str,
+    range: (Ipv4Addr, Ipv4Addr),
+    router: Ipv4Addr,
+    boot_server: Ipv4Addr,
+) -> Vec<String> {
     let mut args: Vec<String> = STANDALONE_DNSMASQ.iter().map(|a| a.to_string()).collect();
     args.extend([
         "-p0".into(),
@@ -114,6 +121,7 @@ pub fn router_dnsmasq_args(iface: &str, range: (Ipv4Addr, Ipv4Addr), router: Ipv
         format!("--dhcp-option=option:router,{router}"),
         "--log-dhcp".into(),
     ]);
+    args.extend(crate::render::uboot::site_dhcp_lines(boot_server));
     args
 }
 
@@ -255,7 +263,12 @@ impl Lab {
         let mut c = Command::new(&self.ip);
         c.args(["netns", "exec", &self.names.netns])
             .arg(dnsmasq)
-            .args(router_dnsmasq_args(BRIDGE, (start, end), self.router_ip()))
+            .args(router_dnsmasq_args(
+                BRIDGE,
+                (start, end),
+                self.router_ip(),
+                self.server_ip(),
+            ))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);

@@ -32,6 +32,9 @@ pub enum Firmware {
     Uefi,
     /// SeaBIOS running the NIC's iPXE option ROM (amd64 only).
     Bios,
+    /// U-Boot's own network boot: its DHCP, then cozyboot's boot script over TFTP, which reads
+    /// the kernel and initramfs over TFTP too (arm64 only).
+    Uboot,
 }
 
 /// How addresses are handed out on the smoke network.
@@ -85,9 +88,11 @@ impl Until {
 
     /// The journey stage that proves this one; a BIOS client's bootloader is its iPXE ROM,
     /// which runs without TFTP, so for it the DHCP offer (of the `boot.ipxe` URL) is the proof.
+    /// U-Boot runs no iPXE: its bootloader and `ipxe` stages are the boot script read.
     pub fn stage(self, firmware: Firmware) -> Stage {
         match (self, firmware) {
             (Until::Dhcp, _) | (Until::Bootloader, Firmware::Bios) => Stage::Dhcp,
+            (Until::Bootloader | Until::Ipxe, Firmware::Uboot) => Stage::Tftp,
             (Until::Bootloader, Firmware::Uefi) => Stage::Tftp,
             (Until::Ipxe, _) => Stage::Profile,
             (Until::Kernel, _) => Stage::Kernel,
@@ -122,6 +127,7 @@ impl Firmware {
         match self {
             Firmware::Uefi => "uefi",
             Firmware::Bios => "bios",
+            Firmware::Uboot => "uboot",
         }
     }
 }
@@ -135,7 +141,7 @@ impl DhcpMode {
     }
 }
 
-named!(Firmware, "firmware", Firmware::Uefi, Firmware::Bios);
+named!(Firmware, "firmware", Firmware::Uefi, Firmware::Bios, Firmware::Uboot);
 named!(DhcpMode, "DHCP mode", DhcpMode::Full, DhcpMode::Proxy);
 named!(
     Until,
@@ -159,13 +165,19 @@ impl Machine {
     /// A BIOS is x86 only.
     pub fn new(arch: Arch, firmware: Firmware) -> Result<Machine, String> {
         if arch == Arch::Arm64 && firmware == Firmware::Bios {
-            return Err("arm64 machines boot UEFI only: use --firmware uefi, or --arch amd64 for BIOS".into());
+            return Err(
+                "arm64 machines boot UEFI or U-Boot: use --firmware uefi or uboot, or --arch amd64 for BIOS".into(),
+            );
+        }
+        if arch == Arch::Amd64 && firmware == Firmware::Uboot {
+            return Err("U-Boot machines are arm64 (Debian's u-boot-qemu qemu_arm64): use --arch arm64".into());
         }
         Ok(Machine { arch, firmware })
     }
 
     pub fn label(self) -> &'static str {
         match (self.arch, self.firmware) {
+            (_, Firmware::Uboot) => "ARM64 U-Boot (u-boot-qemu)",
             (Arch::Arm64, _) => "ARM64 UEFI (AAVMF)",
             (Arch::Amd64, Firmware::Uefi) => "x86_64 UEFI (OVMF)",
             (Arch::Amd64, Firmware::Bios) => "x86 BIOS (SeaBIOS + iPXE ROM)",

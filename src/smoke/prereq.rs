@@ -35,6 +35,13 @@ const AAVMF: Need = Need {
     ],
     package: "qemu-efi-aarch64",
 };
+/// Debian's U-Boot for QEMU's `virt` board: the same DHCP, TFTP and script code as its
+/// Raspberry Pi builds (`u-boot-rpi`).
+const UBOOT: Need = Need {
+    what: "U-Boot for QEMU arm64",
+    candidates: &["/usr/lib/u-boot/qemu_arm64/u-boot.bin"],
+    package: "u-boot-qemu",
+};
 // `-bios` wants the combined image; the split CODE files need a pflash pair instead.
 const OVMF: Need = Need {
     what: "OVMF (x86_64 UEFI firmware)",
@@ -94,6 +101,7 @@ pub fn find(machine: Machine, dhcp: DhcpMode, exists: &dyn Fn(&Path) -> bool) ->
         Arch::Amd64 => &QEMU_AMD64,
     });
     let firmware = match (machine.arch, machine.firmware) {
+        (_, Firmware::Uboot) => Some(&UBOOT),
         (Arch::Arm64, _) => Some(&AAVMF),
         (Arch::Amd64, Firmware::Uefi) => Some(&OVMF),
         (Arch::Amd64, Firmware::Bios) => None,

@@ -82,7 +82,7 @@ impl VmSpec {
         let kvm = self.accel == Accel::Kvm;
         let (board, cpu) = match (self.machine.arch, self.machine.firmware) {
             (Arch::Arm64, _) => ("virt", if kvm { "host" } else { "cortex-a57" }),
-            (Arch::Amd64, Firmware::Uefi) => ("q35", if kvm { "host" } else { "qemu64" }),
+            (Arch::Amd64, Firmware::Uefi | Firmware::Uboot) => ("q35", if kvm { "host" } else { "qemu64" }),
             (Arch::Amd64, Firmware::Bios) => ("pc", if kvm { "host" } else { "qemu64" }),
         };
         let mut a: Vec<String> = ["-M", board, "-cpu", cpu, "-accel", self.accel.name()]
@@ -98,10 +98,10 @@ impl VmSpec {
             "-netdev".into(),
             format!("tap,id=n0,ifname={},script=no,downscript=no", self.tap),
         ]);
-        // UEFI: no option ROM, so the firmware's own virtio-net driver does PXE, as a vendor
-        // NIC driver would. BIOS: QEMU's default ROM (ipxe-qemu's iPXE) is the PXE stack.
+        // UEFI and U-Boot: no option ROM, so the firmware's own virtio-net driver does the
+        // network boot, as a vendor NIC driver would. BIOS: QEMU's default ROM (ipxe-qemu's iPXE) is the PXE stack.
         let rom = match self.machine.firmware {
-            Firmware::Uefi => ",romfile=",
+            Firmware::Uefi | Firmware::Uboot => ",romfile=",
             Firmware::Bios => "",
         };
         a.extend([

@@ -443,6 +443,7 @@ mod tests {
             dnsmasq_args: vec![],
             matchbox_args: vec![],
             tree: tree.clone(),
+            uboot: None,
         })
         .files()
         {
@@ -479,6 +480,7 @@ mod tests {
             dnsmasq_args: vec![],
             matchbox_args: vec![],
             tree,
+            uboot: None,
         })
         .files()
         {

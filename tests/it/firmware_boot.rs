@@ -82,7 +82,7 @@ fn boot_with(
 /// from cozyboot's arch table, so that a wrong table fails).
 fn serial_console(client: Client) -> &'static str {
     match client {
-        Client::Arm64Uefi => "console=ttyAMA0,115200",
+        Client::Arm64Uefi | Client::Arm64UBoot => "console=ttyAMA0,115200",
         Client::X64Uefi | Client::X86Bios => "console=ttyS0",
     }
 }

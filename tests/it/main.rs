@@ -30,5 +30,6 @@ mod smoke;
 mod support;
 mod test_tree;
 mod two_sites;
+mod uboot;
 mod up_engine;
 mod validate;

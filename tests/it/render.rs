@@ -41,6 +41,11 @@ fn snapshot(name: &str, s: &Settings) -> Rendered {
         .files()
         .into_iter()
         .map(|f| {
+            // U-Boot's script image: its name and text (the bytes are checked by mkimage, uboot.rs).
+            if let Ok(script) = cozyboot::artifacts::uimage::read_script(&f.content) {
+                let lines: Vec<&str> = script.text.lines().collect();
+                return (f.path, serde_json::json!({ "name": script.name, "text": lines }));
+            }
             let value = serde_json::from_slice(&f.content)
                 .unwrap_or_else(|_| String::from_utf8(f.content.clone()).unwrap().into());
             (f.path, value)

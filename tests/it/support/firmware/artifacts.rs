@@ -48,6 +48,7 @@ impl Artifacts {
         "amd64/vmlinuz.efi",
         "firmware/QEMU_EFI.fd",
         "firmware/OVMF.fd",
+        "firmware/u-boot-qemu_arm64.bin",
         "manifest.txt",
     ];
     const PROGRAMS: &'static [&'static str] = &["/usr/bin/qemu-system-aarch64", "/usr/bin/qemu-system-x86_64"];

@@ -11,14 +11,23 @@ pub enum Client {
     /// `qemu-system-x86_64 -M pc`, SeaBIOS running QEMU's iPXE NIC ROM: iPXE from the start,
     /// `${buildarch}` = i386.
     X86Bios,
+    /// `qemu-system-aarch64 -M virt`, Debian's U-Boot (`u-boot-qemu`, qemu_arm64): its own DHCP
+    /// (vendor class `U-Boot.armv8`, option 93 = 22, per U-Boot's cmd/Kconfig defaults), then
+    /// cozyboot's `boot.scr.uimg`, kernel and initramfs over TFTP; no iPXE.
+    Arm64UBoot,
 }
 
 impl Client {
     pub fn arch(self) -> Arch {
         match self {
-            Client::Arm64Uefi => Arch::Arm64,
+            Client::Arm64Uefi | Client::Arm64UBoot => Arch::Arm64,
             Client::X64Uefi | Client::X86Bios => Arch::Amd64,
         }
+    }
+
+    /// U-Boot's own network boot: a boot script over TFTP where the others have iPXE.
+    pub fn uboot(self) -> bool {
+        self == Client::Arm64UBoot
     }
 
     /// The bootloader the firmware is handed over TFTP; `None` when the firmware is iPXE.
@@ -26,7 +35,7 @@ impl Client {
         match self {
             Client::Arm64Uefi => Some(Bootloader::Arm64Efi),
             Client::X64Uefi => Some(Bootloader::X86_64Efi),
-            Client::X86Bios => None,
+            Client::X86Bios | Client::Arm64UBoot => None,
         }
     }
 
@@ -36,13 +45,14 @@ impl Client {
             Client::Arm64Uefi => "52:54:00:c0:0b:11",
             Client::X64Uefi => "52:54:00:c0:0b:07",
             Client::X86Bios => "52:54:00:c0:0b:00",
+            Client::Arm64UBoot => "52:54:00:c0:0b:16",
         }
     }
 
     /// What the kernel prints as `uname -m`.
     pub fn uname_m(self) -> &'static str {
         match self {
-            Client::Arm64Uefi => "aarch64",
+            Client::Arm64Uefi | Client::Arm64UBoot => "aarch64",
             Client::X64Uefi | Client::X86Bios => "x86_64",
         }
     }
@@ -59,6 +69,12 @@ impl Client {
                 1024,
             ),
             Client::X64Uefi => ("qemu-system-x86_64", Firmware::Uefi, Some("firmware/OVMF.fd"), 512),
+            Client::Arm64UBoot => (
+                "qemu-system-aarch64",
+                Firmware::Uboot,
+                Some("firmware/u-boot-qemu_arm64.bin"),
+                1024,
+            ),
             Client::X86Bios => ("qemu-system-x86_64", Firmware::Bios, None, 512),
         };
         let spec = vm::VmSpec {
@@ -105,6 +121,7 @@ impl fmt::Display for Client {
             Client::Arm64Uefi => "ARM64 UEFI (AAVMF)",
             Client::X64Uefi => "x86_64 UEFI (OVMF)",
             Client::X86Bios => "x86 BIOS (SeaBIOS + iPXE ROM)",
+            Client::Arm64UBoot => "ARM64 U-Boot (u-boot-qemu)",
         })
     }
 }

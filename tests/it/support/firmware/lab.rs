@@ -153,6 +153,7 @@ impl Lab {
                 ROUTER_IF,
                 (self.net.ip(100), self.net.ip(150)),
                 self.router_ip(),
+                self.net.server_ip(),
             ));
         let mut router = Logged::spawn(c, "the router's dnsmasq");
         assert!(
@@ -277,7 +278,11 @@ impl Lab {
         let watch = Watch {
             client,
             s,
-            bootloader_name: client.bootloader().map(|b| s.bootloaders.for_bootloader(b).to_string()),
+            bootloader_name: match client.bootloader() {
+                Some(b) => Some(s.bootloaders.for_bootloader(b).to_string()),
+                None if client.uboot() => Some(cozyboot::render::uboot::SCRIPT.to_string()),
+                None => None,
+            },
             initrd: profiles().any(|p| !p.boot.initrd.is_empty()),
             listen: profiles().any(|p| p.boot.args.iter().any(|a| a == LISTEN_ARG)),
         };

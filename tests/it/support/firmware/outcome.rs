@@ -65,13 +65,16 @@ impl Outcome {
             .journey()
             .unwrap_or_else(|| panic!("cozyboot's journeys hold no {}:\n{}", self.client.mac(), self.report()));
         let (code, buildarch) = match self.client {
-            Client::Arm64Uefi => (11, "arm64"),
-            Client::X64Uefi => (7, "x86_64"),
-            Client::X86Bios => (0, "i386"),
+            Client::Arm64Uefi => (11, Some("arm64")),
+            Client::X64Uefi => (7, Some("x86_64")),
+            Client::X86Bios => (0, Some("i386")),
+            Client::Arm64UBoot => (22, None),
         };
         assert_eq!(j.client_arch, Some(code), "client-arch in {j:#?}");
-        assert_eq!(j.ipxe_arch.as_deref(), Some(buildarch), "iPXE arch in {j:#?}");
-        assert_eq!(j.proxy, self.mode == Mode::Proxy, "proxy in {j:#?}");
+        assert_eq!(j.ipxe_arch.as_deref(), buildarch, "iPXE arch in {j:#?}");
+        // U-Boot never takes a proxy reply: beside a router, cozyboot's dnsmasq answers it nothing.
+        let proxied = self.mode == Mode::Proxy && !self.client.uboot();
+        assert_eq!(j.proxy, proxied, "proxy in {j:#?}");
         let leased = self.leased_ip();
         assert!(
             leased.is_some(),
@@ -81,10 +84,13 @@ impl Outcome {
         );
         assert_eq!(j.ip, leased, "address in {j:#?}");
         let mut want = vec![J::Dhcp];
-        if self.client.bootloader().is_some() {
+        if self.client.bootloader().is_some() || self.client.uboot() {
             want.push(J::Tftp);
         }
-        want.extend([J::BootIpxe, J::Profile, J::Kernel]);
+        if !self.client.uboot() {
+            want.extend([J::BootIpxe, J::Profile]);
+        }
+        want.push(J::Kernel);
         if self.reached.iter().any(|(s, _)| *s == Stage::Initrd) {
             want.push(J::Initramfs);
         }
@@ -193,11 +199,13 @@ fn explain(st: Stage, client: Client) -> &'static str {
     match st {
         Stage::DhcpOffer => match client {
             Client::X86Bios => "dnsmasq never offered the boot.ipxe URL to the iPXE ROM",
+            Client::Arm64UBoot => "U-Boot's DHCP was never offered boot.scr.uimg (the U-Boot.armv8 rule; the router's next-server in proxy mode)",
             _ => "dnsmasq never offered this firmware its bootloader (client-arch mapping?)",
         },
         Stage::Tftp => "the firmware got a boot file but never fetched it over TFTP",
         Stage::BootIpxe => "iPXE never fetched /boot.ipxe (did the bootloader run? did iPXE get the URL?)",
         Stage::Ipxe => "matchbox had no profile for the labels iPXE sent (groups vs ${buildarch})",
+        Stage::Kernel if client.uboot() => "the boot script did not read the kernel over TFTP (see its `cozyboot:` lines on the console)",
         Stage::Kernel => "the /ipxe script did not lead iPXE to the kernel",
         Stage::Initrd => "iPXE did not fetch the initramfs",
         Stage::Linux => "the kernel did not run our /init (initramfs not found? see the serial console)",

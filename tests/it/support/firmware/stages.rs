@@ -61,10 +61,13 @@ pub(super) struct Watch<'a> {
 impl Watch<'_> {
     pub(super) fn stages(&self) -> Vec<Stage> {
         let mut v = vec![Stage::DhcpOffer];
-        if self.client.bootloader().is_some() {
+        if self.client.bootloader().is_some() || self.client.uboot() {
             v.push(Stage::Tftp);
         }
-        v.extend([Stage::BootIpxe, Stage::Ipxe, Stage::Kernel]);
+        if !self.client.uboot() {
+            v.extend([Stage::BootIpxe, Stage::Ipxe]);
+        }
+        v.push(Stage::Kernel);
         if self.initrd {
             v.push(Stage::Initrd);
         }
@@ -79,6 +82,17 @@ impl Watch<'_> {
         format!("HTTP GET /assets/talos/{}/{file}", self.client.arch().asset_dir())
     }
 
+    /// A Talos file fetched: from matchbox by iPXE, over TFTP by U-Boot's script (dnsmasq
+    /// logs `sent <root>/talos/<arch>/<file> to <ip>`).
+    fn fetched(&self, file: &str, ev: &Evidence) -> bool {
+        if self.client.uboot() {
+            let path = format!("/talos/{}/{file} to ", self.client.arch().asset_dir());
+            ev.dnsmasq.lines().any(|l| l.contains("sent ") && l.contains(&path))
+        } else {
+            ev.matchbox.contains(&self.asset(file))
+        }
+    }
+
     pub(super) fn reached(&self, stage: Stage, ev: &Evidence) -> bool {
         match stage {
             Stage::DhcpOffer => {
@@ -88,7 +102,9 @@ impl Watch<'_> {
                 };
                 // With --log-dhcp, full mode logs the option sent (`sent size: N option: 67
                 // bootfile-name  <file>`), proxy mode its answer on 4011 (`bootfile name: <file>`).
-                ev.dnsmasq.lines().any(|l| {
+                // U-Boot ignores proxy DHCP: in proxy mode the router names the boot script.
+                let router = if self.client.uboot() { ev.router.as_str() } else { "" };
+                ev.dnsmasq.lines().chain(router.lines()).any(|l| {
                     (l.contains("option: 67 bootfile-name") || l.contains("bootfile name: "))
                         && l.trim_end().ends_with(&file)
                 })
@@ -112,10 +128,8 @@ impl Watch<'_> {
                     })
                 })
             }
-            Stage::Kernel => ev.matchbox.contains(&self.asset(cozyboot::artifacts::layout::KERNEL)),
-            Stage::Initrd => ev
-                .matchbox
-                .contains(&self.asset(cozyboot::artifacts::layout::INITRAMFS)),
+            Stage::Kernel => self.fetched(cozyboot::artifacts::layout::KERNEL, ev),
+            Stage::Initrd => self.fetched(cozyboot::artifacts::layout::INITRAMFS, ev),
             Stage::Linux => ev.serial.contains(MARKER),
             Stage::Answered => ev.serial.contains(ANSWERED),
         }
@@ -164,6 +178,18 @@ impl Watch<'_> {
         }
         if let Some(line) = ev.serial.lines().find(|l| l.contains("COZYBOOT-NET: ")) {
             return Some(format!("/init could not listen: {}", line.trim()));
+        }
+        // U-Boot's script says so when booti returns; U-Boot refuses a bad script image.
+        if self.client.uboot() {
+            let refusals = [
+                "cozyboot: booti returned",
+                "Bad header checksum",
+                "Bad data CRC",
+                "Wrong image format",
+            ];
+            if let Some(m) = refusals.iter().find(|m| ev.serial.contains(**m)) {
+                return Some(format!("U-Boot: `{m}` on the console"));
+            }
         }
         if ev.serial.contains("Kernel panic") {
             return Some("Linux panicked".into());
