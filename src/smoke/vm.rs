@@ -101,7 +101,12 @@ impl VmSpec {
         // UEFI and U-Boot: no option ROM, so the firmware's own virtio-net driver does the
         // network boot, as a vendor NIC driver would. BIOS: QEMU's default ROM (ipxe-qemu's iPXE) is the PXE stack.
         let rom = match self.machine.firmware {
-            Firmware::Uefi | Firmware::Uboot => ",romfile=",
+            Firmware::Uefi => ",romfile=",
+            // U-Boot before 2024.07 (Debian bookworm's 2023.01) reads a legacy virtio device's
+            // config at offset 0 whatever it asks (fixed by U-Boot's "virtio: fix get_config /
+            // set_config for legacy VirtIO targets"): the MAC comes out as its first byte six
+            // times (52:52:52:52:52:52). A modern-only device gives it the MAC QEMU set.
+            Firmware::Uboot => ",romfile=,disable-legacy=on",
             Firmware::Bios => "",
         };
         a.extend([
