@@ -460,6 +460,10 @@ pub struct BootArgs {
     /// for Pis that carry their own UEFI firmware [default: on].
     #[arg(long, value_name = "on|off")]
     pub rpi_netboot: Option<String>,
+    /// Answer U-Boot's own network boot (vendor class `U-Boot.armv8`) with a boot script when
+    /// arm64 is served: `on`, or `off` to leave U-Boot boards alone [default: on].
+    #[arg(long, value_name = "on|off")]
+    pub uboot_netboot: Option<String>,
     /// Extra kernel arguments (repeatable).
     #[arg(long = "kernel-args", alias = "kernel-arg", value_name = "ARG")]
     pub kernel_args: Vec<String>,
@@ -600,6 +604,7 @@ impl SettingsArgs {
             ipxe_arm64_url: t(&self.boot.ipxe_arm64_url),
             rpi_uefi: t(&self.boot.rpi_uefi),
             rpi_netboot: t(&self.boot.rpi_netboot),
+            uboot_netboot: t(&self.boot.uboot_netboot),
             kernel_args: list(&self.boot.kernel_args),
             talos_config: self.talos_config.clone(),
             talos_nodes: (!self.talos_nodes.is_empty())

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 /// Said when arm64 is served with the Pi EEPROM's netboot on (`up`'s default).
 const PI_EEPROM_NOTE: &str = "note: the Raspberry Pi EEPROM's network boot (option 43 and the Pi UEFI firmware) is not in these manifests: a Pi boots through the cluster's site only with the Pi UEFI firmware on its own storage (SD card or eMMC); Pis that netboot their firmware keep booting from this host's site (`cozyboot up`) until then";
 
+/// Said when U-Boot boards would be served (arm64, `uboot-netboot` on: `up`'s default).
+const UBOOT_NOTE: &str = "note: U-Boot's own network boot (boot.scr.uimg, with the Talos kernel and initramfs over TFTP) is not in these manifests: their TFTP root holds the iPXE bootloaders only; U-Boot boards keep booting from this host's site (`cozyboot up`)";
+
 /// The first line of every file written, by which stale ones are recognised.
 const HEADER: &str = "# Written by `cozyboot render --kubernetes`";
 
@@ -27,6 +30,9 @@ pub fn run(args: &RenderArgs, dir: &Path, resolved: &Resolved) -> Result<Output>
     let mut site = resolved.settings.clone();
     let pi_eeprom_left_out = site.serves_rpi();
     site.rpi_netboot = false;
+    // Likewise U-Boot's script reads the Talos files over TFTP, which the DaemonSet does not hold.
+    let uboot_left_out = site.serves_uboot();
+    site.uboot_netboot = false;
     let s = &site;
     if let Network::Named(name) = &s.network {
         let source = resolved.origins.get("network");
@@ -64,6 +70,9 @@ pub fn run(args: &RenderArgs, dir: &Path, resolved: &Resolved) -> Result<Output>
     eprintln!("{}", next_steps(s, &options, dir));
     if pi_eeprom_left_out {
         eprintln!("{PI_EEPROM_NOTE}");
+    }
+    if uboot_left_out {
+        eprintln!("{UBOOT_NOTE}");
     }
 
     let mut human = format!(

@@ -365,6 +365,52 @@ mod tests {
         assert!(d.fix.contains("--arch amd64,arm64"), "{}", d.fix);
     }
 
+    /// U-Boot's own network boot (captured from firmware_up's U-Boot boots): its DHCP as
+    /// client-arch 22, the script and the Talos files over TFTP, no iPXE stage between; the
+    /// next stop is Talos, not "never came back as iPXE".
+    #[test]
+    fn a_u_boot_board_walks_script_kernel_and_initramfs_over_tftp() {
+        let uboot = "52:54:00:c0:0b:16";
+        for (log, offered) in [("uboot-full", true), ("uboot-proxy", false)] {
+            let j = journey(log, uboot);
+            assert_eq!(j.client_arch, Some(arch::UBOOT_NON_EFI_PXE), "{log}");
+            let stages: Vec<Stage> = j.stages.keys().copied().collect();
+            assert_eq!(
+                stages,
+                [Stage::Dhcp, Stage::Tftp, Stage::Kernel, Stage::Initramfs],
+                "{log}: {j:#?}"
+            );
+            assert_eq!(j.stages[&Stage::Tftp].detail, crate::render::uboot::SCRIPT, "{log}");
+            assert!(j.ip.is_some(), "{log}: the board's address, from its TFTP reads");
+            // Beside a router, cozyboot's dnsmasq offered U-Boot nothing: the board said who
+            // it is by the file it asked for.
+            assert_eq!(j.offered, offered, "{log}");
+            assert_eq!(arch_label(&j), "arm64 U-Boot (client-arch 22)");
+            let d = diagnose(&j, &site(&[Arch::Arm64]), LATER);
+            assert_eq!(d.stopped_before, Some(Stage::Talos), "{log}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn a_u_boot_board_is_told_where_it_stopped() {
+        let full = journey("uboot-full", "52:54:00:c0:0b:16");
+        let mut no_kernel = full.clone();
+        no_kernel.stages.retain(|s, _| *s <= Stage::Tftp);
+        let d = diagnose(&no_kernel, &site(&[Arch::Arm64]), LATER);
+        assert_eq!(d.stopped_before, Some(Stage::Kernel));
+        assert!(d.finding.contains("never read the kernel"), "{}", d.finding);
+        let mut missing = no_kernel.clone();
+        missing.tftp_missing = Some("vmlinuz".into());
+        let d = diagnose(&missing, &site(&[Arch::Arm64]), LATER);
+        assert!(d.finding.contains("`vmlinuz` not found"), "{}", d.finding);
+        // Seen asking, never answered with the script: proxy mode without next-server.
+        let mut unanswered = full.clone();
+        unanswered.stages.clear();
+        let d = diagnose(&unanswered, &site(&[Arch::Arm64]), LATER);
+        assert_eq!(d.stopped_before, Some(Stage::Dhcp));
+        assert!(d.fix.contains("next-server"), "{}", d.fix);
+    }
+
     #[test]
     fn no_group() {
         let d = diagnose(

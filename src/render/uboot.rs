@@ -45,9 +45,9 @@ pub struct Boot {
     pub initrd: String,
 }
 
-/// `Some` when arm64 is served.
+/// `Some` when U-Boot boards are served (arm64 served, `uboot-netboot` on).
 pub fn boot(s: &Settings) -> Option<Boot> {
-    s.serves(ARCH).then(|| {
+    s.serves_uboot().then(|| {
         let dir = format!("talos/{}", ARCH.asset_dir());
         Boot {
             name: format!("cozyboot Talos {} {ARCH}", s.tag),
@@ -63,7 +63,7 @@ pub fn boot(s: &Settings) -> Option<Boot> {
 /// `SERVERIP_FROM_PROXYDHCP`); beside another DHCP server, that server must name this one as
 /// next-server (docs/raspberry-pi.md).
 pub fn dnsmasq_lines(s: &Settings, ipxe_tag: &str) -> Vec<String> {
-    if !s.serves(ARCH) || s.dhcp == DhcpMode::Proxy {
+    if !s.serves_uboot() || s.dhcp == DhcpMode::Proxy {
         return Vec::new();
     }
     lines(s.server_ip, &format!("tag:!{ipxe_tag},"))

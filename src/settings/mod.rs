@@ -214,6 +214,8 @@ pub struct Settings {
     /// Whether the Raspberry Pi 4/CM4 EEPROM's network boot is answered (option 43 and the Pi
     /// firmware in the TFTP root) when arm64 is served; off for sites whose Pis carry their own.
     pub rpi_netboot: bool,
+    /// Answer U-Boot's own network boot with a boot script (`render::uboot`).
+    pub uboot_netboot: bool,
     pub kernel_args: Vec<String>,
     /// Served to every node of a served architecture that has no node config.
     pub talos_config: Option<TalosConfig>,
@@ -276,6 +278,12 @@ impl Settings {
         self.serves(Arch::Arm64) && self.rpi_netboot
     }
 
+    /// Whether boards running U-Boot's own network boot are served: arm64 served and not
+    /// turned off.
+    pub fn serves_uboot(&self) -> bool {
+        self.serves(Arch::Arm64) && self.uboot_netboot
+    }
+
     /// Every setting as `(key, shown value)`, keyed like files, flags and `origins`.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let join = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(" ") };
@@ -326,6 +334,10 @@ impl Settings {
             ("ipxe-arm64-url", self.ipxe_arm64_url.clone()),
             ("rpi-uefi", opt(self.rpi_uefi.clone())),
             ("rpi-netboot", if self.rpi_netboot { "on" } else { "off" }.to_string()),
+            (
+                "uboot-netboot",
+                if self.uboot_netboot { "on" } else { "off" }.to_string(),
+            ),
             ("kernel-args", join(&self.kernel_args)),
             (
                 "talos-config",

@@ -179,6 +179,7 @@ raw_layer! {
     ipxe_arm64_url: Text = Scalar,
     rpi_uefi: Text = Scalar,
     rpi_netboot: Text = Scalar,
+    uboot_netboot: Text = Scalar,
     kernel_args: Vec<Text> = List,
     talos_config: PathBuf = Path,
     talos_nodes: Vec<NodeEntry> = List,

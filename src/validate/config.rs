@@ -111,15 +111,20 @@ fn matchbox_files(s: &Settings, rendered: &Rendered) -> Check {
         return Check::pass(
             id,
             format!(
-                "the {} profile, group and generic files on disk are what the settings render",
-                files.len()
+                "the {} profile, group and generic files{} on disk are what the settings render",
+                files.len(),
+                if rendered.uboot.is_some() {
+                    " and U-Boot's boot script"
+                } else {
+                    ""
+                }
             ),
         );
     }
     Check::warn(
         id,
         format!(
-            "{} of {} matchbox files differ from what the settings render",
+            "{} of {} rendered files differ from what the settings render",
             stale.len(),
             files.len()
         ),

@@ -483,16 +483,24 @@ fn assert_nodes_saw_the_boot(o: &Outcome, nodes: &Value) {
 /// kind and the address it leased.
 fn assert_bootbox_holds_the_machine(o: &Outcome, bootbox: &Value) {
     if o.client.uboot() {
-        // BootBox has only iPXE to offer, which does not run under U-Boot: left out, with why.
-        let left_out = bootbox["left_out"].as_array().cloned().unwrap_or_default();
-        assert!(
-            left_out
-                .iter()
-                .any(|l| l["mac"] == o.client.mac() && l["reason"].as_str().unwrap_or_default().contains("U-Boot")),
-            "{bootbox:#}"
-        );
-        return;
+        assert_bootbox_left_out_u_boot(o, bootbox);
+    } else {
+        assert_bootbox_holds_the_uefi_or_bios_machine(o, bootbox);
     }
+}
+
+/// BootBox has only iPXE to offer, which does not run under U-Boot: left out, with why.
+fn assert_bootbox_left_out_u_boot(o: &Outcome, bootbox: &Value) {
+    let left_out = bootbox["left_out"].as_array().cloned().unwrap_or_default();
+    assert!(
+        left_out
+            .iter()
+            .any(|l| l["mac"] == o.client.mac() && l["reason"].as_str().unwrap_or_default().contains("U-Boot")),
+        "{bootbox:#}"
+    );
+}
+
+fn assert_bootbox_holds_the_uefi_or_bios_machine(o: &Outcome, bootbox: &Value) {
     let machines = bootbox["values"]["machines"].as_array().cloned().unwrap_or_default();
     let m = machines
         .iter()
@@ -514,7 +522,7 @@ fn assert_bootbox_holds_the_machine(o: &Outcome, bootbox: &Value) {
         Client::Arm64Uefi => ("aarch64", true),
         Client::X64Uefi => ("x86_64", true),
         Client::X86Bios => ("x86_64", false),
-        Client::Arm64UBoot => unreachable!("left out above"),
+        Client::Arm64UBoot => unreachable!("U-Boot boards are left out of BootBox"),
     };
     assert_eq!(
         (m["arch"].as_str(), m["uefi"].as_bool()),

@@ -190,14 +190,21 @@ fn proxy_site_for_both_arches_is_what_render_renders_and_passes_the_schemas() {
     insta::assert_snapshot!("kubernetes-proxy-both-arches", all_files_snapshot(&dir));
 
     // The same argv, args and tree `render` (so `up`) uses: nothing worked out twice; but
-    // for the Pi EEPROM's stage, whose firmware the manifests do not carry, and which is said.
-    let plain = site.plain(&[PROXY_BOTH, &[talos.as_str(), "--rpi-netboot=off"]].concat());
-    assert!(
-        stderr.contains(
-            "the Raspberry Pi EEPROM's network boot (option 43 and the Pi UEFI firmware) is not in these manifests"
-        ),
-        "{stderr}"
+    // for the Pi EEPROM's stage and U-Boot's script, whose files the manifests do not carry,
+    // and which is said.
+    let plain = site.plain(
+        &[
+            PROXY_BOTH,
+            &[talos.as_str(), "--rpi-netboot=off", "--uboot-netboot=off"],
+        ]
+        .concat(),
     );
+    for left_out in [
+        "the Raspberry Pi EEPROM's network boot (option 43 and the Pi UEFI firmware) is not in these manifests",
+        "U-Boot's own network boot (boot.scr.uimg, with the Talos kernel and initramfs over TFTP) is not in these manifests",
+    ] {
+        assert!(stderr.contains(left_out), "{stderr}");
+    }
     let dnsmasq = object(&dir, "DaemonSet", "dnsmasq");
     let container = &pod_spec(&dnsmasq)["containers"][0];
     assert_eq!(container["args"], plain["dnsmasq"]["args"]);
@@ -271,8 +278,9 @@ fn full_mode_site_with_an_image_volume_needs_kubernetes_1_31() {
         image["image"]["reference"],
         "ghcr.io/urmanac/cozystack-assets/talos/cozystack-spin-only/talos:latest"
     );
-    // `render` of the same site without the Pi EEPROM's stage, which the manifests leave out.
-    let plain = site.plain(&[FULL_ARM64, &["--rpi-netboot=off"]].concat());
+    // `render` of the same site without the Pi EEPROM's stage and U-Boot's script, which the
+    // manifests leave out (and say so).
+    let plain = site.plain(&[FULL_ARM64, &["--rpi-netboot=off", "--uboot-netboot=off"]].concat());
     assert_eq!(
         pod_spec(&object(&dir, "DaemonSet", "dnsmasq"))["containers"][0]["args"],
         plain["dnsmasq"]["args"]

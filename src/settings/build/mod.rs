@@ -269,22 +269,18 @@ pub(super) fn build(
         }
     };
 
-    let rpi_netboot = match text(&raw.rpi_netboot) {
-        None => c.default("rpi-netboot", true),
-        Some(v) => match v.trim() {
-            "on" | "true" | "yes" | "1" => true,
-            "off" | "false" | "no" | "0" => false,
-            other => {
-                c.fail(
-                    "rpi-netboot",
-                    Some(other),
-                    "not on or off",
-                    "use on (serve the Raspberry Pi EEPROM's network boot) or off (the Pis carry their own firmware)",
-                );
-                true
-            }
-        },
-    };
+    let rpi_netboot = on_off(
+        &mut c,
+        "rpi-netboot",
+        text(&raw.rpi_netboot),
+        "use on (serve the Raspberry Pi EEPROM's network boot) or off (the Pis carry their own firmware)",
+    );
+    let uboot_netboot = on_off(
+        &mut c,
+        "uboot-netboot",
+        text(&raw.uboot_netboot),
+        "use on (answer U-Boot's own network boot with a boot script) or off (leave U-Boot boards alone)",
+    );
     let rpi_uefi = text(&raw.rpi_uefi).map(|s| s.trim().to_string());
     if let Some(u) = rpi_uefi.as_deref().filter(|u| u.contains("://")) {
         if let Err(problem) = check_http_url(u) {
@@ -377,6 +373,7 @@ pub(super) fn build(
         ipxe_arm64_url,
         rpi_uefi,
         rpi_netboot,
+        uboot_netboot,
         kernel_args,
         talos_config,
         talos_nodes,
@@ -504,6 +501,19 @@ fn kernel_args(c: &mut Checker<'_>, raw: &Raw) -> Vec<String> {
         c.default("kernel-args", ());
     }
     args
+}
+
+/// A switch: `on` (default) or `off` (and the usual spellings of both).
+fn on_off(c: &mut Checker<'_>, key: &'static str, value: Option<&str>, fix: &str) -> bool {
+    match value.map(str::trim) {
+        None => c.default(key, true),
+        Some("on" | "true" | "yes" | "1") => true,
+        Some("off" | "false" | "no" | "0") => false,
+        Some(other) => {
+            c.fail(key, Some(other), "not on or off", fix);
+            true
+        }
+    }
 }
 
 #[cfg(test)]
