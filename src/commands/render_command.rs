@@ -53,6 +53,15 @@ pub fn run(args: &RenderArgs, config: Option<PathBuf>) -> Result<Output> {
     for (role, text) in &runs {
         human.push_str(&format!("\n# {role}\n{text}\n"));
     }
+    let uboot = rendered.uboot.as_ref().map(|boot| {
+        let file = render::uboot::script_file(boot, &rendered.tree);
+        let text = render::uboot::script_text(boot, &rendered.tree);
+        human.push_str(&format!(
+            "\n# U-Boot's boot script ({}, the text of the image)\n{text}",
+            file.path
+        ));
+        json!({ "file": file.path, "name": boot.name, "script": text })
+    });
     let json = json!({
         "settings": s,
         "output_dir": dir,
@@ -60,6 +69,7 @@ pub fn run(args: &RenderArgs, config: Option<PathBuf>) -> Result<Output> {
         "removed": removed,
         "matchbox": { "image": s.matchbox_image(), "args": rendered.matchbox_args, "docker_run": runs[0].1 },
         "dnsmasq": { "image": dnsmasq_image(s), "args": rendered.dnsmasq_args, "docker_run": runs[1].1 },
+        "uboot": uboot,
     });
     Ok(Output::new(human, json))
 }

@@ -7,6 +7,7 @@ use super::{Check, Findings};
 use crate::artifacts::rpi;
 use crate::host::pxe_client::{self, BootAnswer, DiscoverSpec, Offer, ProbeError};
 use crate::render::dnsmasq::served_firmwares;
+use crate::render::uboot;
 use crate::settings::{DhcpMode, Settings};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -22,6 +23,8 @@ const FIRST_OFFER_PING: Duration = Duration::from_secs(3);
 const MAC: [u8; 6] = [0x02, 0x63, 0x6f, 0x7a, 0x79, 0x02];
 /// The Pi EEPROM probe's MAC: the same block, so it too is not counted as a machine.
 const RPI_MAC: [u8; 6] = [0x02, 0x63, 0x6f, 0x7a, 0x79, 0x04];
+/// The U-Boot probe's MAC, in the same block.
+const UBOOT_MAC: [u8; 6] = [0x02, 0x63, 0x6f, 0x7a, 0x79, 0x05];
 const NOT_RUN: &str = "probe.dhcp";
 const SERVERS: &str = "probe.servers";
 
@@ -131,6 +134,12 @@ fn run(s: &Settings, o: &ProbeOptions, handle: &tokio::runtime::Handle) -> Vec<C
             None => rpi_eeprom(s, o, &mut offers),
         });
     }
+    if s.serves_uboot() {
+        checks.push(match &blocked {
+            Some(first) => Check::skip(UBOOT, format!("not run (see {first})")),
+            None => u_boot(s, o, &mut offers),
+        });
+    }
     checks.push(servers(s.server_ip, s.dhcp == DhcpMode::Proxy, &offers, &others));
     checks
 }
@@ -223,6 +232,84 @@ fn rpi_eeprom(s: &Settings, o: &ProbeOptions, seen: &mut Vec<Offer>) -> Check {
     match check.status {
         super::Status::Pass => check,
         _ => check.fix("run `cozyboot up` with arm64 served (and --rpi-netboot on): it renders the Pi's option 43 and installs its firmware; see assets.rpi-firmware"),
+    }
+}
+
+const UBOOT: &str = "probe.uboot";
+
+/// U-Boot's own network boot, from cozyboot's own MAC block: it takes only an offer with an
+/// address (net/bootp.c drops proxy replies), and reads `boot.scr.uimg` from that offer's
+/// next-server. In full mode that offer is this site's; beside another DHCP server it is that
+/// server's, which must name this one (a warning: a site may have no U-Boot boards).
+fn u_boot(s: &Settings, o: &ProbeOptions, seen: &mut Vec<Offer>) -> Check {
+    let who = "U-Boot (vendor class U-Boot.armv8, arch 22)";
+    let spec = DiscoverSpec::u_boot(UBOOT_MAC);
+    let proxy = s.dhcp == DhcpMode::Proxy;
+    let wait = if proxy { o.wait } else { o.wait + FIRST_OFFER_PING };
+    let offers = match pxe_client::discover(&o.iface, &spec, wait) {
+        Ok(offers) => offers,
+        // Beside another DHCP server, no answer at all is judged below like an answer that
+        // does not name this server: what U-Boot is told is that server's to say.
+        Err(e) if proxy && !cannot_probe_here(&e) => Vec::new(),
+        Err(e) => {
+            let t = Target {
+                id: UBOOT.into(),
+                who: who.into(),
+                spec,
+                expect: Expect::Bootloader(uboot::SCRIPT.into()),
+            };
+            return unanswered(o, &t, &e);
+        }
+    };
+    seen.extend(offers.iter().cloned());
+    let mut f = Findings::default();
+    f.evidence.extend(offers.iter().map(describe));
+    let taken = offers.iter().find(|x| !x.proxy);
+    match taken.map(|x| (x, x.boot_file.as_deref())) {
+        Some((offer, Some(uboot::SCRIPT))) if offer.tftp_server() == s.server_ip => {
+            f.note(format!(
+                "{} from {}, next-server {}",
+                uboot::SCRIPT,
+                offer.server_id,
+                s.server_ip
+            ));
+            tftp_matches_disk(s, o, s.server_ip, uboot::SCRIPT, &mut f);
+        }
+        taken => {
+            let problem = match taken {
+                Some((offer, file)) => format!(
+                    "{who} takes {}'s offer, which sends it to {} for {}: never to this server's {}",
+                    offer.server_id,
+                    offer.tftp_server(),
+                    file.unwrap_or("no boot file"),
+                    uboot::SCRIPT
+                ),
+                None => format!("{who} got no offer with an address, the only kind it takes"),
+            };
+            // Beside another DHCP server, what U-Boot is told is that server's to say.
+            if proxy {
+                f.warn(problem);
+            } else {
+                f.fail(problem);
+            }
+        }
+    }
+    let check = f.into_check(
+        UBOOT,
+        format!(
+            "{who} is sent to this server for {} and reads it over TFTP as rendered",
+            uboot::SCRIPT
+        ),
+    );
+    match (check.status, proxy) {
+        (super::Status::Pass, _) => check,
+        (_, true) => check.fix(format!(
+            "U-Boot ignores proxy DHCP: if U-Boot boards boot here, make the LAN's DHCP server answer vendor class {} with next-server {} and boot file {} (docs/raspberry-pi.md, \"U-Boot boards\")",
+            uboot::VENDOR_CLASS,
+            s.server_ip,
+            uboot::SCRIPT
+        )),
+        (_, false) => check.fix("run `cozyboot up` with arm64 served and --uboot-netboot on: it renders the U-Boot rule and writes the script"),
     }
 }
 

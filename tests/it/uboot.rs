@@ -26,8 +26,8 @@ fn tools() -> Option<()> {
 }
 
 /// `cozyboot render` for an arm64 site in maintenance mode but for one machine with a config
-/// of its own, into `out`.
-fn render(out: &Path) -> Vec<u8> {
+/// of its own, into `out`: the script image's bytes and what `render --json` says of it.
+fn render(out: &Path) -> (Vec<u8>, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("node.yaml");
     let image = "ghcr.io/urmanac/cozystack-assets/talos/cozystack-spin-only/talos:v1.13.0";
@@ -37,6 +37,7 @@ fn render(out: &Path) -> Vec<u8> {
     let output = format!("--output={}", out.display());
     let args = [
         "render",
+        "--json",
         node.as_str(),
         "--iface=lo",
         "--server-ip=127.0.0.1",
@@ -50,15 +51,25 @@ fn render(out: &Path) -> Vec<u8> {
     let o = Bin::cargo_bin("cozyboot").unwrap().args(args).output().unwrap();
     assert!(o.status.success(), "render: {}", String::from_utf8_lossy(&o.stderr));
     let file = out.join("assets").join(cozyboot::render::uboot::SCRIPT);
-    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    (
+        bytes,
+        serde_json::from_slice(&o.stdout).expect("render --json prints JSON"),
+    )
 }
 
 #[test]
 fn the_script_image_is_what_mkimage_makes_of_its_text() {
     let Some(()) = tools() else { return };
     let work = tempfile::tempdir().unwrap();
-    let ours = render(&work.path().join("out"));
+    let (ours, json) = render(&work.path().join("out"));
     let script = uimage::read_script(&ours).expect("a script image");
+    assert_eq!(
+        json["uboot"]["script"],
+        script.text.as_str(),
+        "render --json shows the script"
+    );
+    assert_eq!(json["uboot"]["file"], "assets/boot.scr.uimg");
     assert_eq!(script.name, "cozyboot Talos v1.13.0 arm64");
     // The machine with its own config gets its own arguments; U-Boot names it by ${ethaddr}.
     assert!(
@@ -131,7 +142,7 @@ fn the_script_image_is_what_mkimage_makes_of_its_text() {
 fn dumpimage_refuses_a_script_with_a_changed_byte() {
     let Some(()) = tools() else { return };
     let work = tempfile::tempdir().unwrap();
-    let mut bytes = render(&work.path().join("out"));
+    let (mut bytes, _) = render(&work.path().join("out"));
     let last = bytes.len() - 1;
     bytes[last] ^= 0x20;
     let bad = work.path().join("bad.uimg");

@@ -120,13 +120,22 @@ fn healthy_proxy_mode_passes_and_arm64_is_answered_on_port_4011() {
     lab.up();
     let out = lab.validate_probing(&[]);
     assert_eq!(out.code, 0, "{}", out.table());
+    // The lab has no DHCP server of its own beside cozyboot's proxy: U-Boot, which takes only
+    // offers with an address, is told nothing, and validate warns with what the LAN's server needs.
     for line in statuses(&out.json) {
         assert!(
-            line.starts_with("pass ") || line == "skip config.talos-install-image",
+            line.starts_with("pass ") || line == "skip config.talos-install-image" || line == "warn probe.uboot",
             "{line}\n{}",
             out.table()
         );
     }
+    let uboot = out.expect("probe.uboot", "warn");
+    assert!(uboot.contains("no offer with an address"), "{uboot}");
+    let fix = out.check("probe.uboot")["fix"].as_str().unwrap_or_default().to_string();
+    assert!(
+        fix.contains("next-server") && fix.contains("U-Boot.armv8") && fix.contains("boot.scr.uimg"),
+        "{fix}"
+    );
     let arm64 = out.expect("probe.arch-11", "pass");
     assert!(
         arm64.contains("UDP 4011") && arm64.contains("no address (proxy DHCP)"),

@@ -114,6 +114,18 @@ impl DiscoverSpec {
         }
     }
 
+    /// U-Boot's own network boot on arm64: client-arch 22 and vendor class `U-Boot.armv8`
+    /// (the defaults of U-Boot's cmd/Kconfig `DHCP_PXE_CLIENTARCH` and `BOOTP_VCI_STRING`).
+    pub fn u_boot(mac: [u8; 6]) -> Self {
+        Self {
+            mac,
+            client_arch: Some(crate::artifacts::arch::UBOOT_NON_EFI_PXE),
+            vendor_class: Some(crate::render::uboot::VENDOR_CLASS.to_string()),
+            ipxe: false,
+            guid: None,
+        }
+    }
+
     fn pxe_client(arch_code: u16, mac: [u8; 6], ipxe: bool) -> Self {
         let (major, minor) = undi_version(arch_code, ipxe);
         Self {
