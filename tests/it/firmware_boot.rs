@@ -162,19 +162,13 @@ fn x64_uefi_boots_linux_with_full_dhcp() {
 }
 
 #[test]
-fn x64_uefi_boots_linux_with_proxy_dhcp() {
-    boots(Client::X64Uefi, Mode::Proxy);
-}
-
-#[test]
 fn bios_ipxe_boots_linux_with_full_dhcp() {
     boots(Client::X86Bios, Mode::Full);
 }
 
-#[test]
-fn bios_ipxe_boots_linux_with_proxy_dhcp() {
-    boots(Client::X86Bios, Mode::Proxy);
-}
+// x64 UEFI and BIOS in proxy mode boot through the product's own containers instead, with
+// the same rendered configuration: `smoke::x64_uefi_with_proxy_dhcp_beside_a_router_boots`
+// and `smoke::bios_with_proxy_dhcp_beside_a_router_boots` (CI's time went to U-Boot's boots).
 
 // ------------------------------------------------------------------------------ UKI only
 
