@@ -122,7 +122,12 @@ fn site_of(settings: Option<&Settings>) -> Site {
 
 /// Machines that fetched their config and whose Talos answers: their configs have done
 /// their job and leave matchbox. A failure is a note: the table is still worth showing.
-fn withdraw_taken(dir: &Path, journeys: &BTreeMap<String, Journey>, notes: &mut Vec<String>) {
+fn withdraw_taken(
+    dir: &Path,
+    settings: Option<&Settings>,
+    journeys: &BTreeMap<String, Journey>,
+    notes: &mut Vec<String>,
+) {
     let taken: Vec<withdrawal::Taken> = journeys
         .values()
         .filter(|j| j.reached(Stage::Config) && j.reached(Stage::Talos))
@@ -137,7 +142,17 @@ fn withdraw_taken(dir: &Path, journeys: &BTreeMap<String, Journey>, notes: &mut 
         return;
     }
     match withdrawal::withdraw(dir, &taken) {
-        Ok(lines) => notes.extend(lines),
+        Ok(lines) => {
+            // U-Boot's script names the config URL for the same machines: rendered again
+            // from the tree as it now is, so that no board is sent to a config withdrawn.
+            let script = settings
+                .filter(|_| !lines.is_empty())
+                .map(withdrawal::rewrite_uboot_script);
+            notes.extend(lines);
+            if let Some(Err(e)) = script {
+                notes.push(format!("U-Boot's boot script still names the withdrawn configs: {e}"));
+            }
+        }
         Err(e) => notes.push(format!(
             "Talos configs that machines took could not be withdrawn, so matchbox still serves them: {e}"
         )),
@@ -175,7 +190,7 @@ async fn gather(engine: &Engine, dir: Option<&Path>, settings: Option<&Settings>
         probe_talos(&mut journeys).await;
     }
     if let Some(dir) = dir {
-        withdraw_taken(dir, &journeys, &mut notes);
+        withdraw_taken(dir, settings, &journeys, &mut notes);
     }
     let mut report = Report::build(journeys, &site_of(settings), clock::now());
     if let Some(s) = settings {

@@ -205,6 +205,18 @@ pub fn withdraw(data_dir: &Path, taken: &[Taken]) -> Result<Vec<String>, Error> 
     Ok(lines)
 }
 
+/// Writes U-Boot's boot script again from the site's tree less the configs withdrawn so far
+/// (nothing when U-Boot boards are not served).
+pub fn rewrite_uboot_script(s: &Settings) -> Result<(), Error> {
+    let rendered = render_site(s)?;
+    let Some(boot) = &rendered.uboot else {
+        return Ok(());
+    };
+    let file = crate::render::uboot::script_file(boot, &rendered.tree);
+    let path = s.data_dir.join(&file.path);
+    atomic_write(&path, &file.content).map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))
+}
+
 fn fetched_before_written(data_dir: &Path, generic_id: &str, fetched_at: Option<i64>) -> bool {
     let written = std::fs::metadata(data_dir.join("generic").join(generic_id))
         .and_then(|m| m.modified())

@@ -173,6 +173,31 @@ pub fn other_boot_files(
     found
 }
 
+/// One DISCOVER as `t`'s client: every answer (added to `seen`), and findings holding them as
+/// evidence; or the failed check when nobody answered, unless `silence_is_an_answer`.
+fn discover_once(
+    s: &Settings,
+    o: &ProbeOptions,
+    t: &Target,
+    silence_is_an_answer: bool,
+    seen: &mut Vec<Offer>,
+) -> Result<(Vec<Offer>, Findings), Check> {
+    // A new MAC: in full mode dnsmasq pings the address it will offer first.
+    let wait = match s.dhcp {
+        DhcpMode::Full { .. } => o.wait + FIRST_OFFER_PING,
+        DhcpMode::Proxy => o.wait,
+    };
+    let offers = match pxe_client::discover(&o.iface, &t.spec, wait) {
+        Ok(offers) => offers,
+        Err(e) if silence_is_an_answer && !cannot_probe_here(&e) => Vec::new(),
+        Err(e) => return Err(unanswered(o, t, &e)),
+    };
+    seen.extend(offers.iter().cloned());
+    let mut f = Findings::default();
+    f.evidence.extend(offers.iter().map(describe));
+    Ok((offers, f))
+}
+
 const RPI: &str = "probe.rpi-eeprom";
 
 /// The Raspberry Pi 4/CM4 EEPROM: its request shape (client-arch 0, the x86 BIOS vendor
@@ -181,27 +206,16 @@ const RPI: &str = "probe.rpi-eeprom";
 /// `Raspberry Pi Boot`, never `undionly.kpxe`, and read start4.elf over TFTP as installed.
 fn rpi_eeprom(s: &Settings, o: &ProbeOptions, seen: &mut Vec<Offer>) -> Check {
     let who = "the Raspberry Pi EEPROM (arch 0, option 97 RPi4)";
-    let spec = DiscoverSpec::rpi_eeprom(RPI_MAC, 0x00c0_3141, 0x0c0f_fee0);
-    // A new MAC: in full mode dnsmasq pings the address it will offer first.
-    let wait = match s.dhcp {
-        DhcpMode::Full { .. } => o.wait + FIRST_OFFER_PING,
-        DhcpMode::Proxy => o.wait,
+    let target = Target {
+        id: RPI.into(),
+        who: who.into(),
+        spec: DiscoverSpec::rpi_eeprom(RPI_MAC, 0x00c0_3141, 0x0c0f_fee0),
+        expect: Expect::Bootloader(rpi::START_FILE.into()),
     };
-    let offers = match pxe_client::discover(&o.iface, &spec, wait) {
-        Ok(offers) => offers,
-        Err(e) => {
-            let t = Target {
-                id: RPI.into(),
-                who: who.into(),
-                spec,
-                expect: Expect::Bootloader(rpi::START_FILE.into()),
-            };
-            return unanswered(o, &t, &e);
-        }
+    let (offers, mut f) = match discover_once(s, o, &target, false, seen) {
+        Ok(answer) => answer,
+        Err(unanswered) => return unanswered,
     };
-    seen.extend(offers.iter().cloned());
-    let mut f = Findings::default();
-    f.evidence.extend(offers.iter().map(describe));
     if let Some(x86) = offers
         .iter()
         .find(|x| x.boot_file.as_deref() == Some(s.bootloaders.bios.as_str()))
@@ -243,27 +257,19 @@ const UBOOT: &str = "probe.uboot";
 /// server's, which must name this one (a warning: a site may have no U-Boot boards).
 fn u_boot(s: &Settings, o: &ProbeOptions, seen: &mut Vec<Offer>) -> Check {
     let who = "U-Boot (vendor class U-Boot.armv8, arch 22)";
-    let spec = DiscoverSpec::u_boot(UBOOT_MAC);
-    let proxy = s.dhcp == DhcpMode::Proxy;
-    let wait = if proxy { o.wait } else { o.wait + FIRST_OFFER_PING };
-    let offers = match pxe_client::discover(&o.iface, &spec, wait) {
-        Ok(offers) => offers,
-        // Beside another DHCP server, no answer at all is judged below like an answer that
-        // does not name this server: what U-Boot is told is that server's to say.
-        Err(e) if proxy && !cannot_probe_here(&e) => Vec::new(),
-        Err(e) => {
-            let t = Target {
-                id: UBOOT.into(),
-                who: who.into(),
-                spec,
-                expect: Expect::Bootloader(uboot::SCRIPT.into()),
-            };
-            return unanswered(o, &t, &e);
-        }
+    let target = Target {
+        id: UBOOT.into(),
+        who: who.into(),
+        spec: DiscoverSpec::u_boot(UBOOT_MAC),
+        expect: Expect::Bootloader(uboot::SCRIPT.into()),
     };
-    seen.extend(offers.iter().cloned());
-    let mut f = Findings::default();
-    f.evidence.extend(offers.iter().map(describe));
+    let proxy = s.dhcp == DhcpMode::Proxy;
+    // Beside another DHCP server, no answer at all is judged below like an answer that does
+    // not name this server: what U-Boot is told is that server's to say.
+    let (offers, mut f) = match discover_once(s, o, &target, proxy, seen) {
+        Ok(answer) => answer,
+        Err(unanswered) => return unanswered,
+    };
     let taken = offers.iter().find(|x| !x.proxy);
     match taken.map(|x| (x, x.boot_file.as_deref())) {
         Some((offer, Some(uboot::SCRIPT))) if offer.tftp_server() == s.server_ip => {

@@ -215,6 +215,17 @@ fn a_talos_config_is_withdrawn_once_its_machine_took_it_and_talos_answers() {
         script.contains("talos.platform=metal") && !script.contains("talos.config="),
         "{script}"
     );
+    // U-Boot's boot script too: the machine now has a line of its own, without the config URL.
+    let uboot = std::fs::read(site.data().join("assets/boot.scr.uimg")).unwrap();
+    let uboot = cozyboot::artifacts::uimage::read_script(&uboot).unwrap().text;
+    let own = uboot
+        .lines()
+        .find(|l| l.contains(&format!("\"${{ethaddr}}\" = \"{NODE_MAC}\"")))
+        .unwrap_or_else(|| panic!("no line of the machine's own in:\n{uboot}"));
+    assert!(
+        own.contains("talos.platform=metal") && !own.contains("talos.config="),
+        "{own}"
+    );
     // The shared config is another machine's business: still served, and validate says so.
     let (status, body) = generic(&site, OTHER_MAC);
     assert_eq!((status, body.contains("secret-worker")), (200, true), "{body}");
