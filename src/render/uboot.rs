@@ -116,8 +116,9 @@ pub fn script_text(boot: &Boot, tree: &Tree) -> String {
     t.push_str("echo \"cozyboot: Talos for ${ethaddr} from ${serverip}\"\n");
     // Beside another DHCP server dnsmasq never sees U-Boot's DHCP, so nothing ties this
     // address to a machine: asking for a file named after the MAC (not there; dnsmasq logs
-    // the request, U-Boot does not retry a missing file) tells `cozyboot nodes`.
-    t.push_str(&format!("tftpboot ${{scriptaddr}} {ANNOUNCE}${{ethaddr}}\n"));
+    // the request, U-Boot does not retry a missing file) tells `cozyboot nodes`. Loaded, were
+    // it ever there, where the kernel goes next, never over this script at `scriptaddr`.
+    t.push_str(&format!("tftpboot ${{kernel_addr_r}} {ANNOUNCE}${{ethaddr}}\n"));
     // Always set: a board's U-Boot may hold arguments of its own (the Pi firmware's).
     let site_args = site.map(bootargs).unwrap_or_default();
     t.push_str(&format!("setenv bootargs \"{site_args}\"\n"));
