@@ -94,15 +94,18 @@ fn exists(container: &str) -> bool {
 }
 
 /// The TCP states (hex, as /proc/net/tcp writes them) of the host's sockets on local `port`.
-fn tcp_states(port: u16) -> Vec<String> {
+fn tcp_states(addr: Ipv4Addr, port: u16) -> Vec<String> {
+    // /proc/net/tcp writes the local address as the hex of its bytes in host (little-endian)
+    // order. Only this address's sockets: another test may listen on the same port number
+    // elsewhere on the host (the run failed once on a stranger's LISTEN).
+    let local = format!("{:08X}:{port:04X}", u32::from_le_bytes(addr.octets()));
     fs::read_to_string("/proc/net/tcp")
         .unwrap()
         .lines()
         .skip(1)
         .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let (_, p) = cols[1].split_once(':')?;
-            (u16::from_str_radix(p, 16) == Ok(port)).then(|| cols[3].to_string())
+            (cols.get(1) == Some(&local.as_str())).then(|| cols[3].to_string())
         })
         .collect()
 }
@@ -163,7 +166,7 @@ fn up_names_a_listener_on_matchbox_port_and_starts_beside_connections_left_on_it
     drop(served_gone);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let states = tcp_states(port);
+        let states = tcp_states(server, port);
         if states.iter().any(|s| s == "01") && states.iter().any(|s| s == "05") && !states.iter().any(|s| s == "0A") {
             break;
         }
